@@ -1,0 +1,36 @@
+# README's two commands: `make report` and `make test`. Everything installs into $(VENV).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# CPU path pins the local CPU build of torch; for a GPU install a CUDA torch first, e.g. TORCH="torch --index-url …"
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.kit-installed
+# Reports use the embedded data by default (offline, reproducible); REPORT_OFFLINE=0 downloads real data.
+REPORT_OFFLINE ?= 1
+
+.PHONY: install report test test-notebooks test-unit lab clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (kit)" >/dev/null
+	touch $@
+
+report: install
+	KIT_OFFLINE=$(REPORT_OFFLINE) $(PY) -m kit run-all --out reports
+
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest -m "not notebook"
+
+lab: install
+	$(VENV)/bin/kit lab
+
+clean:
+	rm -rf reports runs .pytest_cache

@@ -1,0 +1,11 @@
+"""Datasets: one registry, real sources with sha256, an embedded default when offline.
+
+``kit.data.load(name)`` prints one line saying which source was used.
+"""
+from kit.data.fetch import ChecksumError, DataError, DataUnavailable, Source, cache_dir, fetch, safe_extract
+from kit.data.registry import REGISTRY, Dataset, load, names, register
+from kit.data.types import Tabular, Text, split
+from kit.data import datasets as _datasets  # noqa: F401  (fills the registry)
+
+__all__ = ["ChecksumError", "DataError", "DataUnavailable", "Dataset", "REGISTRY", "Source", "Tabular",
+           "Text", "cache_dir", "fetch", "load", "names", "register", "safe_extract", "split"]

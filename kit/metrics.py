@@ -1,0 +1,47 @@
+"""Evaluation metrics: a thin layer over ``sklearn.metrics`` and ``sklearn.model_selection``."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def _np(a):
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def classification_report(y_true, y_pred, average: str = "macro") -> dict:
+    """Accuracy, precision, recall and F1 (``average`` over classes)."""
+    y_true, y_pred = _np(y_true), _np(y_pred)
+    p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
+    return {"accuracy": skm.accuracy_score(y_true, y_pred), "precision": p, "recall": r, "f1": f}
+
+
+def confusion(y_true, y_pred, labels=None) -> np.ndarray:
+    return skm.confusion_matrix(_np(y_true), _np(y_pred), labels=labels)
+
+
+def regression_report(y_true, y_pred) -> dict:
+    y_true, y_pred = _np(y_true), _np(y_pred)
+    return {"mse": skm.mean_squared_error(y_true, y_pred), "mae": skm.mean_absolute_error(y_true, y_pred),
+            "r2": skm.r2_score(y_true, y_pred)}
+
+
+def roc(y_true, scores) -> dict:
+    fpr, tpr, thr = skm.roc_curve(_np(y_true), _np(scores))
+    return {"fpr": fpr, "tpr": tpr, "thresholds": thr, "auc": skm.auc(fpr, tpr)}
+
+
+def pr(y_true, scores) -> dict:
+    prec, rec, thr = skm.precision_recall_curve(_np(y_true), _np(scores))
+    return {"precision": prec, "recall": rec, "thresholds": thr,
+            "average_precision": skm.average_precision_score(_np(y_true), _np(scores))}
+
+
+def cross_validate(estimator, X, y, k: int = 5, stratified: bool = True, seed: int = 0, scoring="accuracy") -> dict:
+    """k-fold (stratified by default) cross-validation scores of a scikit-learn estimator."""
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+    cv = (StratifiedKFold if stratified else KFold)(n_splits=k, shuffle=True, random_state=seed)
+    scores = cross_val_score(estimator, _np(X), _np(y), cv=cv, scoring=scoring)
+    return {"scores": scores, "mean": scores.mean(), "std": scores.std()}

@@ -1,0 +1,50 @@
+"""Linear regression three ways: closed form, gradient descent by hand, and autograd."""
+from __future__ import annotations
+
+import torch
+
+
+def add_bias(X: torch.Tensor) -> torch.Tensor:
+    """Append a column of ones so the bias is the last weight."""
+    return torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1)
+
+
+def mse(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """L(w) = (1/n) ‖Xw − y‖²  (X already has the bias column)."""
+    r = X @ w - y
+    return (r * r).mean()
+
+
+def mse_grad(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """∇L(w) = (2/n) Xᵀ(Xw − y), derived by hand."""
+    return 2.0 / len(X) * X.T @ (X @ w - y)
+
+
+def closed_form(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Least squares w* = argmin ‖Xw − y‖² (solves the normal equations XᵀXw = Xᵀy stably)."""
+    return torch.linalg.lstsq(X, y.unsqueeze(1), driver="gelsd" if X.device.type == "cpu" else None).solution.squeeze(1)
+
+
+def gd_by_hand(X, y, lr: float, steps: int, w0: torch.Tensor | None = None):
+    """Plain gradient descent with the hand-derived gradient; returns (w, losses, path)."""
+    w = torch.zeros(X.shape[1], dtype=X.dtype) if w0 is None else w0.clone()
+    losses, path = [], [w.clone()]
+    for _ in range(steps):
+        losses.append(mse(X, y, w).item())
+        w = w - lr * mse_grad(X, y, w)
+        path.append(w.clone())
+    return w, losses, torch.stack(path)
+
+
+def gd_autograd(X, y, lr: float, steps: int, w0: torch.Tensor | None = None):
+    """The same descent, with the gradient from autograd and ``torch.optim.SGD``."""
+    w = (torch.zeros(X.shape[1], dtype=X.dtype) if w0 is None else w0.clone()).requires_grad_(True)
+    opt = torch.optim.SGD([w], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = mse(X, y, w)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return w.detach(), losses

@@ -1,0 +1,71 @@
+"""Test setup: no network (only loopback), offline data with the shared mirror, a temp data cache."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
+
+os.environ.setdefault("KIT_OFFLINE", "1")
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("KIT_DATA_MIRROR", str(SHARED_DATA))
+os.environ.setdefault("KIT_THREADS", "2")
+os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+def _loopback(address) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+class NetworkBlocked(OSError):
+    pass
+
+
+def _guarded_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
+        raise NetworkBlocked(f"tests may not use the network (tried to connect to {address})")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
+        raise NetworkBlocked(f"tests may not use the network (tried to connect to {address})")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network():
+    """Any socket connection outside loopback fails for the whole test session."""
+    socket.socket.connect = _guarded_connect
+    socket.socket.connect_ex = _guarded_connect_ex
+    yield
+    socket.socket.connect = _real_connect
+    socket.socket.connect_ex = _real_connect_ex
+
+
+@pytest.fixture(autouse=True, scope="session")
+def data_cache(tmp_path_factory):
+    """Keep the repository's data/ untouched: tests cache into a temporary folder."""
+    d = tmp_path_factory.mktemp("kit-data")
+    old = os.environ.get("KIT_DATA_DIR")
+    os.environ["KIT_DATA_DIR"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("KIT_DATA_DIR", None)
+    else:
+        os.environ["KIT_DATA_DIR"] = old

@@ -1,0 +1,85 @@
+"""Every lesson executed by papermill (smoke parameters), asserting on its metrics.json."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import papermill as pm
+import pytest
+
+from kit.params import ParameterError
+from kit.run import execute, list_notebooks
+
+NOTEBOOKS = list_notebooks()
+TIMEOUT = 600  # seconds per cell
+
+# What each lesson's smoke run must achieve (real values, not "it ran").
+EXPECT = {
+    "00_setup": lambda m: m["grad_error"] < 1e-8 and m["dot"] == 10.0,
+    "01_linear_regression": lambda m: m["max_weight_diff"] < 1e-4 and m["hand_vs_autograd"] < 1e-9
+        and m["test_r2"] > 0.9 and m["test_mse"] < 0.1 * m["baseline_mse"],
+    "02_logistic_regression": lambda m: m["grad_err_fd"] < 1e-6 and m["grad_err_autograd"] < 1e-10
+        and m["wrong_grad_err_fd"] > 1e-2 and m["test_acc"] > 0.93,
+    "03_mlp_training": lambda m: m["val_acc_adam"] > 0.85 and m["test_acc"] > 0.85
+        and m["final_val_loss_none"] >= m["final_val_loss_early_stopping"],
+}
+
+
+def test_every_notebook_has_expectations():
+    assert NOTEBOOKS, "no notebooks found"
+    missing = [nb.stem for nb in NOTEBOOKS if nb.stem not in EXPECT]
+    assert not missing, f"add metric expectations for {missing}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs_and_one_parameters_cell(nb):
+    doc = nbformat.read(str(nb), as_version=4)
+    code = [c for c in doc.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), f"{nb.name} has outputs: strip them"
+    tagged = [c for c in doc.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{nb.name} needs exactly one cell tagged 'parameters', has {len(tagged)}"
+    for name in ("seed", "smoke", "device"):
+        assert f"\n{name} =" in "\n" + tagged[0].source, f"{nb.name}: parameters cell lacks {name!r}"
+
+
+def _run(nb, tmp_path, **params):
+    res = execute(nb, tmp_path, params, timeout=TIMEOUT, html=False, progress=False)
+    assert res.metrics, f"{nb.name} wrote no metrics.json"
+    return res
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_smoke_and_deterministic(nb, tmp_path):
+    """Run twice with the same seed: metrics meet the lesson's bar and are identical."""
+    first = _run(nb, tmp_path / "a", smoke=True, seed=0)
+    m = first.metrics["metrics"]
+    assert EXPECT[nb.stem](m), f"{nb.stem} metrics below the bar: {json.dumps(m, indent=1)}"
+    second = _run(nb, tmp_path / "b", smoke=True, seed=0)
+    assert second.metrics["metrics"] == m, "same seed on CPU must give identical metrics"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("bad", [{"seed": "zero"}, {"seed": -1}, {"smoke": "yes"}, {"device": "tpu"}],
+                         ids=["seed-type", "seed-range", "smoke-type", "device-choice"])
+def test_bad_parameter_fails_with_its_name(nb, bad, tmp_path):
+    name = next(iter(bad))
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        execute(nb, tmp_path, bad, timeout=120, html=False, progress=False)
+    assert err.value.ename == "ParameterError"
+    assert repr(name) in err.value.evalue
+    assert not (tmp_path / "metrics.json").exists(), "no work may happen after a bad parameter"
+
+
+def test_lesson_specific_bad_parameter(tmp_path):
+    nb = next(n for n in NOTEBOOKS if n.stem == "01_linear_regression")
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        execute(nb, tmp_path, {"lr": -0.5}, timeout=120, html=False, progress=False)
+    assert "'lr'" in err.value.evalue and "> 0" in err.value.evalue
+
+
+def test_unknown_parameter_fails_before_execution(tmp_path):
+    with pytest.raises(ParameterError, match="unknown parameter 'learning_rate'"):
+        execute(NOTEBOOKS[0], tmp_path, {"learning_rate": 1}, html=False, progress=False)
+    assert not any(tmp_path.iterdir()), "nothing may be executed"
