@@ -1,0 +1,1 @@
+"""Registered text datasets (see datasets.py for the pattern)."""

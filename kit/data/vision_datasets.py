@@ -1,0 +1,1 @@
+"""Registered vision datasets (see datasets.py for the pattern)."""
