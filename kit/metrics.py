@@ -18,6 +18,24 @@ def classification_report(y_true, y_pred, average: str = "macro") -> dict:
     return {"accuracy": skm.accuracy_score(y_true, y_pred), "precision": p, "recall": r, "f1": f}
 
 
+def per_class_report(y_true, y_pred, labels=None) -> dict:
+    """Precision, recall, F1 and support for every class (lists aligned with ``labels``)."""
+    y_true, y_pred = _np(y_true), _np(y_pred)
+    labels = np.unique(np.concatenate([y_true, y_pred])) if labels is None else np.asarray(labels)
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {"labels": labels.tolist(), "precision": p.tolist(), "recall": r.tolist(), "f1": f.tolist(),
+            "support": s.tolist()}
+
+
+def binary_at_threshold(y_true, scores, threshold: float) -> dict:
+    """Counts and rates of the rule ``score >= threshold`` (positive class 1)."""
+    y_true, pred = _np(y_true).astype(int), (_np(scores) >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y_true, pred, labels=[0, 1]).ravel()
+    rep = classification_report(y_true, pred, average="binary")
+    return {"tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn), "fpr": fp / max(fp + tn, 1),
+            "precision": rep["precision"], "recall": rep["recall"], "f1": rep["f1"], "accuracy": rep["accuracy"]}
+
+
 def confusion(y_true, y_pred, labels=None) -> np.ndarray:
     return skm.confusion_matrix(_np(y_true), _np(y_pred), labels=labels)
 
