@@ -106,9 +106,22 @@ def save_atomic(obj, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, or not a kit checkpoint."""
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load a checkpoint safely (``weights_only=True``: no arbitrary unpickling)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint safely (``weights_only=True``: no arbitrary unpickling); clear errors otherwise."""
+    import pickle
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise  # refused by weights_only: the file holds code, not just tensors
+    except Exception as e:  # truncated zip, wrong format, …
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a checkpoint): {e}") from e
 
 
 class Checkpoint(Callback):
