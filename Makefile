@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.kit-installed
 # Reports use the embedded data by default (offline, reproducible); REPORT_OFFLINE=0 downloads real data.
 REPORT_OFFLINE ?= 1
 
-.PHONY: install report test test-notebooks test-unit lab clean
+.PHONY: install report test test-unit test-gpu bench lab clean
 
 install: $(STAMP)
 
@@ -28,6 +28,12 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest -m "not notebook"
+
+test-gpu: install
+	$(PY) -m pytest -m gpu -p no:cacheprovider
+
+bench: install
+	$(PY) benchmarks/run.py
 
 lab: install
 	$(VENV)/bin/kit lab
