@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.kit-installed
 # Reports use the embedded data by default (offline, reproducible); REPORT_OFFLINE=0 downloads real data.
 REPORT_OFFLINE ?= 1
 
-.PHONY: install report test test-unit test-gpu bench lab clean
+.PHONY: install report test test-unit test-gpu test-browser bench lab clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest -m "not notebook"
+
+test-browser: install
+	$(PY) -m pytest -m browser
 
 test-gpu: install
 	$(PY) -m pytest -m gpu -p no:cacheprovider

@@ -17,10 +17,21 @@ def notebook_to_html(ipynb: Path) -> Path:
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     nb = nbformat.read(str(ipynb), as_version=4)
+    drop_widget_views(nb)
     body, _ = exporter.from_notebook_node(nb, resources={"plotly_js": get_plotlyjs()})
     out = Path(ipynb).with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out
+
+
+def drop_widget_views(nb) -> None:
+    """Widgets cannot run in a static page: where an output also carries a static view, keep that one."""
+    from kit.viz.widgets import WIDGET_MIME
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_MIME in data and any(k.startswith("text/html") for k in data):
+                del data[WIDGET_MIME]
 
 
 def _headline(metrics: dict, k: int = 4) -> str:

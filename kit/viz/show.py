@@ -45,13 +45,13 @@ class LiveFigure:
 
     def __init__(self, make_fig: Callable, every_s: float = 1.0):
         self.make_fig, self.every_s = make_fig, every_s
-        self.handle, self.last = None, 0.0
+        self.handle, self.last = None, time.monotonic()  # first drawn after every_s (or when forced)
 
     def update(self, force: bool = False) -> None:
         if not in_notebook():
             return
         now = time.monotonic()
-        if not force and self.handle is not None and now - self.last < self.every_s:
+        if not force and now - self.last < self.every_s:
             return
         fig = self.make_fig()
         if self.handle is None:

@@ -3,30 +3,39 @@ from __future__ import annotations
 
 from typing import Callable
 
-from kit.viz.show import bundle, in_notebook, show
+from kit.viz.show import PLOTLY_MIME, bundle, show
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
-def slider_plot(make_fig: Callable, **sliders):
-    """Sliders (ipywidgets) above a figure ``make_fig(**values)`` that is redrawn when they move.
+def slider_plot(make_fig: Callable, **controls):
+    """Controls (ipywidgets value widgets) above a figure ``make_fig(**values)`` redrawn when they move.
 
-    The figure is rendered once with the sliders' initial values into a normal display output,
-    so it shows in reports; in JupyterLab moving a slider updates that output in place.
-    Returns ``(box, handle)``.
+    In JupyterLab the controls and the figure live in one widget (an ``Output`` widget holds the
+    figure, so updates from the controls' callbacks render). The same display message also carries the
+    initial figure as static HTML, which is what HTML reports show (``kit.report`` drops the widget
+    view there). Returns ``(box, output)``.
     """
     import ipywidgets as w
     from IPython.display import display
 
-    values = {k: s.value for k, s in sliders.items()}
-    box = w.HBox(list(sliders.values()))
-    if in_notebook():
-        display(box)
-    handle = show(make_fig(**values))
+    values = {k: c.value for k, c in controls.items()}
+    fig = make_fig(**values)
+    out = w.Output()
+    box = w.VBox([w.HBox(list(controls.values())), out])
+    with out:
+        show(fig)
+    static = {k: v for k, v in bundle(fig).items() if k != PLOTLY_MIME}
+    display({**static, **box._repr_mimebundle_()}, raw=True)
 
-    def on_change(change):
-        for k, s in sliders.items():
-            values[k] = s.value
-        handle.update(bundle(make_fig(**values)), raw=True)
+    def redraw(change):
+        for k, c in controls.items():
+            values[k] = c.value
+        new = make_fig(**values)
+        with out:
+            out.clear_output(wait=True)
+            show(new)
 
-    for s in sliders.values():
-        s.observe(on_change, names="value")
-    return box, handle
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    return box, out

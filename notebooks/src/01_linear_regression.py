@@ -83,6 +83,23 @@ assert max(agree.values()) < 1e-4, "the three methods should agree; try more ste
 viz.show(viz.compare_curves({"by hand": losses_hand, "autograd": losses_auto}, log_y=True, xaxis="step",
                             yaxis="training MSE", title="both descents follow the same path"))
 # %% [md]
+# ## 4. The same model with the kit's training loop
+# Later lessons train every model with `kit.train.fit`: minibatches, an optimizer, a validation set, a live
+# plot of the curves. On this problem it is a `torch.nn.Linear` layer trained with minibatch SGD on the same
+# standardised features; it approaches the closed-form optimum too (minibatch noise keeps it from landing exactly).
+# %% [code]
+import torch.nn.functional as F
+from kit.train import fit
+
+Xva, yva = design(val_idx)[:, :-1].float(), torch.tensor(houses.y[val_idx])
+layer = torch.nn.Linear(Xtr.shape[1] - 1, 1)
+history = fit(layer, (Xtr[:, :-1].float(), ytr.float()), (Xva, yva), loss_fn=lambda out, y: F.mse_loss(out.squeeze(-1), y),
+              metrics={}, optimizer="sgd", lr=lr / 2, epochs=10 if smoke else 40, batch_size=32, seed=seed,
+              device="cpu", live=True)
+fit_val_mse = history["val_loss"][-1]
+print(f"validation MSE after {len(history)} epochs: {fit_val_mse:.1f} "
+      f"(closed form: {linear.mse(design(val_idx), yva.double(), w_closed).item():.1f})")
+# %% [md]
 # ## The learning rate
 # For this quadratic loss, gradient descent converges exactly when $\eta < 2/\lambda_{max}$, where
 # $\lambda_{max}$ is the largest eigenvalue of the Hessian $H = \frac2n X^\top X$. Move the slider:
@@ -101,7 +118,8 @@ def lr_figure(lr):
     return viz.compare_curves({f"lr = {lr:.3g}": gap}, log_y=True, xaxis="step", yaxis="MSE − optimum",
                               title=f"lr = {lr:.3g}  (stable below {2 / lam_max:.3g})")
 
-lr_slider = w.FloatLogSlider(value=lr, base=10, min=-3, max=0.3, step=0.05, description="learning rate")
+lr_slider = w.FloatLogSlider(value=lr, base=10, min=-3, max=0.3, step=0.05, description="learning rate",
+                             style={"description_width": "initial"})
 viz.slider_plot(lr_figure, lr=lr_slider);
 # %% [md]
 # ## The loss surface
@@ -132,7 +150,7 @@ viz.show(viz.scatter_fit(yte.numpy(), pred, [yte.min().item(), yte.max().item()]
 # %% [code]
 kit.save_metrics({"max_weight_diff": max(agree.values()), "hand_vs_autograd": agree["hand vs autograd"],
                   "test_mse": test["mse"], "test_r2": test["r2"], "baseline_mse": baseline["mse"],
-                  "final_gd_loss": losses_hand[-1], "closed_form_loss": L_star, "max_stable_lr": 2 / lam_max,
+                  "final_gd_loss": losses_hand[-1], "fit_val_mse": fit_val_mse, "closed_form_loss": L_star, "max_stable_lr": 2 / lam_max,
                   "n_train": len(train_idx)},
                  params={"seed": seed, "lr": lr, "steps": steps, "smoke": smoke, "data": houses.source})
 # %% [md]

@@ -1,0 +1,181 @@
+"""What a person sees, in headless Chromium (Debian's binary, driven by Playwright; no browser download).
+
+1. JupyterLab: run lesson 01, the learning-rate slider and its plot render, moving the slider changes the plot.
+2. An HTML report opened with the network blocked renders every figure and makes no outside request.
+3. The same check fails on a report whose figures are broken (the check can fail).
+Screenshots go to ``$KIT_SCREENSHOTS`` (default: the test's tmp folder).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed")]
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+def shots_dir(tmp_path) -> Path:
+    d = Path(os.environ.get("KIT_SCREENSHOTS", tmp_path))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def figures_rendered(page) -> dict:
+    """Count plotly graph divs, and those that actually drew data (a trace layer with data)."""
+    return page.evaluate("""() => {
+        const divs = [...document.querySelectorAll('.plotly-graph-div, .js-plotly-plot')];
+        const ok = divs.filter(d => d.data && d.data.length > 0 && d.querySelector('svg.main-svg'));
+        return {total: divs.length, rendered: ok.length};
+    }""")
+
+
+def open_offline(browser, url):
+    """A fresh page whose every non-file request is blocked and recorded."""
+    ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = ctx.new_page()
+    blocked = []
+
+    def guard(route):
+        if route.request.url.startswith(("file:", "data:", "blob:")):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+    page.route("**/*", guard)
+    page.goto(url)
+    page.wait_for_load_state("load")
+    return page, blocked
+
+
+@pytest.fixture(scope="module")
+def report_html(tmp_path_factory):
+    from kit.run import execute
+    out = tmp_path_factory.mktemp("report")
+    res = execute("01", out, {"smoke": True}, html=True, progress=False)
+    return res.html
+
+
+def test_html_report_renders_every_figure_offline(browser, report_html, tmp_path):
+    page, blocked = open_offline(browser, report_html.as_uri())
+    page.wait_for_function("document.querySelectorAll('.plotly-graph-div svg.main-svg').length > 0", timeout=30_000)
+    counts = figures_rendered(page)
+    page.screenshot(path=str(shots_dir(tmp_path) / "report.png"), full_page=False)
+    assert counts["total"] >= 4 and counts["rendered"] == counts["total"], counts
+    assert blocked == [], f"the report tried to load {blocked}"
+
+
+def test_broken_report_is_detected(browser, report_html, tmp_path):
+    """Without the inlined plotly.js the figures cannot draw: the same check must say so."""
+    html = report_html.read_text()
+    start = html.index("<script type=\"text/javascript\">/**")  # the inlined plotly.js bundle
+    end = html.index("</script>", start)
+    broken = tmp_path / "broken.html"
+    broken.write_text(html[:start] + html[end + len("</script>"):])
+    page, _ = open_offline(browser, broken.as_uri())
+    page.wait_for_timeout(1000)
+    counts = figures_rendered(page)
+    assert counts["total"] >= 4 and counts["rendered"] == 0, counts
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("src"))
+    port, token = _free_port(), "kit-browser-test"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--no-browser",
+                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'notebooks'}",
+                             *(["--allow-root"] if os.geteuid() == 0 else []),
+                             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "JUPYTER_CONFIG_DIR": str(root / "cfg"), "KIT_OFFLINE": "1"})
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.25)
+    else:
+        proc.kill()
+        pytest.fail("JupyterLab did not start")
+    print(f"JupyterLab started in {time.perf_counter() - t0:.1f}s")
+    yield base, token
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_jupyterlab_lesson_01_slider_moves_the_plot(browser, jupyterlab, tmp_path):
+    base, token = jupyterlab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}/lab/tree/01_linear_regression.ipynb?token={token}&reset")
+    page.wait_for_selector(".jp-Notebook", timeout=120_000)
+    page.get_by_text(re.compile(r"\| Idle")).first.wait_for(timeout=120_000)  # kernel started
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    page.get_by_text(re.compile(r"\| Busy")).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"\| Idle")).first.wait_for(timeout=300_000)  # all cells ran
+    slider = page.locator(".widget-slider", has_text="learning rate")
+    try:
+        slider.wait_for(state="attached", timeout=180_000)
+    finally:
+        page.screenshot(path=str(shots_dir(tmp_path) / "jupyterlab_run_all.png"))
+    slider.scroll_into_view_if_needed()
+    # The figure right under the slider (the same cell's output) must render with data.
+    cell = page.locator(".jp-Cell", has=slider)
+    plot = cell.locator(".js-plotly-plot").first
+    plot.wait_for(state="attached", timeout=60_000)
+    page.wait_for_function("el => el.data && el.data.length > 0", arg=plot.element_handle(), timeout=60_000)
+    before = plot.evaluate("el => JSON.stringify(el.data[0].y.slice(0, 5)) + el.layout.title.text")
+    cell.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots_dir(tmp_path) / "jupyterlab_before.png"))
+    handle = slider.locator(".noUi-handle")
+    handle.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    box = handle.bounding_box()  # drag the handle to the left, as a person would
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x - 40, y, steps=8)
+    page.mouse.up()
+    page.wait_for_function("([el, b]) => (JSON.stringify(el.data[0].y.slice(0, 5)) + el.layout.title.text) !== b",
+                           arg=[cell.locator(".js-plotly-plot").first.element_handle(), before], timeout=30_000)
+    after = cell.locator(".js-plotly-plot").first.evaluate("el => el.layout.title.text")
+    page.screenshot(path=str(shots_dir(tmp_path) / "jupyterlab_after.png"))
+    assert after != before and "lr = " in after
+    # The live training plot of `fit` (updated during the cell's run) is there with its curves.
+    live = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        .filter(el => el.layout && el.layout.title && el.layout.title.text === 'training')
+        .map(el => el.data.map(t => t.y.length))""")
+    assert live and min(live[0]) >= 10, f"live training plot missing or empty: {live}"
+    # Every figure the notebook drew rendered (the loss curves, the loss surface, the fit).
+    counts = figures_rendered(page)
+    assert counts["rendered"] >= 1 and counts["rendered"] == counts["total"], counts
