@@ -55,13 +55,16 @@ class Trainer:
                  momentum: float = 0.9, scheduler: str | Callable | None = None, clip_grad: float | None = None,
                  metrics: dict[str, Callable] | None = None, penalty: Callable | None = None,
                  device=None, amp: bool | None = None, callbacks: Iterable[Callback] = (), seed: int = 0,
-                 progress: bool = True, live: bool = False, augment: Callable | None = None):
+                 progress: bool = True, live: bool = False, augment: Callable | None = None,
+                 compile: bool = False):
         if epochs < 1:
             raise ValueError(f"parameter 'epochs' must be >= 1, got {epochs}")
         if batch_size < 1:
             raise ValueError(f"parameter 'batch_size' must be >= 1, got {batch_size}")
         self.device = device if isinstance(device, torch.device) else pick_device(device or "auto")
         self.model = model.to(self.device)
+        # torch.compile (optional, mostly worth it on GPU): the compiled wrapper shares the model's weights
+        self.forward = torch.compile(self.model) if compile else self.model
         self.train_data = _as_tensor_pair(train, self.device)
         self.val_data = None if val is None else _as_tensor_pair(val, self.device)
         self.loss_fn, self.epochs, self.batch_size = loss_fn, epochs, batch_size
@@ -129,7 +132,7 @@ class Trainer:
             if self.augment is not None:
                 xb = self.augment(xb, self.generator)
             with self._autocast():
-                loss = self.loss_fn(self.model(xb), yb)
+                loss = self.loss_fn(self.forward(xb), yb)
                 full = loss + self.penalty(self.model) if self.penalty is not None else loss
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
@@ -160,7 +163,7 @@ class Trainer:
         outs = []
         for i in range(0, len(X), batch_size):
             with self._autocast():
-                outs.append(self.model(X[i:i + batch_size]).float())
+                outs.append(self.forward(X[i:i + batch_size]).float())
         logits = torch.cat(outs)
         row = {"loss": self.loss_fn(logits, y).item()}
         row.update({k: fn(logits, y) for k, fn in self.metrics.items()})
@@ -194,7 +197,7 @@ def fit(model, train, val=None, *, resume: str | None = None, **kwargs) -> Histo
     Keyword arguments: ``loss_fn, epochs, batch_size, optimizer ('sgd'|'momentum'|'rmsprop'|'adam'|'adamw'
     or an Optimizer), lr, weight_decay, momentum, scheduler (None|'onecycle'|'cosine'|callable), clip_grad,
     metrics ({name: fn(logits, y)}), penalty (fn(model) → extra loss, e.g. L1), device, amp, callbacks,
-    seed, progress, live, augment (fn(xb, generator) → xb)``. ``resume`` continues from a checkpoint file.
+    seed, progress, live, augment (fn(xb, generator) → xb), compile``. ``resume`` continues from a checkpoint file.
     Returns a :class:`History`; the model is trained in place.
     """
     trainer = Trainer(model, train, val, **kwargs)
