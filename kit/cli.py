@@ -1,8 +1,22 @@
-"""The ``kit`` command: list lessons, run notebooks, build reports, start JupyterLab."""
+"""The ``kit`` command: lessons, runs, sweeps, reports, student copies, exercise checks, JupyterLab.
+
+  kit list                                   lessons, what they teach, their parameters
+  kit run 01 -p lr 0.05 --out runs           one run → runs/01_linear_regression/
+  kit sweep 01 -p lr 0.01,0.1 -p seed 0,1 --jobs 2 --out sweeps/lr
+                                             a grid of runs in parallel + one comparison report (resumable)
+  kit report runs                            index.html (+ comparison pages) over any run folders
+  kit run-all --out reports                  every lesson with its defaults + index (make report)
+  kit student workshop/                      student copies: solutions replaced by placeholders
+  kit check workshop/01_linear_regression.ipynb   run a completed copy's exercise checks (✓/✗)
+  kit lab [--dir workshop/]                  JupyterLab on 127.0.0.1 with a token
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import textwrap
 from pathlib import Path
 
 
@@ -10,36 +24,63 @@ def _params(pairs) -> dict:
     return {k: v for k, v in (pairs or [])}
 
 
+def _err(cmd: str, e: BaseException) -> int:
+    print(f"kit {cmd}: {e}", file=sys.stderr)
+    return 2
+
+
 def cmd_list(args) -> int:
-    from kit.run import list_notebooks, notebook_parameters
+    from kit.run import list_notebooks, notebook_info, notebook_parameters
+    lessons = []
     for nb in list_notebooks():
-        params = notebook_parameters(nb)
-        print(nb.stem)
-        for name, p in params.items():
-            print(f"    {name} = {p['default']}  ({p['type']}){'  # ' + p['help'] if p['help'] else ''}")
+        info = notebook_info(nb)
+        info["parameters"] = notebook_parameters(nb)
+        lessons.append(info)
+    if args.json:
+        print(json.dumps(lessons, indent=2))
+        return 0
+    for info in lessons:
+        print(f"{info['name']}  —  {info['title']}")
+        if info["goals"]:
+            print(textwrap.fill(info["goals"], width=100, initial_indent="    ", subsequent_indent="    "))
+        print("    parameters:")
+        for name, p in info["parameters"].items():
+            print(f"      {name} = {p['default']}  ({p['type']}){'  # ' + p['help'] if p['help'] else ''}")
+        print()
     return 0
 
 
 def cmd_run(args) -> int:
+    import papermill as pm
+
     from kit.params import ParameterError
-    from kit.run import execute, find_notebook
-    nb = find_notebook(args.notebook)
-    out = Path(args.out) / nb.stem
+    from kit.run import check_parameters, execute, find_notebook
     params = _params(args.p)
     if args.device:
         params["device"] = args.device
     try:
-        res = execute(nb, out, params, timeout=args.timeout)
+        nb = find_notebook(args.notebook)
+        params = check_parameters(nb, params)  # names and values, before anything runs
     except (ParameterError, FileNotFoundError) as e:
-        print(f"kit run: {e}", file=sys.stderr)
-        return 2
-    print(f"{nb.stem}: {res.seconds:.1f}s → {res.html or res.notebook}")
+        return _err("run", e)
+    out = Path(args.out) / nb.stem
+    try:
+        res = execute(nb, out, params, timeout=args.timeout, progress=not args.quiet)
+    except pm.PapermillExecutionError as e:
+        print(f"kit run: {nb.stem} failed in cell [{e.exec_count}]: {e.ename}: {e.evalue}\n"
+              f"         see {out / nb.name}", file=sys.stderr)
+        return 1
+    from kit.report import _headline
+    print(f"{nb.stem}: ok in {res.seconds:.1f}s → {res.html or res.notebook}")
+    if res.metrics:
+        print(f"    {_headline(res.metrics, k=6)}")
     return 0
 
 
 def cmd_run_all(args) -> int:
     """Execute every lesson with its defaults (plus ``-p``) into ``--out`` and write ``index.html``."""
     import papermill as pm
+
     from kit.report import build_index
     from kit.run import execute, list_notebooks, notebook_parameters
     out, failed = Path(args.out), []
@@ -57,47 +98,168 @@ def cmd_run_all(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_sweep(args) -> int:
+    from kit.params import ParameterError
+    from kit.run import find_notebook
+    from kit.sweep import command_line, split_values, sweep
+    grid: dict[str, list] = {}
+    for name, values in args.p or []:
+        grid.setdefault(name, []).extend(split_values(values))
+    if args.device:
+        grid["device"] = [args.device]
+    try:
+        nb = find_notebook(args.notebook)
+        out = Path(args.out) if args.out else Path("sweeps") / nb.stem
+        runs, failed, report = sweep(nb, grid, out, jobs=args.jobs, timeout=args.timeout,
+                                     progress=not args.quiet, command=command_line(args.argv))
+    except (ParameterError, FileNotFoundError, ValueError) as e:
+        return _err("sweep", e)
+    except KeyboardInterrupt:
+        print("kit sweep: interrupted — finished runs are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    print(f"{len(runs) - len(failed)} of {len(runs)} runs ok" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(f"report: {report}")
+    return 1 if failed else 0
+
+
 def cmd_report(args) -> int:
     from kit.report import build_index
-    print(build_index(Path(args.runs)))
+    runs = Path(args.runs)
+    if not runs.is_dir():
+        return _err("report", FileNotFoundError(f"no folder {runs}"))
+    index = build_index(runs, **({"title": args.title} if args.title else {}))
+    print(index)
+    for page in sorted(runs.glob("compare-*.html")):
+        print(page)
     return 0
+
+
+def cmd_student(args) -> int:
+    from kit.run import find_notebook, list_notebooks
+    from kit.student import make_student_copies
+    try:
+        nbs = [find_notebook(n) for n in args.notebooks] if args.notebooks else list_notebooks()
+    except FileNotFoundError as e:
+        return _err("student", e)
+    for p in make_student_copies(Path(args.out), nbs):
+        print(p)
+    print(f"open them with: kit lab --dir {args.out}   check one with: kit check {Path(args.out) / nbs[0].name}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from kit.params import ParameterError
+    from kit.run import find_notebook
+    from kit.student import check_notebook
+    try:
+        nb = find_notebook(args.notebook)
+        results, other, executed = check_notebook(nb, args.out, _params(args.p), timeout=args.timeout,
+                                                  progress=not args.quiet)
+    except (ParameterError, FileNotFoundError) as e:
+        return _err("check", e)
+    print(f"{nb.name}:")
+    for r in results:
+        if r.ok:
+            print(f"  ✓ {r.name}: correct")
+        else:
+            print(f"  ✗ {r.message if r.message.startswith(r.name) else f'{r.name}: {r.message}'}")
+    for e in other:
+        print(f"  ! {e}")
+    n_ok = sum(r.ok for r in results)
+    print(f"{n_ok} of {len(results)} exercises correct (executed notebook: {executed})")
+    return 0 if results and n_ok == len(results) and not other else 1
+
+
+def lab_command(port: int, token: str, root: Path) -> list[str]:
+    """Loopback only, token required, no news/update checks; offline (KIT_OFFLINE=1): no PyPI extension manager."""
+    cmd = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--no-browser",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if os.environ.get("KIT_OFFLINE") == "1":
+        cmd.append("--LabApp.extension_manager=readonly")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers, Colab-like machines: still loopback + token
+        cmd.append("--allow-root")
+    return cmd
 
 
 def cmd_lab(args) -> int:
     import secrets
     import subprocess
+
     from kit.run import NOTEBOOKS
     token = args.token or secrets.token_hex(16)
-    cmd = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={args.port}", "--no-browser",
-           f"--ServerApp.token={token}", f"--ServerApp.root_dir={NOTEBOOKS}"]
-    print(f"JupyterLab: http://127.0.0.1:{args.port}/lab?token={token}")
+    root = Path(args.dir).resolve() if args.dir else NOTEBOOKS
+    if not root.is_dir():
+        return _err("lab", FileNotFoundError(f"no folder {root}"))
+    cmd = lab_command(args.port, token, root)
+    print(f"JupyterLab in {root}: http://127.0.0.1:{args.port}/lab?token={token}", flush=True)
+    if os.name == "posix":  # become the server: signals (Ctrl-C, terminate) reach it directly
+        os.execv(sys.executable, cmd)
     return subprocess.call(cmd)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="kit", description=__doc__)
+    ap = argparse.ArgumentParser(prog="kit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="lessons and their parameters").set_defaults(fn=cmd_list)
+
+    ls = sub.add_parser("list", help="lessons, what they teach, and their parameters")
+    ls.add_argument("--json", action="store_true", help="machine-readable")
+    ls.set_defaults(fn=cmd_list)
+
     r = sub.add_parser("run", help="execute one notebook into a run folder")
-    r.add_argument("notebook")
-    r.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"))
-    r.add_argument("--device")
-    r.add_argument("--out", default="runs")
-    r.add_argument("--timeout", type=int, default=1800)
+    r.add_argument("notebook", help="lesson number (01), name, or path to an .ipynb")
+    r.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a parameter")
+    r.add_argument("--device", help="shorthand for -p device DEVICE (auto, cpu, cuda, mps)")
+    r.add_argument("--out", default="runs", help="the run goes into OUT/<notebook>/ (default runs)")
+    r.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)
+
     a = sub.add_parser("run-all", help="execute every lesson and write an HTML index")
     a.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"))
     a.add_argument("--out", default="reports")
     a.add_argument("--timeout", type=int, default=1800)
     a.set_defaults(fn=cmd_run_all)
-    rep = sub.add_parser("report", help="write index.html over run folders")
+
+    s = sub.add_parser("sweep", help="a grid of runs in parallel, resumable, with one comparison report")
+    s.add_argument("notebook")
+    s.add_argument("-p", nargs=2, action="append", metavar=("NAME", "V1,V2,…"),
+                   help="a parameter and its comma-separated values (one value: fixed)")
+    s.add_argument("--jobs", "-j", type=int, default=1, help="runs at once (torch threads are divided among them)")
+    s.add_argument("--device")
+    s.add_argument("--out", help="sweep folder (default sweeps/<notebook>)")
+    s.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_sweep, argv=None)
+
+    rep = sub.add_parser("report", help="write index.html (and comparison pages) over run folders")
     rep.add_argument("runs", nargs="?", default="runs")
+    rep.add_argument("--title")
     rep.set_defaults(fn=cmd_report)
+
+    st = sub.add_parser("student", help="student copies: solution cells replaced by placeholders")
+    st.add_argument("out", help="folder for the copies")
+    st.add_argument("notebooks", nargs="*", help="lessons (default: all)")
+    st.set_defaults(fn=cmd_student)
+
+    ck = sub.add_parser("check", help="execute a completed notebook (smoke=True) and report each exercise")
+    ck.add_argument("notebook")
+    ck.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"))
+    ck.add_argument("--out", help="where the executed notebook goes (default: a temporary folder)")
+    ck.add_argument("--timeout", type=int, default=600)
+    ck.add_argument("-q", "--quiet", action="store_true")
+    ck.set_defaults(fn=cmd_check)
+
     lab = sub.add_parser("lab", help="start JupyterLab on 127.0.0.1 with a token")
     lab.add_argument("--port", type=int, default=8888)
     lab.add_argument("--token")
+    lab.add_argument("--dir", help="folder to open (default: the lessons)")
     lab.set_defaults(fn=cmd_lab)
+
     args = ap.parse_args(argv)
+    if args.cmd == "sweep":
+        args.argv = list(argv) if argv is not None else sys.argv[1:]
     return args.fn(args)
 
 

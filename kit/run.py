@@ -1,9 +1,12 @@
 """Execute notebooks with papermill into run folders: executed notebook, HTML, metrics.json, run.json."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import platform
+import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +37,121 @@ def notebook_parameters(path: Path) -> dict:
     """``{name: {"default": …, "type": …, "help": …}}`` read from the ``parameters`` cell."""
     import papermill as pm
     params = pm.inspect_notebook(str(path))
-    return {k: {"default": v["default"], "type": v["inferred_type_name"], "help": v["help"]} for k, v in params.items()}
+    return {k: {"default": v["default"], "type": _type_name(v["inferred_type_name"], v["default"]), "help": v["help"]}
+            for k, v in params.items()}
+
+
+def _type_name(inferred, default_src: str) -> str:
+    """papermill's type (from an annotation) or else the default literal's type."""
+    if inferred and inferred != "None":
+        return inferred
+    try:
+        return type(ast.literal_eval(default_src)).__name__
+    except (ValueError, SyntaxError):
+        return "expression"
+
+
+def notebook_info(path: Path) -> dict:
+    """What a lesson teaches: the title line and the goals paragraph of its first markdown cell."""
+    import nbformat
+    doc = nbformat.read(str(path), as_version=4)
+    md = next((c.source for c in doc.cells if c.cell_type == "markdown"), "")
+    lines = md.splitlines()
+    title = next((re.sub(r"^[#\s]+", "", l).strip() for l in lines if l.strip()), Path(path).stem)
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", "\n".join(lines[1:])) if p.strip()]
+    goals = next((p for p in paragraphs if p.lower().startswith("**goals")), paragraphs[0] if paragraphs else "")
+    goals = re.sub(r"^\*\*goals\.?\*\*\s*", "", goals, flags=re.I)
+    return {"name": Path(path).stem, "title": title, "goals": goals}
+
+
+def _cells(path: Path):
+    import nbformat
+    return nbformat.read(str(path), as_version=4).cells
+
+
+def _parse_cell(source: str):
+    """``ast`` of a code cell, with IPython magics / shell lines blanked out."""
+    lines = ["" if l.lstrip().startswith(("%", "!")) else l for l in source.splitlines()]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def validation_rules(path: Path) -> dict:
+    """The ``kit.params`` rules of the notebook's validation cell (first code cell after ``parameters``).
+
+    Read statically: each keyword of a ``validate(globals(), name=Rule(...))`` call is evaluated with only
+    the rule classes (and ``DEVICES``) in scope. Rules that cannot be evaluated that way are skipped —
+    the notebook's own validation cell stays the runtime guard.
+    """
+    from kit import params as P
+    cells = _cells(path)
+    idx = next((i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])), None)
+    if idx is None:
+        return {}
+    cell = next((c for c in cells[idx + 1:] if c.cell_type == "code"), None)
+    tree = _parse_cell(cell.source) if cell is not None else None
+    if tree is None:
+        return {}
+    scope = {"__builtins__": {}, "Int": P.Int, "Float": P.Float, "Bool": P.Bool, "Choice": P.Choice, "Str": P.Str}
+    if "DEVICES" in cell.source:
+        from kit.device import DEVICES
+        scope["DEVICES"] = DEVICES
+    rules = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        fn = node.func
+        if (fn.id if isinstance(fn, ast.Name) else getattr(fn, "attr", None)) != "validate":
+            continue
+        for kw in node.keywords:
+            if kw.arg is None:
+                continue
+            try:
+                rule = eval(compile(ast.Expression(kw.value), "<validate>", "eval"), scope)  # noqa: S307
+            except Exception:  # noqa: BLE001 - not statically evaluable: the notebook checks it at run time
+                continue
+            if isinstance(rule, P.Rule):
+                rules[kw.arg] = rule
+    return rules
+
+
+def check_parameters(path: Path, parameters: dict | None, declared: dict | None = None,
+                     rules: dict | None = None) -> dict:
+    """Check names and values before execution; return the values parsed as the notebook will see them.
+
+    Raises :class:`ParameterError` naming the first unknown or bad parameter. ``declared``
+    (:func:`notebook_parameters`) and ``rules`` (:func:`validation_rules`) may be passed in when checking
+    many parameter sets of one notebook.
+    """
+    declared = notebook_parameters(path) if declared is None else declared
+    parameters = dict(parameters or {})
+    check_names(parameters, declared)
+    parameters = {k: _coerce_like(v, declared[k]["default"]) for k, v in parameters.items()}
+    rules = validation_rules(path) if rules is None else rules
+    for name, value in parameters.items():
+        if name in rules:
+            rules[name].check(name, value)
+    if parameters.get("device") not in (None, "auto"):  # an explicit device must exist here
+        from kit.device import pick_device
+        try:
+            pick_device(parameters["device"])
+        except ValueError as e:
+            raise ParameterError(str(e)) from None
+    return parameters
+
+
+def effective_parameters(path: Path, parameters: dict | None) -> dict:
+    """Defaults from the ``parameters`` cell (where they are literals) updated with ``parameters``."""
+    out = {}
+    for k, p in notebook_parameters(path).items():
+        try:
+            out[k] = ast.literal_eval(p["default"])
+        except (ValueError, SyntaxError):
+            out[k] = p["default"]
+    out.update(parameters or {})
+    return out
 
 
 def _coerce_like(value, default_src: str):
@@ -96,16 +213,22 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: int = 18
         status = "ok"
     finally:
         seconds = time.perf_counter() - t0
-        (out / "run.json").write_text(json.dumps(
-            {"notebook": nb.name, "status": status, "seconds": round(seconds, 2), "parameters": parameters,
-             "env": environment_info(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
         html_path = None
         if html and out_nb.exists():
             from kit.report import notebook_to_html
-            html_path = notebook_to_html(out_nb)
+            try:
+                html_path = notebook_to_html(out_nb)
+            except Exception as e:  # noqa: BLE001 - the run itself is fine; say so and carry on
+                print(f"kit: HTML conversion of {out_nb.name} failed: {e}", file=sys.stderr)
+        # run.json last: it marks the run complete (sweeps resume from it)
+        (out / "run.json").write_text(json.dumps(
+            {"notebook": nb.name, "status": status, "seconds": round(seconds, 2), "parameters": parameters,
+             "all_parameters": effective_parameters(nb, parameters), "env": environment_info(),
+             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
     metrics_file = out / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     return RunResult(out, out_nb, html_path, metrics, seconds)
 
 
-__all__ = ["ParameterError", "RunResult", "execute", "find_notebook", "list_notebooks", "notebook_parameters"]
+__all__ = ["ParameterError", "RunResult", "check_parameters", "effective_parameters", "execute", "find_notebook",
+           "list_notebooks", "notebook_info", "notebook_parameters", "validation_rules"]

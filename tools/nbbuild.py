@@ -14,6 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "notebooks" / "src"
 
 
+def unprefix(md: str) -> str:
+    """Markdown lines in a source are written as comments ('# text'); strip that prefix."""
+    return "\n".join(line[2:] if line.startswith("# ") else "" if line == "#" else line for line in md.split("\n"))
+
+
 def build(src: Path):
     parts = re.split(r"^# %% \[(md|code)\](.*)$", src.read_text(), flags=re.M)
     nb = new_notebook()
@@ -21,7 +26,7 @@ def build(src: Path):
                    "language_info": {"name": "python"}}
     for i in range(1, len(parts), 3):
         kind, tags, body = parts[i], parts[i + 1].split(), parts[i + 2].strip("\n")
-        cell = new_markdown_cell(body) if kind == "md" else new_code_cell(body)
+        cell = new_markdown_cell(unprefix(body)) if kind == "md" else new_code_cell(body)
         cell.id = f"c{len(nb.cells):02d}"
         if tags:
             cell.metadata["tags"] = tags

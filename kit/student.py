@@ -1,0 +1,169 @@
+"""Student copies of the lessons, and checking a completed copy's exercises.
+
+* :func:`make_student_copy` replaces every cell tagged ``solution`` by a placeholder that keeps the
+  ``answer_N`` names its check cell uses (``answer_1 = None  # YOUR CODE HERE``); the check cells
+  (``kit.checks.expect_close`` / ``expect_true``) stay, so the notebook tells a learner whether an
+  answer is right.
+* :func:`check_notebook` executes a (completed) notebook with ``smoke=True`` and reports every
+  exercise, continuing past failing checks (nbclient ``allow_errors=True``).
+"""
+from __future__ import annotations
+
+import ast
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+SOLUTION_TAG = "solution"
+ANSWER_TAG = "answer"  # the placeholder cell in a student copy
+CHECK_FUNCS = ("expect_close", "expect_true")
+_ANSWER = re.compile(r"^answer_\d+$")
+
+
+def answer_names(source: str) -> list[str]:
+    """``answer_N`` names a solution cell assigns at top level, in order of first assignment."""
+    from kit.run import _parse_cell
+    tree = _parse_cell(source)
+    names: list[str] = []
+    if tree is None:  # fall back to a regular expression on unparsable cells
+        names = re.findall(r"^(answer_\d+)\s*=", source, flags=re.M)
+    else:
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name):
+                        names.append(n.id)
+    return list(dict.fromkeys(n for n in names if _ANSWER.match(n)))
+
+
+def placeholder(source: str) -> str:
+    names = answer_names(source)
+    if not names:
+        return "# YOUR CODE HERE\n"
+    return "\n".join(f"{n} = None  # YOUR CODE HERE" for n in names) + "\n"
+
+
+def student_notebook(nb):
+    """A copy of notebook node ``nb`` with solutions replaced by placeholders and outputs cleared."""
+    import copy
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            if SOLUTION_TAG in tags:
+                cell.source = placeholder(cell.source)
+                cell.metadata["tags"] = [t for t in tags if t != SOLUTION_TAG] + [ANSWER_TAG]
+    return nb
+
+
+def make_student_copy(notebook: Path, out_dir: Path) -> Path:
+    import nbformat
+    nb = nbformat.read(str(notebook), as_version=4)
+    out = Path(out_dir) / Path(notebook).name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(student_notebook(nb), str(out))
+    return out
+
+
+def make_student_copies(out_dir: Path, notebooks=None) -> list[Path]:
+    from kit.run import list_notebooks
+    return [make_student_copy(nb, out_dir) for nb in (notebooks or list_notebooks())]
+
+
+# ---------------------------------------------------------------------------------------- checking
+
+
+@dataclass
+class ExerciseResult:
+    name: str
+    ok: bool
+    message: str
+
+
+def _check_names(source: str) -> list[str]:
+    """Names (first string argument) of ``expect_close``/``expect_true`` calls in a cell, in order."""
+    from kit.run import _parse_cell
+    tree = _parse_cell(source)
+    if tree is None:
+        return []
+    calls = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            fn = node.func
+            fname = fn.id if isinstance(fn, ast.Name) else getattr(fn, "attr", None)
+            if fname in CHECK_FUNCS:
+                arg = node.args[0] if node.args else None
+                label = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else fname
+                calls.append((node.lineno, node.col_offset, label))
+    return [label for *_, label in sorted(calls)]
+
+
+def _text(cell, name: str) -> str:
+    return "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])
+                   if o.get("output_type") == "stream" and o.get("name") == name)
+
+
+def _error(cell):
+    return next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+
+
+def exercise_results(executed_nb) -> tuple[list[ExerciseResult], list[str]]:
+    """Per exercise ✓/✗ from an executed notebook, and errors in other (non-check) cells."""
+    results: list[ExerciseResult] = []
+    other_errors: list[str] = []
+    for cell in executed_nb.cells:
+        if cell.cell_type != "code":
+            continue
+        names = _check_names(cell.source)
+        err = _error(cell)
+        if not names:
+            if err is not None:
+                where = "your answer cell" if {SOLUTION_TAG, ANSWER_TAG} & set(cell.metadata.get("tags", [])) \
+                    else f"cell [{cell.get('execution_count')}]"
+                other_errors.append(f"{where}: {err['ename']}: {err['evalue']}")
+            continue
+        out = _text(cell, "stdout")
+        blamed = False
+        for name in names:
+            if f"✓ {name}: correct" in out:
+                results.append(ExerciseResult(name, True, "correct"))
+            elif err is not None and not blamed:
+                blamed = True
+                msg = err["evalue"] if err["ename"] == "ExerciseError" else f"{err['ename']}: {err['evalue']}"
+                results.append(ExerciseResult(name, False, msg))
+            elif cell.get("execution_count") is None:
+                results.append(ExerciseResult(name, False, "not run"))
+            else:
+                results.append(ExerciseResult(name, False, "not checked: an earlier check in the same cell failed"))
+    return results, other_errors
+
+
+def check_notebook(notebook: Path, out_dir: Path | None = None, parameters: dict | None = None,
+                   timeout: int = 600, progress: bool = False):
+    """Execute ``notebook`` (``smoke=True`` where it has that parameter) and collect every exercise's result.
+
+    Returns ``(results, other_errors, executed_path)``.
+    """
+    import nbformat
+    import papermill as pm
+    from kit.run import check_parameters, notebook_parameters
+    notebook = Path(notebook)
+    declared = notebook_parameters(notebook)
+    params = {"smoke": True} if "smoke" in declared else {}
+    params.update(parameters or {})
+    params = check_parameters(notebook, params)
+    out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="kit-check-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_nb = out_dir.resolve() / notebook.name
+    try:
+        nb = pm.execute_notebook(str(notebook), str(out_nb), parameters=params, cwd=str(out_dir),
+                                 kernel_name="python3", execution_timeout=timeout, progress_bar=progress,
+                                 request_save_on_cell_execute=False, allow_errors=True)
+    except pm.PapermillExecutionError:  # raised after execution when any cell has an error output
+        nb = nbformat.read(str(out_nb), as_version=4)
+    results, other = exercise_results(nb)
+    return results, other, out_nb
