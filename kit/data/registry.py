@@ -65,6 +65,6 @@ def load(name: str, source: str = "auto", verbose: bool = True):
     obj = ds.embedded()
     obj.source = f"embedded default: {ds.embedded_note}"
     if verbose:
-        extra = "" if not ds.sources else f" [real data unavailable: {why}]"
+        extra = "" if not ds.sources or source == "embedded" else f" [real data unavailable: {why}]"
         print(f"data: {name} ← {obj.source}{extra}")
     return obj

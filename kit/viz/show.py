@@ -18,13 +18,10 @@ def bundle(fig) -> dict:
     return {PLOTLY_MIME: fig.to_plotly_json(), "text/html": html, "text/plain": f"<plotly figure: {title}>"}
 
 
-def show(fig, display_id: str | None = None, update: bool = False):
-    """Display ``fig``; returns the display handle (use :class:`LiveFigure` for updates)."""
+def show(fig) -> None:
+    """Display ``fig`` (returns nothing, so a trailing ``viz.show(fig)`` prints no handle)."""
     from IPython.display import display
-    if update:
-        from IPython.display import update_display
-        return update_display(bundle(fig), raw=True, display_id=display_id)
-    return display(bundle(fig), raw=True, display_id=display_id or True)
+    display(bundle(fig), raw=True)
 
 
 def in_notebook() -> bool:
@@ -55,7 +52,8 @@ class LiveFigure:
             return
         fig = self.make_fig()
         if self.handle is None:
-            self.handle = show(fig)
+            from IPython.display import display
+            self.handle = display(bundle(fig), raw=True, display_id=True)
         else:
             self.handle.update(bundle(fig), raw=True)
         self.last = now

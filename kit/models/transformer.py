@@ -1,0 +1,211 @@
+"""A Transformer encoder from scratch: attention written out, multi-head attention, positions, blocks,
+and a sentence classifier.
+
+    attention(Q, K, V) = softmax(Q Kᵀ / √d + mask) V
+
+:func:`attention` is the written-out version (it can return the attention weights, which the lessons
+plot); :class:`MultiHeadAttention` uses ``torch.nn.functional.scaled_dot_product_attention`` (fused,
+same numbers — tests/test_language_models.py asserts it) unless the weights are asked for.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# ---------------------------------------------------------------- attention
+def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
+    """``(T, S)`` boolean mask, ``True`` where query ``i`` may attend to key ``j`` (``j ≤ i``).
+
+    Lower-triangular, aligned at the top-left like ``F.scaled_dot_product_attention(is_causal=True)``."""
+    S = T if S is None else S
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril()
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+              causal: bool = False, return_weights: bool = False):
+    """Scaled dot-product attention, written out: ``softmax(q kᵀ / √d) v``.
+
+    ``q`` (…, T, d), ``k`` (…, S, d), ``v`` (…, S, d_v). ``mask`` broadcastable to (…, T, S): boolean
+    (``True`` = may attend, as in ``F.scaled_dot_product_attention``) or float (added to the scores).
+    ``causal`` also hides keys after each query. Returns the output (…, T, d_v), and the weights
+    (…, T, S) when ``return_weights``. A query that may attend to nothing gets an all-zero output.
+    """
+    d = q.shape[-1]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (…, T, S): how well each query matches each key
+    if causal:
+        scores = scores.masked_fill(~causal_mask(q.shape[-2], k.shape[-2], q.device), float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    weights = torch.softmax(scores, dim=-1)  # each row sums to 1 over the keys
+    weights = torch.nan_to_num(weights, nan=0.0)  # rows with every key masked
+    out = weights @ v  # a weighted average of the values
+    return (out, weights) if return_weights else out
+
+
+class MultiHeadAttention(nn.Module):
+    """``n_heads`` attentions in parallel on ``d_model / n_heads``-dimensional slices, then a projection.
+
+    ``forward(x, key_mask=None, causal=False, return_weights=False)``: ``key_mask`` (B, S) is ``True``
+    at real tokens (padding ``False``). With ``return_weights`` it uses :func:`attention` and also
+    returns the weights (B, n_heads, T, S); otherwise the fused ``F.scaled_dot_product_attention``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.d_head, self.dropout = d_model, n_heads, d_model // n_heads, dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)  # W_Q, W_K, W_V for all heads at once
+        self.proj = nn.Linear(d_model, d_model, bias=bias)     # W_O
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None, causal: bool = False,
+                return_weights: bool = False):
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).split(self.d_model, dim=-1)
+        # (B, T, d_model) → (B, n_heads, T, d_head)
+        q, k, v = (t.view(B, T, self.n_heads, self.d_head).transpose(1, 2) for t in (q, k, v))
+        mask = None if key_mask is None else key_mask[:, None, None, :].bool()  # (B, 1, 1, S)
+        if return_weights:
+            out, w = attention(q, k, v, mask=mask, causal=causal, return_weights=True)
+        else:
+            if causal and mask is not None:
+                mask, causal = mask & causal_mask(T, T, x.device), False
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                                 dropout_p=self.dropout if self.training else 0.0)
+            w = None
+        out = out.transpose(1, 2).reshape(B, T, self.d_model)  # concatenate the heads
+        out = self.proj(out)
+        return (out, w) if return_weights else out
+
+
+# ---------------------------------------------------------------- positions
+def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
+    """``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(p / 10000^(2i/d))`` — (max_len, d_model)."""
+    pos = torch.arange(max_len, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : d_model // 2]
+    return pe
+
+
+class SinusoidalPositions(nn.Module):
+    """Adds fixed sinusoidal position codes (no parameters; any length up to ``max_len``)."""
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        self.register_buffer("pe", sinusoidal_positions(max_len, d_model), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pe[: x.shape[1]]
+
+
+class LearnedPositions(nn.Module):
+    """Adds a learned vector per position (``max_len`` × ``d_model`` parameters)."""
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        self.pe = nn.Embedding(max_len, d_model)
+        nn.init.normal_(self.pe.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pe(torch.arange(x.shape[1], device=x.device))
+
+
+# ---------------------------------------------------------------- blocks and models
+class Block(nn.Module):
+    """Pre-norm Transformer block: ``x + MHA(LN(x))`` then ``x + MLP(LN(x))`` (MLP: d → d_ff → d, GELU)."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        d_ff = d_ff or 4 * d_model
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model), nn.Dropout(dropout))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, key_mask=None, causal: bool = False, return_weights: bool = False):
+        a = self.attn(self.ln1(x), key_mask, causal, return_weights)
+        a, w = a if return_weights else (a, None)
+        x = x + self.drop(a)
+        x = x + self.mlp(self.ln2(x))
+        return (x, w) if return_weights else x
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int
+    n_classes: int
+    max_len: int = 64            # longest input (tokens)
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int | None = None      # MLP width (default 4·d_model)
+    dropout: float = 0.1
+    positions: str = "sinusoidal"  # "sinusoidal", "learned" or "none"
+    pad_id: int = 0
+
+
+class TransformerEncoder(nn.Module):
+    """Token embedding (× √d) + positions → ``n_layers`` blocks → final LayerNorm."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        if cfg.positions not in ("sinusoidal", "learned", "none"):
+            raise ValueError(f"parameter 'positions' must be 'sinusoidal', 'learned' or 'none', got {cfg.positions!r}")
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        self.pos = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}.get(
+            cfg.positions, lambda *a: nn.Identity())(cfg.max_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout) for _ in range(cfg.n_layers))
+        self.ln = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, return_weights: bool = False):
+        """``ids`` (B, T) → hidden states (B, T, d_model) [and a list of (B, heads, T, T) weights per layer]."""
+        x = self.drop(self.pos(self.embed(ids) * math.sqrt(self.cfg.d_model)))
+        weights = []
+        for blk in self.blocks:
+            if return_weights:
+                x, w = blk(x, key_mask, return_weights=True)
+                weights.append(w)
+            else:
+                x = blk(x, key_mask)
+        x = self.ln(x)
+        return (x, weights) if return_weights else x
+
+
+class TransformerClassifier(nn.Module):
+    """Encoder → mean of the hidden states over real (non-padding) tokens → linear head (class logits).
+
+    ``forward(ids)`` takes padded ids (B, T) — padding is ``cfg.pad_id`` — so it trains with
+    ``kit.train.fit(model, (ids, labels), …)``. ``attention_maps(ids)`` returns the per-layer weights.
+    """
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = TransformerEncoder(cfg)
+        self.head = nn.Linear(cfg.d_model, cfg.n_classes)
+
+    def forward(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        key_mask = ids != self.cfg.pad_id if key_mask is None else key_mask
+        h = self.encoder(ids, key_mask)
+        m = key_mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
+        return self.head(pooled)
+
+    @torch.no_grad()
+    def attention_maps(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """Attention weights of every layer for ``ids`` (B, T): a list of (B, n_heads, T, T) tensors."""
+        was = self.training
+        self.eval()
+        _, w = self.encoder(ids, ids != self.cfg.pad_id, return_weights=True)
+        self.train(was)
+        return w

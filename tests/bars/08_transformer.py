@@ -1,0 +1,6 @@
+def check(m):
+    # smoke run (4 epochs of a 1-layer encoder): clearly above chance; the baseline works;
+    # the written-out attention equals PyTorch's fused kernel
+    return (m["test_acc"] > m["chance"] + 0.2 and m["val_acc"] > m["chance"] + 0.2
+            and m["bow_test_acc"] > m["chance"] + 0.3
+            and m["attn_diff_float64"] < 1e-6 and m["attn_diff_float32"] < 1e-5 and m["mha_diff"] < 1e-10)
