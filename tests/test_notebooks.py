@@ -57,10 +57,15 @@ def test_notebook_smoke_and_deterministic(nb, tmp_path):
     assert second.metrics["metrics"] == m, "same seed on CPU must give identical metrics"
 
 
+BAD = [({"seed": "zero"}, "seed-type"), ({"seed": -1}, "seed-range")]  # every notebook: wrong type, out of range
+BAD_FIRST = [({"smoke": "yes"}, "smoke-type"), ({"device": "tpu"}, "device-choice")]  # shared cell: first lesson
+
+
 @pytest.mark.notebook
-@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-@pytest.mark.parametrize("bad", [{"seed": "zero"}, {"seed": -1}, {"smoke": "yes"}, {"device": "tpu"}],
-                         ids=["seed-type", "seed-range", "smoke-type", "device-choice"])
+@pytest.mark.parametrize("nb,bad", [(nb, b) for nb in NOTEBOOKS for b, _ in BAD]
+                         + [(NOTEBOOKS[0], b) for b, _ in BAD_FIRST],
+                         ids=[f"{nb.stem}-{i}" for nb in NOTEBOOKS for _, i in BAD]
+                         + [f"{NOTEBOOKS[0].stem}-{i}" for _, i in BAD_FIRST])
 def test_bad_parameter_fails_with_its_name(nb, bad, tmp_path):
     name = next(iter(bad))
     with pytest.raises(pm.PapermillExecutionError) as err:
