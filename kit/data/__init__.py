@@ -5,7 +5,7 @@
 from kit.data.fetch import ChecksumError, DataError, DataUnavailable, Source, cache_dir, fetch, safe_extract
 from kit.data.registry import REGISTRY, Dataset, load, names, register
 from kit.data.types import Tabular, Text, split
-from kit.data import datasets as _datasets, text_datasets as _text, vision_datasets as _vision  # noqa: F401,E501  (fill the registry)
+from kit.data import datasets as _datasets, ratings as _ratings, text_datasets as _text, vision_datasets as _vision  # noqa: F401,E501  (fill the registry)
 
 __all__ = ["ChecksumError", "DataError", "DataUnavailable", "Dataset", "REGISTRY", "Source", "Tabular",
            "Text", "cache_dir", "fetch", "load", "names", "register", "safe_extract", "split"]

@@ -1,0 +1,181 @@
+"""Data-parallel training with ``torch.distributed``: the shared pieces, and ``torchrun`` launching.
+
+The training script is :mod:`kit.ddp_train` (``python -m torch.distributed.run … -m kit.ddp_train``).
+Every process builds the same data and the same initial model; each step, the **same global batch** of
+``batch_size`` examples is drawn for everyone and rank ``r`` takes its contiguous ``1/world`` share, so
+the all-reduced (averaged) gradient equals the single-process gradient of the whole batch — up to float
+rounding. :func:`train_reference` is that single process, run in the notebook itself.
+
+    res = launch(nproc=2, epochs=3, batch_size=64)       # torchrun, 2 CPU processes (gloo)
+    ref = train_reference(epochs=3, batch_size=64)       # 1 process, same global batches
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DDPConfig", "free_port", "load_task", "make_model", "global_batches", "shard", "train_reference",
+           "torchrun_command", "launch", "multi_node_commands"]
+
+
+@dataclass
+class DDPConfig:
+    """What :mod:`kit.ddp_train` trains: an MLP on the 8×8 digits, plain SGD with momentum, no dropout."""
+    epochs: int = 3
+    batch_size: int = 64      # the GLOBAL batch; each of ``world`` processes gets batch_size / world rows
+    lr: float = 0.05
+    momentum: float = 0.9
+    hidden: int = 128
+    seed: int = 0
+
+    def args(self) -> list[str]:
+        return [f"--{k.replace('_', '-')}={v}" for k, v in asdict(self).items()]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for ``--master-port``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_task(seed: int = 0):
+    """``(X_train, y_train, X_test, y_test)`` float/long tensors of the digits; identical in every process."""
+    import kit.data
+    d = kit.data.load("digits", verbose=False)
+    tr, _, te = kit.data.split(len(d), (0.7, 0.1, 0.2), seed=seed, stratify=d.y)
+    X = torch.tensor(d.X / 16.0, dtype=torch.float32)
+    y = torch.tensor(d.y, dtype=torch.long)
+    return X[tr], y[tr], X[te], y[te]
+
+
+def make_model(cfg: DDPConfig) -> torch.nn.Module:
+    """The same initial weights in every process (seeded), no dropout, no batch norm."""
+    from kit.models.mlp import MLP, MLPConfig
+    torch.manual_seed(cfg.seed)
+    return MLP(MLPConfig(64, 10, hidden=(cfg.hidden, cfg.hidden)))
+
+
+def global_batches(n: int, batch_size: int, epoch: int, seed: int) -> list[torch.Tensor]:
+    """Index tensors of one epoch's global batches: a seeded permutation cut into full batches (the last,
+    incomplete batch is dropped so that every batch splits evenly across processes)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+    return [order[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
+
+
+def shard(idx: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """Rank ``rank``'s contiguous ``1/world`` share of a global batch."""
+    if len(idx) % world:
+        raise ValueError(f"a global batch of {len(idx)} does not split evenly over {world} processes")
+    per = len(idx) // world
+    return idx[rank * per:(rank + 1) * per]
+
+
+@torch.no_grad()
+def _accuracy(model, X, y) -> float:
+    return (model(X).argmax(1) == y).float().mean().item()
+
+
+def train_reference(cfg: DDPConfig | None = None, **kw) -> dict:
+    """One process, global batch ``batch_size``: the curve 2-process DDP must reproduce.
+
+    Returns ``{"losses": [per step], "test_acc", "seconds", "state": final state_dict}``.
+    """
+    cfg = cfg or DDPConfig(**kw)
+    Xtr, ytr, Xte, yte = load_task(cfg.seed)
+    model = make_model(cfg)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    losses = []
+    t0 = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        for idx in global_batches(len(Xtr), cfg.batch_size, epoch, cfg.seed):
+            loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    seconds = time.perf_counter() - t0
+    return {"losses": losses, "test_acc": _accuracy(model.eval(), Xte, yte), "seconds": seconds,
+            "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+
+def torchrun_command(nproc: int, port: int, out: str | Path, cfg: DDPConfig, backend: str = "auto",
+                     data: str | Path | None = None) -> list[str]:
+    """``python -m torch.distributed.run --nproc-per-node N --master-port P -m kit.ddp_train …``."""
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
+            "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "kit.ddp_train",
+            f"--out={out}", f"--backend={backend}", *([f"--data={data}"] if data else []), *cfg.args()]
+
+
+def launch(nproc: int = 2, cfg: DDPConfig | None = None, out: str | Path | None = None, backend: str = "auto",
+           timeout: float = 300, threads_per_process: int = 1, **kw) -> dict:
+    """Run :mod:`kit.ddp_train` under ``torchrun`` with ``nproc`` local processes; return rank 0's JSON.
+
+    The data are written once to ``<out>-task.pt`` for the workers. Each process gets ``OMP_NUM_THREADS=threads_per_process`` (processes × threads should not exceed the
+    cores). Rank 0 also saves the final weights beside the JSON (``state`` in the result, a state_dict).
+    The processes' output goes to ``<out>-torchrun.log``; on failure the error names the exit code and
+    shows the start and end of that output.
+    """
+    cfg = cfg or DDPConfig(**kw)
+    out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="kit-ddp-")) / "ddp.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_process), KIT_THREADS=str(threads_per_process),
+               PYTHONUNBUFFERED="1")
+    root = str(Path(__file__).resolve().parents[1])  # so `-m kit.ddp_train` imports this kit
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    loopback = _loopback_interface()
+    if loopback and "GLOO_SOCKET_IFNAME" not in env:
+        env["GLOO_SOCKET_IFNAME"] = loopback  # one machine: gloo talks over loopback, whatever the hostname says
+    data = out.with_name(out.stem + "-task.pt")  # the workers load the tensors instead of importing scikit-learn
+    torch.save(tuple(load_task(cfg.seed)), data)
+    log = out.with_name(out.stem + "-torchrun.log")
+    t0 = time.perf_counter()
+    for attempt in range(2):
+        cmd = torchrun_command(nproc, free_port(), out, cfg, backend, data)
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeError(f"torchrun did not finish in {timeout:.0f} s: {shlex.join(cmd)}") from e
+        log.write_text(proc.stdout + proc.stderr)
+        if proc.returncode == 0 and out.exists():
+            break
+        text = proc.stdout + proc.stderr
+        if attempt == 0 and ("address already in use" in text.lower() or "EADDRINUSE" in text):
+            continue  # another program took the free port between our check and torchrun: once more
+        raise RuntimeError(f"torchrun exited with code {proc.returncode}: {shlex.join(cmd)}\n"
+                           f"full output in {log}; its first and last lines:\n{text[:2000]}\n…\n{text[-2000:]}")
+    wall = time.perf_counter() - t0
+    res = json.loads(out.read_text())
+    res["launch_seconds"] = wall
+    res["command"] = shlex.join(cmd)
+    res["state"] = torch.load(res["state_path"], weights_only=True)
+    return res
+
+
+def _loopback_interface() -> str | None:
+    """The loopback network interface's name (``lo`` on Linux, ``lo0`` on macOS), if there is one."""
+    try:
+        names = [n for _, n in socket.if_nameindex()]
+    except (OSError, AttributeError):
+        return None
+    return next((n for n in ("lo", "lo0") if n in names), None)
+
+
+def multi_node_commands(nnodes: int = 2, nproc_per_node: int = 8, endpoint: str = "node0.example:29500",
+                        job_id: str = "kit-ddp", script: str = "-m kit.ddp_train --out=ddp.json") -> list[str]:
+    """The command to type on each machine (node ``i`` of ``nnodes``) for a multi-machine run."""
+    return [f"torchrun --nnodes={nnodes} --nproc-per-node={nproc_per_node} --node-rank={i} "
+            f"--rdzv-backend=c10d --rdzv-endpoint={endpoint} --rdzv-id={job_id} {script}"
+            for i in range(nnodes)]
