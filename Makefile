@@ -7,6 +7,8 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.kit-installed
 # Reports use the embedded data by default (offline, reproducible); REPORT_OFFLINE=0 downloads real data.
 REPORT_OFFLINE ?= 1
+# Idle OpenMP threads sleep instead of spinning (much faster when several jobs share the cores).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install report test test-unit test-gpu test-browser bench lab clean
 

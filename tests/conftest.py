@@ -15,6 +15,8 @@ os.environ.setdefault("KIT_OFFLINE", "1")
 if SHARED_DATA.is_dir():
     os.environ.setdefault("KIT_DATA_MIRROR", str(SHARED_DATA))
 os.environ.setdefault("KIT_THREADS", "2")
+# Idle OpenMP threads sleep instead of spinning: under load, spinning threads slow everything badly.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
