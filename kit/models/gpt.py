@@ -1,0 +1,483 @@
+"""A decoder-only GPT in the style of nanoGPT, with a KV cache for generation and a fast training loop.
+
+* :class:`GPTConfig` — sizes; :data:`PRESETS` — the lesson's ``"smoke"``, ``"cpu"`` and ``"gpu"`` sizes
+  with their training settings.
+* :class:`GPT` — token + learned position embeddings, ``n_layer`` pre-LayerNorm :class:`Block` s
+  (:class:`CausalSelfAttention` through ``F.scaled_dot_product_attention(is_causal=True)``, then an MLP),
+  a final LayerNorm and a linear head whose weight is **tied** to the token embedding.
+* :meth:`GPT.generate` — temperature / top-k / top-p sampling, with or without a :class:`KVCache`
+  (the same tokens either way).
+* :func:`train_gpt` — AdamW (fused or foreach), linear warm-up then cosine decay, bf16 autocast and
+  optional ``torch.compile`` on GPU; trains for a number of steps (deterministic) or for a budget of
+  seconds (wall clock), evaluating the validation loss on the way (evaluation time is not counted).
+* :func:`flops_per_token`, :func:`peak_flops`, :func:`mfu` — model FLOPs utilisation.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["GPTConfig", "TrainConfig", "PRESETS", "preset", "GPT", "Block", "CausalSelfAttention", "MLP",
+           "KVCache", "make_adamw", "lr_at", "train_gpt", "GPTRun", "flops_per_token", "peak_flops", "mfu",
+           "NaiveGPT"]
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65
+    block_size: int = 128   # context length (tokens)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False      # biases in Linear and LayerNorm (GPT-2: True; a little faster without)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32
+    lr: float = 3e-3         # peak learning rate
+    min_lr: float = 3e-4     # end of the cosine
+    warmup: int = 50         # linear warm-up steps
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.99)
+    clip_grad: float = 1.0
+    steps: int = 2000        # used when no time budget is given
+    eval_every: int = 100    # steps between evaluations in a fixed-steps run
+    eval_tokens: int = 32_768  # validation tokens per evaluation
+
+
+PRESETS: dict[str, tuple[GPTConfig, TrainConfig]] = {
+    # tests: a few seconds on 2 cores
+    "smoke": (GPTConfig(block_size=32, n_layer=2, n_head=2, n_embd=64),
+              TrainConfig(batch_size=16, lr=3e-3, min_lr=3e-4, warmup=10, steps=60, eval_every=20,
+                          eval_tokens=4096)),
+    # the default: on tiny-shakespeare, validation loss ≤ 1.88 within 60 s and ≤ 1.70 within 180 s of
+    # training on 2 CPU cores. Small and wide enough: per second of CPU, this 0.45 M-parameter model
+    # learns faster than n_embd=128 (more tokens/s outweighs less capacity at this budget); a small
+    # batch with a high learning rate makes more progress per token early on.
+    "cpu": (GPTConfig(block_size=64, n_layer=4, n_head=4, n_embd=96),
+            TrainConfig(batch_size=16, lr=5e-3, min_lr=5e-4, warmup=30, steps=5000, eval_every=250,
+                        eval_tokens=32_768)),
+    # one GPU (nanoGPT's shakespeare-char model): ~10.7 M parameters
+    "gpu": (GPTConfig(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
+            TrainConfig(batch_size=64, lr=1e-3, min_lr=1e-4, warmup=100, steps=5000, eval_every=250,
+                        eval_tokens=131_072)),
+}
+
+
+def preset(name: str, vocab_size: int | None = None) -> tuple[GPTConfig, TrainConfig]:
+    """Copies of a preset's model and training configs (``vocab_size`` filled in when given)."""
+    if name not in PRESETS:
+        raise ValueError(f"parameter 'preset' must be one of {tuple(PRESETS)}, got {name!r}")
+    m, t = PRESETS[name]
+    m = replace(m, vocab_size=vocab_size) if vocab_size else replace(m)
+    return m, replace(t)
+
+
+# ---------------------------------------------------------------- the model
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, in preallocated buffers.
+
+    ``k[layer]`` has shape ``(B, n_head, max_len, head_dim)``; ``length`` tokens are filled. A forward
+    pass with a cache attends to the cached tokens plus the new ones, then appends the new ones.
+    """
+
+    def __init__(self, cfg: GPTConfig, batch: int, device, dtype=torch.float32, max_len: int | None = None):
+        self.max_len = max_len or cfg.block_size
+        hd = cfg.n_embd // cfg.n_head
+        shape = (cfg.n_layer, batch, cfg.n_head, self.max_len, hd)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``k, v`` of the new tokens after the cached ones; return all keys and values."""
+        s, t = self.length, k.shape[2]
+        if s + t > self.max_len:
+            raise ValueError(f"KV cache full: {s} + {t} tokens > max_len {self.max_len}")
+        self.k[layer, :, :, s:s + t] = k
+        self.v[layer, :, :, s:s + t] = v
+        return self.k[layer, :, :, :s + t], self.v[layer, :, :, :s + t]
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position ``t`` only sees positions ``≤ t``."""
+
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
+        super().__init__()
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
+        self.n_head, self.n_embd, self.layer, self.dropout = cfg.n_head, cfg.n_embd, layer, cfg.dropout
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v in one matmul
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.update(self.layer, k, v)
+        drop = self.dropout if self.training else 0.0
+        if past == 0:       # the usual case: a causal mask over T × T
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        elif T == 1:        # one new token attends to every cached token: no mask
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        else:               # several new tokens after a cache: causal mask aligned to the end
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN Transformer block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))``."""
+
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg, layer)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cache: KVCache | None = None):
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only Transformer language model: ids ``(B, T)`` → logits ``(B, T, vocab)``."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)   # token embedding
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)   # learned position embedding
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight                  # weight tying: one matrix, used twice
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():                # GPT-2: scale residual projections
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def n_params(self, non_embedding: bool = True) -> int:
+        """Parameters (the tied matrix counted once); ``non_embedding`` leaves out the position table."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.wpe.weight.numel() if non_embedding else n
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+        """Logits ``(B, T, V)``; with ``targets`` returns ``(logits, mean cross-entropy)``.
+
+        With a ``cache`` the ``T`` new tokens continue the cached ones (positions ``cache.length…``)."""
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.cfg.block_size:
+            raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.cfg.block_size}")
+        pos = torch.arange(start, start + T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        for block in self.blocks:
+            x = block(x, cache)
+        if cache is not None:
+            cache.length += T
+        logits = self.lm_head(self.ln_f(x))
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
+                 use_cache: bool = True) -> torch.Tensor:
+        """Append ``max_new_tokens`` sampled ids to ``prompt`` (1-D or ``(B, T)``; prompt included in the result).
+
+        ``temperature=0`` is greedy. Without the cache every step re-reads the last ``block_size``
+        tokens; with it each step feeds only the newest token and reuses the keys and values of the
+        others. Learned absolute positions cannot slide: once the window is full, every step rebuilds
+        the cache from the last ``block_size`` tokens (no saving past that point). The tokens are the
+        same either way.
+        """
+        from kit.text import sample_next
+        was_training = self.training
+        self.eval()
+        dev = next(self.parameters()).device
+        idx = prompt.to(dev)
+        squeeze = idx.ndim == 1
+        idx = idx[None] if squeeze else idx
+        if idx.shape[1] == 0:
+            raise ValueError("generate needs a prompt of at least one token")
+        bs = self.cfg.block_size
+        cache = KVCache(self.cfg, idx.shape[0], dev, dtype=self.wte.weight.dtype) if use_cache else None
+        for _ in range(max_new_tokens):
+            if cache is None:                                 # re-read the whole visible window
+                logits = self(idx[:, -bs:])[:, -1]
+            elif cache.length == 0 or cache.length >= bs:     # (re)fill the cache from the window
+                cache.reset()
+                logits = self(idx[:, -bs:], cache=cache)[:, -1]
+            else:                                             # only the newest token
+                logits = self(idx[:, -1:], cache=cache)[:, -1]
+            nxt = sample_next(logits, temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, nxt[:, None]], dim=1)
+        self.train(was_training)
+        return idx[0] if squeeze else idx
+
+
+# ---------------------------------------------------------------- FLOPs and MFU
+def flops_per_token(cfg: GPTConfig, n_params: int, seq_len: int | None = None) -> float:
+    """Training FLOPs per token: ``6·N`` (forward + backward through the weights, N = non-embedding
+    parameters) plus the attention scores and weighted sum, ``6·2·n_layer·T·n_embd`` with causal
+    masking halving the useful work (the PaLM appendix formula counts ``12·L·T·d`` without halving)."""
+    T = seq_len or cfg.block_size
+    return 6 * n_params + 12 * cfg.n_layer * cfg.n_embd * T
+
+
+PEAK_BF16 = {  # dense bf16 tensor-core peak, FLOP/s
+    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12,
+    "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12,
+}
+
+
+def peak_flops(device) -> float | None:
+    """The GPU's peak dense bf16 FLOP/s from a small table, or ``None`` (CPU, MPS or an unknown GPU)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    if "H100" in name and "PCIe" in name:
+        return 756e12
+    for key, val in PEAK_BF16.items():
+        if key in name:
+            return val
+    return None
+
+
+def mfu(tokens_per_s: float, cfg: GPTConfig, n_params: int, device) -> float | None:
+    """Model FLOPs utilisation: achieved training FLOP/s ÷ the GPU's peak; ``None`` where not applicable."""
+    peak = peak_flops(device)
+    if peak is None:
+        return None
+    return tokens_per_s * flops_per_token(cfg, n_params) / peak
+
+
+# ---------------------------------------------------------------- training
+def make_adamw(model: nn.Module, lr: float, weight_decay: float = 0.1, betas=(0.9, 0.99),
+               device=None) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases, LayerNorm gains); the ``fused`` kernel
+    where this torch has it for the device, else ``foreach`` (one multi-tensor op per step)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    device = torch.device(device) if device is not None else params[0].device
+    kw = {}
+    if "fused" in inspect.signature(torch.optim.AdamW).parameters and device.type in ("cuda", "cpu"):
+        kw["fused"] = True
+    else:
+        kw["foreach"] = True
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **kw)
+
+
+def lr_at(progress: float, step: int, tc: TrainConfig) -> float:
+    """Linear warm-up over ``tc.warmup`` steps, then cosine from ``tc.lr`` down to ``tc.min_lr``
+    as ``progress`` (fraction of the run: steps or seconds) goes from 0 to 1."""
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    p = min(max(progress, 0.0), 1.0)
+    return tc.min_lr + 0.5 * (1 + math.cos(math.pi * p)) * (tc.lr - tc.min_lr)
+
+
+@dataclass
+class GPTRun:
+    """What :func:`train_gpt` returns. ``history`` rows: one per evaluation (``step``, ``seconds`` of
+    training so far, ``tokens``, ``train_loss`` (mean since the last evaluation), ``val_loss``, ``lr``)."""
+    history: object
+    steps: int
+    tokens: int
+    seconds: float
+    tokens_per_s: float
+    final_val_loss: float
+    extra: dict = field(default_factory=dict)
+
+    def val_loss_at(self, seconds: float) -> float | None:
+        """The last validation loss measured within ``seconds`` of training (``None`` if none)."""
+        h = self.history
+        got = [v for s, v in zip(h["seconds"], h["val_loss"]) if s <= seconds + 1e-9]
+        return got[-1] if got else None
+
+
+def train_gpt(model: GPT, train_ids: torch.Tensor, val_ids: torch.Tensor, tc: TrainConfig, *,
+              seconds: float | None = None, eval_marks: tuple = (), eval_every_s: float = 10.0,
+              device=None, amp: bool | None = None, compile: bool = False, seed: int = 0,
+              progress: bool = True, on_eval: Callable | None = None) -> GPTRun:
+    """Train ``model`` on random windows of ``train_ids`` (``kit.text.lm_batches``).
+
+    * ``seconds=None``: ``tc.steps`` steps, evaluating every ``tc.eval_every`` — deterministic on CPU
+      for a given ``seed``.
+    * ``seconds=S``: train for ``S`` seconds of wall-clock training time (evaluation excluded); the
+      cosine schedule follows the elapsed fraction of ``S``. Evaluates every ``eval_every_s`` seconds and
+      just before each of ``eval_marks`` (e.g. ``(60,)``) so "loss within 60 s" is measured exactly.
+    * ``amp``: bf16 autocast (default: on CUDA only). ``compile``: ``torch.compile`` the model (GPU
+      speed-up; on CPU its compile time dwarfs a short lesson).
+    ``on_eval(row)`` is called after each evaluation (e.g. a live plot). Returns a :class:`GPTRun`.
+    """
+    from kit.device import amp_dtype, pick_device
+    from kit.text import evaluate_lm, lm_batches
+    from kit.train.history import History
+
+    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
+    model.to(device)
+    use_amp = device.type == "cuda" if amp is None else amp
+    dtype = (amp_dtype(device) or torch.bfloat16) if use_amp else None
+    fwd = torch.compile(model) if compile else model
+    opt = make_adamw(model, tc.lr, tc.weight_decay, tc.betas, device)
+    gen = torch.Generator().manual_seed(seed)
+    train_ids, val_ids = train_ids.to(device), val_ids.to(device)
+    block = model.cfg.block_size
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
+    history = History()
+    marks = sorted(m for m in eval_marks if seconds is None or m < seconds)
+
+    def evaluate(step, t_train, tokens, run_loss, run_n):
+        with autocast():
+            vl = evaluate_lm(model, val_ids, block, batch_size=64, device=device, max_tokens=tc.eval_tokens)
+        row = {"step": step, "seconds": t_train, "tokens": tokens,
+               "train_loss": run_loss / max(run_n, 1) if run_n else float("nan"), "val_loss": vl,
+               "lr": opt.param_groups[0]["lr"]}
+        history.log(row)
+        if on_eval is not None:
+            on_eval(row)
+        return vl
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=int(seconds) if seconds else tc.steps, unit="s" if seconds else "step",
+                   desc="training", mininterval=1.0, bar_format=None)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    step, tokens, t_train, run_loss, run_n, last_dt = 0, 0, 0.0, 0.0, 0, 0.0
+    next_eval_t = eval_every_s
+    val_loss = evaluate(0, 0.0, 0, 0.0, 0)
+    model.train()
+    while True:
+        if seconds is None:
+            if step >= tc.steps:
+                break
+            progress_frac = step / tc.steps
+        else:
+            if t_train + last_dt > seconds:  # the next step would overrun the budget
+                break
+            progress_frac = t_train / seconds
+        lr = lr_at(progress_frac, step, tc)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0 = time.perf_counter()
+        x, y = lm_batches(train_ids, block, tc.batch_size, gen)
+        with autocast():
+            _, loss = fwd(x, y)
+        loss.backward()
+        if tc.clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        lv = loss.item()  # also synchronises the GPU
+        sync()
+        last_dt = time.perf_counter() - t0
+        t_train += last_dt
+        step += 1
+        tokens += y.numel()
+        run_loss += lv
+        run_n += 1
+        if bar is not None:
+            bar.n = int(t_train) if seconds else step
+            bar.set_postfix_str(f"loss {lv:.3f} val {val_loss:.3f}", refresh=False)
+            bar.update(0)
+        if seconds is None:
+            do_eval = step % tc.eval_every == 0 or step == tc.steps
+        else:
+            nxt = t_train + last_dt
+            do_eval = t_train >= next_eval_t or any(t_train <= m < nxt for m in marks) or nxt > seconds
+        if do_eval:
+            val_loss = evaluate(step, t_train, tokens, run_loss, run_n)
+            run_loss, run_n = 0.0, 0
+            model.train()
+            while next_eval_t <= t_train:
+                next_eval_t += eval_every_s
+    if run_n:
+        val_loss = evaluate(step, t_train, tokens, run_loss, run_n)
+    if bar is not None:
+        bar.close()
+    return GPTRun(history=history, steps=step, tokens=tokens, seconds=t_train,
+                  tokens_per_s=tokens / max(t_train, 1e-9), final_val_loss=val_loss)
+
+
+# ---------------------------------------------------------------- a naive baseline (for the benchmark)
+class NaiveCausalSelfAttention(CausalSelfAttention):
+    """Hand-written attention: explicit ``QKᵀ/√d``, ``masked_fill`` with a causal mask, softmax, ``@ V``
+    — the steps that ``scaled_dot_product_attention`` fuses into one kernel."""
+
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
+        super().__init__(cfg, layer)
+        self.register_buffer("mask", torch.tril(torch.ones(cfg.block_size, cfg.block_size, dtype=torch.bool)),
+                             persistent=False)
+
+    def forward(self, x, cache=None):
+        if cache is not None:
+            raise NotImplementedError("the naive baseline has no KV cache")
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+        att = att.masked_fill(~self.mask[:T, :T], float("-inf"))
+        att = F.softmax(att, dim=-1)
+        if self.training and self.dropout:
+            att = F.dropout(att, self.dropout)
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.c_proj(y))
+
+
+class NaiveGPT(GPT):
+    """The same network (same initial weights for the same seed) with :class:`NaiveCausalSelfAttention`.
+    For the throughput benchmark only."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__(cfg)
+        for i, b in enumerate(self.blocks):
+            naive = NaiveCausalSelfAttention(cfg, i)
+            naive.load_state_dict(b.attn.state_dict())
+            b.attn = naive

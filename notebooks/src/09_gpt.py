@@ -1,0 +1,262 @@
+# %% [md]
+# # 09 — GPT: a decoder-only Transformer, trained against the clock
+
+**Goals.** Build a GPT the way nanoGPT does — token and position embeddings, pre-LayerNorm blocks of
+causal self-attention (`F.scaled_dot_product_attention(is_causal=True)`) and an MLP, a weight-tied
+output layer — and train it on Shakespeare's characters with the tools of real LLM training: AdamW
+(fused), learning-rate warm-up then cosine decay, bf16 autocast and optional `torch.compile` on a GPU.
+The run has a **time budget**: we watch the validation loss against training *seconds*, and measure
+throughput (tokens/s) and, on a GPU, the **model FLOPs utilisation**. Then generate text with
+temperature, top-k and top-p, and make generation fast with a **KV cache** — checking that it produces
+exactly the same tokens.
+
+**Data.** Tiny Shakespeare (1.1 MB, Karpathy's char-rnn) when online or mirrored; offline, the
+English prose that ships with Python (`pydoc_data.topics`).
+# %% [code] parameters
+seed = 0              # random seed
+device = "auto"       # "auto", "cpu", "cuda" or "mps"
+smoke = False         # tiny run for tests (a fixed number of steps)
+preset = "cpu"        # model size: "cpu" (0.45 M parameters, minutes on a laptop) or "gpu" (10.7 M, for one GPU)
+train_seconds = 180.0 # training-time budget in seconds, or 0 to train a fixed number of steps (deterministic)
+steps = 0             # steps of a fixed-steps run (0: the preset default)
+lr = 0.0              # peak learning rate (0: the preset default)
+compile = False       # torch.compile the model (worth it on a GPU for long runs)
+temperature = 0.8     # sampling temperature of the final samples
+top_k = 0             # sample only among the k most likely characters (0: off)
+top_p = 0.95          # nucleus sampling: smallest set holding this much probability (1: off)
+sample_chars = 500    # characters per generated sample
+# %% [code]
+import kit
+from kit.device import DEVICES
+from kit.params import Bool, Choice, Float, Int, validate
+
+validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), preset=Choice("cpu", "gpu"),
+         train_seconds=Float(0, 36_000), steps=Int(0, 10_000_000), lr=Float(0, 1), compile=Bool(),
+         temperature=Float(0, 10), top_k=Int(0, 10_000), top_p=Float(0, 1, lo_open=True),
+         sample_chars=Int(1, 100_000))
+dev = kit.setup(seed, device)
+size = "smoke" if smoke else preset
+if smoke:
+    train_seconds, sample_chars = 0.0, min(sample_chars, 200)
+# %% [code]
+import math
+import time
+
+import torch
+
+import kit.data
+import kit.viz as viz
+import kit.viz.lm as vl
+from kit.models import gpt
+from kit.models.gpt import GPT, KVCache
+from kit.text import CharVocab, perplexity, split_ids, unigram_entropy
+
+corpus = kit.data.load("tinyshakespeare")
+text = corpus.text
+vocab = CharVocab.from_text(text)
+ids = vocab.encode(text)
+train_ids, val_ids = split_ids(ids, 0.1)
+print(f"{len(text):,} characters, {len(vocab)} distinct; train {len(train_ids):,} / validation {len(val_ids):,}")
+unigram = unigram_entropy(train_ids, len(vocab), eval_ids=val_ids)
+print(f"bars: uniform guess {math.log(len(vocab)):.3f} nats/char, unigram model {unigram:.3f}")
+# %% [md]
+# ## The model
+# A GPT reads a window of `block_size` characters and predicts, at **every** position, the next one.
+#
+# * **Embeddings**: a token embedding plus a *learned* position embedding per position.
+# * **Blocks** (pre-LN, as in GPT-2): `x = x + attention(LayerNorm(x))`, then `x = x + MLP(LayerNorm(x))`.
+#   The residual stream `x` passes through untouched; each sub-layer adds to it. Normalising *before*
+#   each sub-layer (rather than after, as the original Transformer and BERT do) keeps deep stacks stable
+#   without careful warm-up.
+# * **Causal self-attention**: each head compares the query of position $t$ with the keys of
+#   positions $\le t$ — $\operatorname{softmax}(QK^\top/\sqrt{d} + M)V$ with $M_{ts}=-\infty$ for $s>t$.
+#   `F.scaled_dot_product_attention(..., is_causal=True)` does this in one fused kernel (flash attention
+#   on GPUs) without ever storing the $T\times T$ matrix.
+# * **Output**: a final LayerNorm and a linear layer to the vocabulary whose weight **is** the token
+#   embedding matrix (*weight tying*: one matrix for "which vector means this character" both ways).
+# %% [code]
+cfg, tc = gpt.preset(size, vocab_size=len(vocab))
+if lr:
+    tc.lr, tc.min_lr = lr, lr / 10
+if steps:
+    tc.steps = steps
+torch.manual_seed(seed)
+model = GPT(cfg).to(dev)
+n_params = model.n_params()
+print(cfg)
+print(f"{n_params:,} parameters (+ {cfg.block_size * cfg.n_embd:,} in the position table); "
+      f"tied: {model.lm_head.weight is model.wte.weight}")
+viz.source(gpt.CausalSelfAttention.forward, gpt.Block.forward)
+# %% [md]
+# **Causality, checked.** Changing the characters after position 20 must not change the predictions
+# at positions ≤ 20 — otherwise the model could cheat by reading the answer.
+# %% [code]
+model.eval()
+x = train_ids[:cfg.block_size][None].to(dev)
+x2 = x.clone()
+x2[0, 21:] = (x2[0, 21:] + 1) % len(vocab)
+with torch.no_grad():
+    leak = (model(x)[0, :21] - model(x2)[0, :21]).abs().max().item()
+    changed = (model(x)[0, 21:] - model(x2)[0, 21:]).abs().max().item()
+print(f"max change of the logits at positions ≤ 20: {leak:.1e}; after: {changed:.2f}")
+assert leak < 1e-4 < changed
+# %% [md]
+# ## Training
+# `kit.models.gpt.train_gpt` is a plain loop written for speed:
+# * **random windows** of the training text (`kit.text.lm_batches`): `x` and `y = x` shifted by one;
+# * **AdamW** with the *fused* kernel (one kernel updates every parameter) and weight decay on
+#   matrices (embeddings included), not on biases and LayerNorm gains;
+# * **warm-up then cosine**: the learning rate rises linearly for `warmup` steps (Adam's statistics
+#   are poor at first), then follows half a cosine down to `min_lr` over the run — here over the
+#   *time budget*, since we train for a fixed number of seconds;
+# * on a GPU, **bf16 autocast** (matrix products in bfloat16 on the tensor cores, weights and the
+#   loss in float32) and optionally **`torch.compile`** (fuses the element-wise operations);
+# * every `eval_every_s` seconds the validation loss on a fixed slice of the validation text; the
+#   evaluation time is **not** counted as training time.
+# %% [code]
+viz.source(gpt.lr_at)
+rows = []
+live = viz.LiveFigure(lambda: vl.loss_vs_seconds({"validation": {"seconds": [r["seconds"] for r in rows],
+                                                                 "val_loss": [r["val_loss"] for r in rows]}},
+                                                 title="validation loss (live)"), every_s=2.0)
+def on_eval(row):
+    rows.append(row)
+    live.update()
+
+budget = train_seconds or None
+print(f"training {'for %.0f s' % budget if budget else '%d steps' % tc.steps}: batch {tc.batch_size} × "
+      f"{cfg.block_size} characters, peak lr {tc.lr:g}")
+run = gpt.train_gpt(model, train_ids, val_ids, tc, seconds=budget, eval_marks=(60.0,),
+                    eval_every_s=10.0 if preset == "cpu" else 30.0, device=dev, compile=compile, seed=seed,
+                    on_eval=on_eval)
+live.update(force=True)
+print(f"{run.steps:,} steps, {run.tokens:,} tokens in {run.seconds:.1f} s of training → {run.tokens_per_s:,.0f} tokens/s")
+# %% [code]
+h = run.history
+val_loss = run.final_val_loss
+val_60 = run.val_loss_at(60.0) if budget else None
+bars = {"1.88 (CPU bar at 60 s)": 1.88, "1.70 (CPU bar at 180 s)": 1.70} if size == "cpu" else {}
+viz.show(vl.loss_vs_seconds(h, title=f"{preset if not smoke else 'smoke'} GPT: loss against training time",
+                            marks={"60 s": 60.0} if budget and budget > 60 else None,
+                            bars=bars | {"unigram": unigram}))
+print("training seconds  val loss")
+for s, v in zip(h["seconds"], h["val_loss"]):
+    print(f"{s:16.1f}  {v:.3f}")
+if val_60 is not None:
+    print(f"validation loss within 60 s: {val_60:.3f}; at the end ({run.seconds:.0f} s): {val_loss:.3f}")
+# %% [md]
+# ## Throughput and model FLOPs utilisation
+# Training a Transformer costs about $6N$ FLOPs per token for $N$ parameters (2 for the forward
+# matrix products, 4 for the backward) plus the attention scores, $12\,L\,T\,d$ per token for $L$
+# layers, context $T$ and width $d$. **MFU** = (FLOPs per token × tokens/s) ÷ the hardware's peak: how
+# much of the chip the model actually uses. The peak we compare with is the GPU's dense bf16 number;
+# on a CPU there is no such single peak, so MFU is reported as not applicable.
+# %% [code]
+fpt = gpt.flops_per_token(cfg, n_params)
+util = gpt.mfu(run.tokens_per_s, cfg, n_params, dev)
+print(f"{fpt / 1e6:.2f} MFLOPs per training token → {fpt * run.tokens_per_s / 1e9:.1f} GFLOP/s achieved")
+print(f"MFU: {util:.1%} of {gpt.peak_flops(dev) / 1e12:.0f} TFLOP/s bf16" if util is not None
+      else f"MFU: not applicable on {dev.type} (no bf16 peak to compare with)")
+# %% [md]
+# ## Generation and the KV cache
+# Generating one character needs the keys and values of **all** previous positions in every layer.
+# Recomputing them at each step (no cache) costs a full forward pass over the window per character;
+# a **KV cache** stores them, so each step only runs the newest character through the network.
+# The attention outputs are the same numbers — so with the same random generator the generated
+# characters must be *identical*. (With learned absolute positions the cache cannot slide: once the
+# window is full, each step rebuilds it from the last `block_size` characters.)
+# %% [code]
+model.eval()
+prompt_text = "\n" + text[len(train_ids) + 300: len(train_ids) + 340].rsplit(" ", 1)[0] + " "
+prompt = vocab.encode(prompt_text).to(dev)
+n_new = 3 * cfg.block_size // 2  # beyond the window, so the sliding case is checked too
+same = {}
+for name, kw in {"greedy": dict(temperature=0.0), "sampled": dict(temperature=1.0, top_k=20, top_p=0.95)}.items():
+    a = model.generate(prompt, n_new, generator=torch.Generator(device=dev).manual_seed(seed), use_cache=True, **kw)
+    b = model.generate(prompt, n_new, generator=torch.Generator(device=dev).manual_seed(seed), use_cache=False, **kw)
+    same[name] = bool(torch.equal(a, b))
+    print(f"{name}: identical with and without the cache: {same[name]}")
+assert all(same.values())
+# speed: a batch of 8 prompts, generating until the window is full (where the cache helps)
+batch = prompt[None, -(cfg.block_size // 4):].repeat(8, 1)
+gen_len = cfg.block_size - batch.shape[1]
+speed = {}
+for use_cache in (False, True):
+    t0 = time.perf_counter()
+    model.generate(batch, gen_len, temperature=0.0, use_cache=use_cache)
+    speed["with cache" if use_cache else "no cache"] = 8 * gen_len / (time.perf_counter() - t0)
+print({k: f"{v:,.0f} tokens/s" for k, v in speed.items()}, f"→ {speed['with cache'] / speed['no cache']:.1f}× faster")
+# %% [md]
+# ## Sampling: temperature, top-k, top-p
+# The next character is drawn from $\operatorname{softmax}(\text{logits}/\tau)$. **Temperature** $\tau$
+# sharpens ($\tau<1$) or flattens ($\tau>1$) the distribution. **Top-k** keeps the $k$ most likely
+# characters; **top-p** (nucleus) keeps the smallest set whose probabilities add up to $p$ — many
+# candidates when the model is unsure, few when it is confident. Move the sliders: grey is the
+# distribution after the temperature, blue what can still be sampled.
+# %% [code]
+import ipywidgets as w
+
+with torch.no_grad():
+    last_logits = model(prompt[None, -cfg.block_size:])[0, -1].float().cpu()
+
+def dist_fig(temperature, top_k, top_p):
+    return vl.sampling_distribution(last_logits, vocab.itos, temperature, top_k, top_p,
+                                    title=f"next character after {prompt_text[-25:]!r}")
+
+sliders = lambda: dict(temperature=w.FloatSlider(value=temperature or 1.0, min=0.1, max=2.0, step=0.05, description="temperature"),
+                       top_k=w.IntSlider(value=top_k, min=0, max=len(vocab), description="top-k (0 off)"),
+                       top_p=w.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top-p"))
+viz.slider_plot(dist_fig, **sliders())
+# %% [code]
+def sample_text(temperature, top_k, top_p):
+    g = torch.Generator(device=dev).manual_seed(seed)
+    out = model.generate(prompt, sample_chars, temperature=temperature, top_k=top_k or None,
+                         top_p=top_p if top_p < 1 else None, generator=g)
+    return vocab.decode(out)
+
+vl.sampling_widget(sample_text, **sliders())
+# %% [code]
+samples = {f"τ = {tau}": sample_text(tau, top_k, top_p) for tau in (0.5, 1.0, 1.5)}
+samples["greedy (τ = 0)"] = sample_text(0.0, 0, 1.0)
+import kit.viz.text as vt
+vt.text_samples(samples, title="samples (the prompt is the first line)")
+# %% [code]
+metrics = {"val_loss": val_loss, "perplexity": perplexity(val_loss), "n_params": n_params,
+           "unigram_val_loss": unigram, "kv_cache_same_greedy": same["greedy"],
+           "kv_cache_same_sampled": same["sampled"], "causal_leak": leak, "vocab_size": len(vocab)}
+timing = {"tokens_per_s": run.tokens_per_s, "train_seconds": run.seconds, "steps": run.steps,
+          "tokens": run.tokens, "flops_per_token": fpt, "mfu": util if util is not None else "not applicable (CPU)",
+          "generate_tokens_per_s_cache": speed["with cache"], "generate_tokens_per_s_no_cache": speed["no cache"],
+          "threads": torch.get_num_threads()}
+if budget:  # a time budget: the number of steps depends on the machine, so these are not bit-reproducible
+    metrics |= {"val_loss_60s": val_60, "train_seconds_budget": budget}
+    timing |= {"val_loss_curve": {"seconds": h["seconds"], "val_loss": h["val_loss"]}}
+else:
+    metrics |= {"steps": run.steps}
+kit.save_metrics(metrics, timing=timing,
+                 params={"seed": seed, "smoke": smoke, "preset": size, "train_seconds": train_seconds,
+                         "model": vars(cfg), "train": vars(tc) | {"betas": list(tc.betas)}, "compile": compile,
+                         "device": str(dev), "data": corpus.source})
+# %% [md]
+# ## Exercises
+# **Exercise 1.** How many parameters does `GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=2,
+# n_head=2, n_embd=64))` have, **including** the position table? (No biases; each block has two
+# LayerNorm gains, an attention with a $d\times 3d$ and a $d\times d$ matrix, an MLP $d\times 4d$ and
+# $4d\times d$; the output matrix is the token embedding.)
+# %% [code] solution
+d = 64
+answer_1 = 65 * d + 64 * d + 2 * (2 * d + 3 * d * d + d * d + 4 * d * d + 4 * d * d) + d
+# %% [code]
+from kit.checks import expect_close
+expect_close("Exercise 1", answer_1,
+             GPT(gpt.GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=2, n_embd=64)).n_params(non_embedding=False),
+             hint="Per block 12d² + 2d; plus the token table 65·d, the position table 64·d and the final LayerNorm d.")
+# %% [md]
+# **Exercise 2.** The next-token probabilities are `[0.5, 0.3, 0.15, 0.05]`. With top-p = 0.7, how many
+# tokens can still be sampled? (Sort by probability and keep tokens until their total reaches p.)
+# %% [code] solution
+answer_2 = 2
+# %% [code]
+from kit.text import filter_logits
+_kept = int(torch.isfinite(filter_logits(torch.tensor([0.5, 0.3, 0.15, 0.05]).log(), top_p=0.7)).sum())
+expect_close("Exercise 2", answer_2, _kept, hint="0.5 < 0.7, 0.5 + 0.3 = 0.8 ≥ 0.7: stop there.")
