@@ -71,13 +71,15 @@ def open_offline(browser, url):
 
 @pytest.fixture(scope="module")
 def report_html(tmp_path_factory):
-    from kit.run import execute
+    """An HTML report of lesson 01 (smoke), made by `kit run` in its own process (papermill's event
+    loop and Playwright's must not share a thread)."""
     out = tmp_path_factory.mktemp("report")
-    res = execute("01", out, {"smoke": True}, html=True, progress=False)
-    return res.html
+    subprocess.run([sys.executable, "-m", "kit", "run", "01", "-p", "smoke", "True", "--out", str(out)],
+                   check=True, timeout=600, cwd=ROOT)
+    return out / "01_linear_regression" / "01_linear_regression.html"
 
 
-def test_html_report_renders_every_figure_offline(browser, report_html, tmp_path):
+def test_html_report_renders_every_figure_offline(report_html, browser, tmp_path):
     page, blocked = open_offline(browser, report_html.as_uri())
     page.wait_for_function("document.querySelectorAll('.plotly-graph-div svg.main-svg').length > 0", timeout=30_000)
     counts = figures_rendered(page)
@@ -86,7 +88,7 @@ def test_html_report_renders_every_figure_offline(browser, report_html, tmp_path
     assert blocked == [], f"the report tried to load {blocked}"
 
 
-def test_broken_report_is_detected(browser, report_html, tmp_path):
+def test_broken_report_is_detected(report_html, browser, tmp_path):
     """Without the inlined plotly.js the figures cannot draw: the same check must say so."""
     html = report_html.read_text()
     start = html.index("<script type=\"text/javascript\">/**")  # the inlined plotly.js bundle
