@@ -152,8 +152,12 @@ def launch(nproc: int = 2, cfg: DDPConfig | None = None, out: str | Path | None 
         if proc.returncode == 0 and out.exists():
             break
         text = proc.stdout + proc.stderr
-        if attempt == 0 and ("address already in use" in text.lower() or "EADDRINUSE" in text):
-            continue  # another program took the free port between our check and torchrun: once more
+        if attempt == 0 and ("address already in use" in text.lower() or "EADDRINUSE" in text
+                             or "terminate called without an active exception" in text):
+            # another program took the free port between our check and torchrun, or gloo aborted while
+            # tearing down: run once more (a failed run's output is never used)
+            out.unlink(missing_ok=True)
+            continue
         raise RuntimeError(f"torchrun exited with code {proc.returncode}: {shlex.join(cmd)}\n"
                            f"full output in {log}; its first and last lines:\n{text[:2000]}\n…\n{text[-2000:]}")
     wall = time.perf_counter() - t0
