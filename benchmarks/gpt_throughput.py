@@ -8,7 +8,14 @@
 Each measurement: ``--warmup`` untimed steps, then ``--steps`` timed steps on random windows of a random token
 stream; the table shows the median of ``--repeats`` measurements and the ratio kit / naive.
 
-    python benchmarks/gpt_throughput.py [--preset cpu|gpu|smoke] [--device auto] [--threads N] [--repeats 5]
+One row per context length (``--blocks``): the preset's own, then longer ones with the same number of
+tokens per step (batch × block fixed), so the linear layers cost the same and only attention grows
+(``O(T²)``). That is where a fused kernel pays: at the CPU preset's 64 tokens most of a step is the
+linear layers' matrix products, identical in both implementations, so the ratio there is bounded
+(Amdahl) well below what long contexts show.
+
+    python benchmarks/gpt_throughput.py [--preset cpu|gpu|smoke] [--blocks 64,256,512] [--device auto]
+                                        [--threads N] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -70,6 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: KIT_THREADS or all cores)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    ap.add_argument("--blocks", default=None,
+                    help="comma-separated context lengths (default: the preset's, then 256 and 512 on CPU)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default 20 CPU / 50 GPU)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5)
@@ -88,23 +98,29 @@ def main(argv=None) -> int:
     bs = args.batch_size or tc.batch_size
     steps = args.steps or (50 if device.type == "cuda" else 20)
     n = GPT(cfg).n_params()
-    runs = {"kit": [], "naive": []}
-    for _ in range(args.repeats):  # interleaved, so a change in machine load hits both alike
-        for kind in runs:
-            runs[kind].append(measure(kind, cfg, bs, steps, args.warmup, device, args.compile and kind == "kit"))
-    med = {k: statistics.median(v) for k, v in runs.items()}
+    tokens = bs * cfg.block_size
+    blocks = ([int(b) for b in args.blocks.split(",")] if args.blocks
+              else [cfg.block_size] + [b for b in (256, 512) if b > cfg.block_size and device.type != "cuda"])
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {threads} threads"
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"GPT training throughput — preset {name!r}: {n / 1e6:.2f} M parameters, n_layer={cfg.n_layer}, "
-          f"n_embd={cfg.n_embd}, block {cfg.block_size}, batch {bs}; {dev_name}{load}; "
+          f"n_embd={cfg.n_embd}, {tokens} tokens per step; {dev_name}{load}; "
           f"median of {args.repeats} × {steps} steps")
-    print(f"{'implementation':<58} {'tokens/s':>10} {'min–max':>17} {'ratio':>6}")
+    print(f"{'block × batch':<14} {'implementation':<58} {'tokens/s':>10} {'min–max':>17} {'ratio':>6}")
     labels = {"kit": "kit GPT (SDPA is_causal, fused AdamW" + (", bf16" if device.type == "cuda" else "")
                      + (", compile" if args.compile else "") + ")",
               "naive": "naive (QKᵀ + masked_fill + softmax, Adam foreach=False)"}
-    for k in ("naive", "kit"):
-        lo, hi = min(runs[k]), max(runs[k])
-        print(f"{labels[k]:<58} {med[k]:>10,.0f} {f'{lo:,.0f}–{hi:,.0f}':>17} {med[k] / med['naive']:>5.2f}×")
+    for block in blocks:
+        c, b = replace(cfg, block_size=block), max(1, tokens // block)
+        runs = {"kit": [], "naive": []}
+        for _ in range(args.repeats):  # interleaved, so a change in machine load hits both alike
+            for kind in runs:
+                runs[kind].append(measure(kind, c, b, steps, args.warmup, device, args.compile and kind == "kit"))
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        for k in ("naive", "kit"):
+            lo, hi = min(runs[k]), max(runs[k])
+            print(f"{f'{block} × {b}':<14} {labels[k]:<58} {med[k]:>10,.0f} {f'{lo:,.0f}–{hi:,.0f}':>17} "
+                  f"{med[k] / med['naive']:>5.2f}×", flush=True)
     return 0
 
 

@@ -271,15 +271,17 @@ class SentenceEncoder:
 
 # ---------------------------------------------------------------- heads: classification and MLM
 class BertClassifier(nn.Module):
-    """Mean-pooled encoder + dropout + a linear layer giving one logit per class.
+    """The sentence embedding (mean pooling, L2-normalised unless ``normalize=False``) + dropout + a
+    linear layer giving one logit per class. A head trained on :meth:`SentenceEncoder.encode` vectors
+    (a linear probe) can be copied into ``head`` unchanged.
 
     ``forward(ids, attention_mask)``; or ``forward(packed)`` with ``packed = torch.stack([ids, mask], 1)``
     of shape ``(B, 2, T)`` — one tensor, so it trains with ``kit.train.fit``. Each batch is cut to its
     longest real sentence (less padding to compute; the result does not change)."""
 
-    def __init__(self, encoder: Bert, n_classes: int, dropout: float = 0.1):
+    def __init__(self, encoder: Bert, n_classes: int, dropout: float = 0.1, normalize: bool = True):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.normalize = encoder, normalize
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.cfg.hidden_size, n_classes)
 
@@ -295,7 +297,8 @@ class BertClassifier(nn.Module):
                 attention_mask = (ids != self.encoder.cfg.pad_token_id).long()
         T = int(attention_mask.sum(1).max())
         ids, attention_mask = ids[:, :T], attention_mask[:, :T]
-        return self.head(self.drop(mean_pool(self.encoder(ids, attention_mask), attention_mask)))
+        e = mean_pool(self.encoder(ids, attention_mask), attention_mask)
+        return self.head(self.drop(F.normalize(e, p=2, dim=1) if self.normalize else e))
 
 
 class MLMHead(nn.Module):

@@ -13,11 +13,12 @@ from kit.viz.figures import TEMPLATE
 
 
 def loss_vs_seconds(runs, title: str = "validation loss against training time", marks: dict | None = None,
-                    bars: dict | None = None, key: str = "val_loss"):
+                    bars: dict | None = None, key: str = "val_loss", y_range: tuple | None = None):
     """Loss (nats/token) against seconds of training (evaluation excluded).
 
     ``runs``: ``{name: history}`` (each with ``seconds`` and ``key``) or one history (train and val).
-    ``marks``: vertical lines ``{label: seconds}``; ``bars``: horizontal lines ``{label: loss}``."""
+    ``marks``: vertical lines ``{label: seconds}``; ``bars``: horizontal lines ``{label: loss}``;
+    ``y_range``: ``(low, high)`` of the loss axis (e.g. to zoom past the first, untrained point)."""
     fig = go.Figure()
     if hasattr(runs, "data"):
         runs = {"validation": runs}
@@ -30,11 +31,14 @@ def loss_vs_seconds(runs, title: str = "validation loss against training time", 
             fig.add_scatter(x=xs, y=ys, name="training (mean since last point)", mode="lines", line_dash="dot")
     for label, s in (marks or {}).items():
         fig.add_vline(x=s, line_dash="dash", line_color="grey", annotation_text=label)
-    for label, y in (bars or {}).items():
+    positions = ["top right", "bottom right", "top left", "bottom left"]
+    for i, (label, y) in enumerate((bars or {}).items()):
         fig.add_hline(y=y, line_dash="dot", line_color="firebrick", annotation_text=label,
-                      annotation_position="top right")
+                      annotation_position=positions[i % 4])
     fig.update_layout(title=title, template=TEMPLATE, xaxis_title="training seconds (evaluation not counted)",
                       yaxis_title="cross-entropy (nats / token)", height=400)
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
     return fig
 
 

@@ -16,7 +16,7 @@ English prose that ships with Python (`pydoc_data.topics`).
 seed = 0              # random seed
 device = "auto"       # "auto", "cpu", "cuda" or "mps"
 smoke = False         # tiny run for tests (a fixed number of steps)
-preset = "cpu"        # model size: "cpu" (0.45 M parameters, minutes on a laptop) or "gpu" (10.7 M, for one GPU)
+preset = "cpu"        # model size: "cpu" (0.23 M parameters, minutes on a laptop) or "gpu" (10.7 M, for one GPU)
 train_seconds = 180.0 # training-time budget in seconds, or 0 to train a fixed number of steps (deterministic)
 steps = 0             # steps of a fixed-steps run (0: the preset default)
 lr = 0.0              # peak learning rate (0: the preset default)
@@ -136,9 +136,9 @@ h = run.history
 val_loss = run.final_val_loss
 val_60 = run.val_loss_at(60.0) if budget else None
 bars = {"1.88 (CPU bar at 60 s)": 1.88, "1.70 (CPU bar at 180 s)": 1.70} if size == "cpu" else {}
-viz.show(vl.loss_vs_seconds(h, title=f"{preset if not smoke else 'smoke'} GPT: loss against training time",
+viz.show(vl.loss_vs_seconds(h, title=f"{size} GPT: loss against training time",
                             marks={"60 s": 60.0} if budget and budget > 60 else None,
-                            bars=bars | {"unigram": unigram}))
+                            bars=bars | {"unigram": unigram}, y_range=(min(h["val_loss"]) - 0.05, unigram + 0.25)))
 print("training seconds  val loss")
 for s, v in zip(h["seconds"], h["val_loss"]):
     print(f"{s:16.1f}  {v:.3f}")
@@ -167,7 +167,8 @@ print(f"MFU: {util:.1%} of {gpt.peak_flops(dev) / 1e12:.0f} TFLOP/s bf16" if uti
 # window is full, each step rebuilds it from the last `block_size` characters.)
 # %% [code]
 model.eval()
-prompt_text = "\n" + text[len(train_ids) + 300: len(train_ids) + 340].rsplit(" ", 1)[0] + " "
+start = text.find("\n\n", len(train_ids) + 300) + 2   # a paragraph (a speech) in the validation text
+prompt_text = text[start: text.find("\n", start) + 1] or text[len(train_ids): len(train_ids) + 20]
 prompt = vocab.encode(prompt_text).to(dev)
 n_new = 3 * cfg.block_size // 2  # beyond the window, so the sliding case is checked too
 same = {}
@@ -201,12 +202,12 @@ with torch.no_grad():
 
 def dist_fig(temperature, top_k, top_p):
     return vl.sampling_distribution(last_logits, vocab.itos, temperature, top_k, top_p,
-                                    title=f"next character after {prompt_text[-25:]!r}")
+                                    title=f"next character after {prompt_text[-30:]!r}")
 
 sliders = lambda: dict(temperature=w.FloatSlider(value=temperature or 1.0, min=0.1, max=2.0, step=0.05, description="temperature"),
                        top_k=w.IntSlider(value=top_k, min=0, max=len(vocab), description="top-k (0 off)"),
                        top_p=w.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top-p"))
-viz.slider_plot(dist_fig, **sliders())
+viz.slider_plot(dist_fig, **sliders());
 # %% [code]
 def sample_text(temperature, top_k, top_p):
     g = torch.Generator(device=dev).manual_seed(seed)
@@ -214,7 +215,7 @@ def sample_text(temperature, top_k, top_p):
                          top_p=top_p if top_p < 1 else None, generator=g)
     return vocab.decode(out)
 
-vl.sampling_widget(sample_text, **sliders())
+vl.sampling_widget(sample_text, **sliders());
 # %% [code]
 samples = {f"τ = {tau}": sample_text(tau, top_k, top_p) for tau in (0.5, 1.0, 1.5)}
 samples["greedy (τ = 0)"] = sample_text(0.0, 0, 1.0)
@@ -236,7 +237,7 @@ else:
 kit.save_metrics(metrics, timing=timing,
                  params={"seed": seed, "smoke": smoke, "preset": size, "train_seconds": train_seconds,
                          "model": vars(cfg), "train": vars(tc) | {"betas": list(tc.betas)}, "compile": compile,
-                         "device": str(dev), "data": corpus.source})
+                         "device": str(dev), "data": corpus.source});
 # %% [md]
 # ## Exercises
 # **Exercise 1.** How many parameters does `GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=2,

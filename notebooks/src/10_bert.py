@@ -19,12 +19,12 @@ device = "auto"            # "auto", "cpu", "cuda" or "mps"
 smoke = False              # tiny run for tests
 max_len = 64               # tokens per sentence (longer ones are cut)
 probe_epochs = 60          # epochs of the head-only training on frozen embeddings
-finetune_examples = 1280   # training sentences for full fine-tuning (0: all of them)
+finetune_examples = 0      # training sentences for full fine-tuning (0: all of them)
 finetune_epochs = 1        # epochs of full fine-tuning
 finetune_lr = 5e-5         # peak learning rate of full fine-tuning
 batch_size = 32            # sentences per fine-tuning step
-scratch_epochs = 15        # epochs of the small Transformer trained from scratch
-mlm_steps = 300            # training steps of the masked-language-model head
+scratch_epochs = 10        # epochs of the small Transformer trained from scratch
+mlm_steps = 200            # training steps of the masked-language-model head
 query = "How do I compute the mean of an array along one axis?"  # the semantic-search query
 # %% [code]
 import kit
@@ -161,8 +161,9 @@ vl.neighbours_table(query, [(texts[i], float(scores[i]), ds.classes[labels[i]]) 
 # 2. **head only** (a *linear probe*): the encoder is frozen, its embeddings are computed once, and only
 #    a linear layer on top is trained — seconds;
 # 3. **full fine-tuning**: every weight of the encoder is updated too, with a small learning rate
-#    (the pretrained weights are a good start, large steps would destroy them). We start from the
-#    trained head, so the first steps do not send random gradients into the encoder.
+#    (the pretrained weights are a good start, large steps would destroy them) warmed up and then
+#    decayed linearly, as in BERT. The classifier reads the same normalised sentence vector, so it
+#    starts from the trained head: the first steps do not send random gradients into the encoder.
 # %% [code]
 from kit.metrics import classification_report
 from kit.train import fit
@@ -225,12 +226,12 @@ bow = TfidfVectorizer(ngram_range=(1, 2), min_df=2, token_pattern=None, tokenize
 logreg = LogisticRegression(C=10, max_iter=3000).fit(bow.fit_transform(texts[tr]), labels[tr])
 acc_bow = float((logreg.predict(bow.transform(texts[te])) == labels[te]).mean())
 wv = WordVocab.from_texts(texts[tr], max_size=20_000, min_freq=2)
-enc_w = lambda idx: pad_batch([wv.encode(t) for t in texts[idx]], pad_id=wv.pad_id, max_len=max_len)[0]
+enc_w = lambda idx: pad_batch([wv.encode(t) for t in texts[idx]], pad_id=wv.pad_id, max_len=48)[0]
 torch.manual_seed(seed)
-scratch = TransformerClassifier(TransformerConfig(vocab_size=len(wv), n_classes=len(ds.classes), max_len=max_len,
+scratch = TransformerClassifier(TransformerConfig(vocab_size=len(wv), n_classes=len(ds.classes), max_len=48,
                                                   d_model=64, n_heads=4, n_layers=2, dropout=0.1, pad_id=wv.pad_id))
 fit(scratch, (enc_w(tr), y[tr]), (enc_w(va), y[va]), epochs=scratch_epochs, batch_size=64, optimizer="adamw",
-    lr=1e-3, weight_decay=0.01, scheduler="onecycle", clip_grad=1.0, device=dev, seed=seed, progress=False)
+    lr=3e-3, weight_decay=0.01, scheduler="onecycle", clip_grad=1.0, device=dev, seed=seed, progress=False)
 acc_scratch = classification_report(y[te], predict(scratch, enc_w(te), 512))["accuracy"]
 chance = float(np.bincount(labels[te]).max() / len(te))
 results = {"chance (largest class)": chance, "bag of words + logistic regression": acc_bow,
@@ -250,9 +251,13 @@ for k, v in results.items():
 # *Honest note:* the all-MiniLM-L6-v2 checkpoint ships **without** its MLM head (sentence-transformers
 # keeps only the encoder, and then trained it further for sentence similarity). So we demonstrate the
 # objective the way it is set up: a fresh BERT MLM head (dense → GELU → LayerNorm → scores against the
-# tied word-embedding matrix) trained for a few hundred steps on top of the **frozen** encoder. The
-# masked-token accuracy starts at zero and climbs — the encoder's vectors still carry which word is
-# missing — but this is a demo of the objective, not a re-creation of pre-training.
+# tied word-embedding matrix) trained for a few hundred steps on top of the **frozen** encoder, with
+# the sentences masked once and the encoder run once (so the steps are cheap). The masked-token
+# accuracy starts at zero and climbs to about 10 % — above always guessing the commonest token, but
+# mostly frequent words and punctuation: this encoder was tuned to summarise *sentences*, its
+# vectors no longer spell out the missing word, and a head trained on a few thousand blanks cannot
+# recover much. Real pre-training trains the encoder and the head together on billions of blanks;
+# this is a demonstration of the objective, not a re-creation of it.
 # %% [code]
 for p in model.parameters():
     p.requires_grad_(False)
@@ -283,6 +288,8 @@ def mlm_accuracy():
     with torch.no_grad():
         return (head(Hva).argmax(-1) == Tva).float().mean().item()
 
+most_frequent = torch.mode(Ttr).values  # the best context-free guess: always the commonest masked token
+mlm_unigram = (Tva == most_frequent).float().mean().item()
 mlm_before, mlm_curve = mlm_accuracy(), []
 for step in range(1, mlm_steps + 1):
     i = torch.randint(len(Htr), (128,), generator=g)
@@ -293,7 +300,8 @@ for step in range(1, mlm_steps + 1):
     if step % max(1, mlm_steps // 10) == 0:
         mlm_curve.append(mlm_accuracy())
 mlm_after = mlm_accuracy()
-print(f"{len(Ttr)} masked training tokens; held-out masked-token accuracy {mlm_before:.3f} → {mlm_after:.3f}")
+print(f"{len(Ttr)} masked training tokens; held-out masked-token accuracy {mlm_before:.3f} → {mlm_after:.3f} "
+      f"(always guessing {tok.id_to_token(int(most_frequent))!r}: {mlm_unigram:.3f})")
 viz.show(viz.compare_curves({"masked-token accuracy (held out)": mlm_curve}, title="training the MLM head on the frozen encoder",
                             yaxis="accuracy", xaxis=f"evaluation (every {max(1, mlm_steps // 10)} steps)"))
 # %% [code]
@@ -312,7 +320,7 @@ for s in ["The function returns the [MASK] of the array.", "Paris is the capital
 kit.save_metrics({"parity_max_abs_err": parity, "paraphrase_cosine": para_sim, "unrelated_cosine": unrelated_sim,
                   "accuracy": acc_full, "acc_finetuned": acc_full, "f1_finetuned": rep_ft["f1"],
                   "acc_head_only": acc_probe, "acc_knn": acc_knn, "acc_bow": acc_bow, "acc_scratch_transformer": acc_scratch,
-                  "chance": chance, "mlm_acc_before": mlm_before, "mlm_acc_after": mlm_after,
+                  "chance": chance, "mlm_acc_before": mlm_before, "mlm_acc_after": mlm_after, "mlm_acc_unigram": mlm_unigram,
                   "n_params": n_params(model), "n_test": len(te)},
                  timing={"load_seconds": load_seconds, "encode_sentences_per_s": len(texts) / encode_seconds,
                          "finetune_seconds": finetune_seconds,
@@ -320,7 +328,7 @@ kit.save_metrics({"parity_max_abs_err": parity, "paraphrase_cosine": para_sim, "
                  params={"seed": seed, "smoke": smoke, "max_len": max_len, "probe_epochs": probe_epochs,
                          "finetune_examples": len(ft_idx), "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr,
                          "batch_size": batch_size, "scratch_epochs": scratch_epochs, "mlm_steps": mlm_steps,
-                         "device": str(dev), "data": ds.source, "weights": str(path)})
+                         "device": str(dev), "data": ds.source, "weights": str(path)});
 # %% [md]
 # ## Exercises
 # **Exercise 1.** Two sentence embeddings are already L2-normalised. Their cosine similarity is then
