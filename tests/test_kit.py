@@ -146,6 +146,19 @@ def test_fit_rejects_bad_arguments():
         fit(m, train, val, epochs=0, progress=False)
     with pytest.raises(ValueError, match="X has 400 rows but y has 3"):
         fit(m, (train[0], train[1][:3]), progress=False)
+    with pytest.raises(ValueError, match="'eval_batch_size' must be >= 1"):
+        fit(m, train, val, eval_batch_size=0, progress=False)
+
+
+def test_evaluation_in_small_batches_gives_the_same_numbers():
+    train, val = _blobs()
+    runs = []
+    for ebs in (4096, 7):  # all 200 validation rows at once, or 7 at a time (for models too big for one pass)
+        torch.manual_seed(0)
+        runs.append(fit(MLP(MLPConfig(2, 3, hidden=(16,))), train, val, epochs=3, lr=1e-2, progress=False,
+                        eval_batch_size=ebs))
+    assert runs[0]["val_acc"] == runs[1]["val_acc"]
+    assert runs[0]["val_loss"] == pytest.approx(runs[1]["val_loss"], rel=1e-6)
 
 
 def test_early_stopping_stops_and_restores_best():

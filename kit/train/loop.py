@@ -56,11 +56,13 @@ class Trainer:
                  metrics: dict[str, Callable] | None = None, penalty: Callable | None = None,
                  device=None, amp: bool | None = None, callbacks: Iterable[Callback] = (), seed: int = 0,
                  progress: bool = True, live: bool = False, augment: Callable | None = None,
-                 compile: bool = False):
+                 compile: bool = False, eval_batch_size: int = 4096):
         if epochs < 1:
             raise ValueError(f"parameter 'epochs' must be >= 1, got {epochs}")
         if batch_size < 1:
             raise ValueError(f"parameter 'batch_size' must be >= 1, got {batch_size}")
+        if eval_batch_size < 1:
+            raise ValueError(f"parameter 'eval_batch_size' must be >= 1, got {eval_batch_size}")
         self.device = device if isinstance(device, torch.device) else pick_device(device or "auto")
         self.model = model.to(self.device)
         # torch.compile (optional, mostly worth it on GPU): the compiled wrapper shares the model's weights
@@ -68,6 +70,7 @@ class Trainer:
         self.train_data = _as_tensor_pair(train, self.device)
         self.val_data = None if val is None else _as_tensor_pair(val, self.device)
         self.loss_fn, self.epochs, self.batch_size = loss_fn, epochs, batch_size
+        self.eval_batch_size = eval_batch_size
         self.metrics = {"acc": accuracy} if metrics is None else dict(metrics)
         self.penalty, self.clip_grad, self.augment = penalty, clip_grad, augment
         self.optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(
@@ -156,8 +159,9 @@ class Trainer:
         return total / n
 
     @torch.inference_mode()
-    def evaluate(self, data, batch_size: int = 4096) -> dict:
-        """Mean loss and metrics of the model on ``(X, y)``."""
+    def evaluate(self, data, batch_size: int | None = None) -> dict:
+        """Mean loss and metrics of the model on ``(X, y)``, ``batch_size`` (default ``eval_batch_size``) rows at a time."""
+        batch_size = batch_size or self.eval_batch_size
         self.model.eval()
         X, y = data
         outs = []
@@ -197,7 +201,8 @@ def fit(model, train, val=None, *, resume: str | None = None, **kwargs) -> Histo
     Keyword arguments: ``loss_fn, epochs, batch_size, optimizer ('sgd'|'momentum'|'rmsprop'|'adam'|'adamw'
     or an Optimizer), lr, weight_decay, momentum, scheduler (None|'onecycle'|'cosine'|callable), clip_grad,
     metrics ({name: fn(logits, y)}), penalty (fn(model) → extra loss, e.g. L1), device, amp, callbacks,
-    seed, progress, live, augment (fn(xb, generator) → xb), compile``. ``resume`` continues from a checkpoint file.
+    seed, progress, live, augment (fn(xb, generator) → xb), compile, eval_batch_size`` (rows per evaluation
+    forward pass: lower it for large models). ``resume`` continues from a checkpoint file.
     Returns a :class:`History`; the model is trained in place.
     """
     trainer = Trainer(model, train, val, **kwargs)

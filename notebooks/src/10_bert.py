@@ -22,7 +22,7 @@ probe_epochs = 60          # epochs of the head-only training on frozen embeddin
 finetune_examples = 0      # training sentences for full fine-tuning (0: all of them)
 finetune_epochs = 1        # epochs of full fine-tuning
 finetune_lr = 5e-5         # peak learning rate of full fine-tuning
-batch_size = 32            # sentences per fine-tuning step
+batch_size = 16            # sentences per fine-tuning step
 scratch_epochs = 10        # epochs of the small Transformer trained from scratch
 mlm_steps = 200            # training steps of the masked-language-model head
 query = "How do I compute the mean of an array along one axis?"  # the semantic-search query
@@ -162,7 +162,9 @@ vl.neighbours_table(query, [(texts[i], float(scores[i]), ds.classes[labels[i]]) 
 #    a linear layer on top is trained — seconds;
 # 3. **full fine-tuning**: every weight of the encoder is updated too, with a small learning rate
 #    (the pretrained weights are a good start, large steps would destroy them) warmed up and then
-#    decayed linearly, as in BERT. The classifier reads the same normalised sentence vector, so it
+#    decayed linearly, as in BERT. The word-embedding table (30 522 × 384, half of all weights) stays
+#    frozen: a few thousand sentences use a small part of the vocabulary, and updating the whole table
+#    every step would cost time for nothing. The classifier reads the same normalised sentence vector, so it
 #    starts from the trained head: the first steps do not send random gradients into the encoder.
 # %% [code]
 from kit.metrics import classification_report
@@ -190,6 +192,7 @@ ft_idx = tr if not finetune_examples else tr[np.random.default_rng(seed).permuta
 torch.manual_seed(seed)
 clf = bert.BertClassifier(copy.deepcopy(model), len(ds.classes))
 clf.head.load_state_dict(probe.state_dict())
+clf.encoder.emb.tok.weight.requires_grad_(False)  # the 30 522-word table: half the weights, kept frozen
 steps_total = finetune_epochs * -(-len(ft_idx) // batch_size)
 
 def warmup_linear(opt, total):  # 10 % warm-up, then linear decay to 0 (BERT's schedule)
@@ -199,7 +202,7 @@ def warmup_linear(opt, total):  # 10 % warm-up, then linear decay to 0 (BERT's s
 t0 = time.perf_counter()
 hist_ft = fit(clf, (packed(ft_idx), y[ft_idx]), (packed(va), y[va]), epochs=finetune_epochs, batch_size=batch_size,
               optimizer="adamw", lr=finetune_lr, weight_decay=0.01, scheduler=warmup_linear, clip_grad=1.0,
-              device=dev, seed=seed)
+              device=dev, seed=seed, eval_batch_size=128)
 finetune_seconds = time.perf_counter() - t0
 
 @torch.no_grad()
