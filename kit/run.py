@@ -187,6 +187,26 @@ def environment_info() -> dict:
             "cpu_count": os.cpu_count()}
 
 
+def kernel_transport() -> dict:
+    """papermill keyword arguments that make the kernel talk over Unix sockets (POSIX), not TCP ports.
+
+    With TCP every kernel picks five free ports, and kernels started at the same moment by parallel
+    runs can race for one: a sweep job once waited forever on a kernel whose messages went elsewhere.
+    Socket files named after each kernel's own connection file cannot collide, and nothing listens
+    on the network. Elsewhere (Windows) the default TCP transport is kept."""
+    if os.name != "posix":
+        return {}
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+    return {"kernel_manager_class": IPCKernelManager}
+
+
 def execute(notebook, out_dir, parameters: dict | None = None, timeout: int = 1800, html: bool = True,
             kernel: str = "python3", progress: bool = True) -> RunResult:
     """Run ``notebook`` with ``parameters`` in ``out_dir`` (the kernel's working directory).
@@ -209,7 +229,8 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: int = 18
     status = "failed"
     try:
         pm.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=kernel, cwd=str(out),
-                            execution_timeout=timeout, progress_bar=progress, request_save_on_cell_execute=False)
+                            execution_timeout=timeout, progress_bar=progress, request_save_on_cell_execute=False,
+                            **kernel_transport())
         status = "ok"
     finally:
         seconds = time.perf_counter() - t0
