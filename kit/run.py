@@ -228,9 +228,20 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: int = 18
     t0 = time.perf_counter()
     status = "failed"
     try:
-        pm.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=kernel, cwd=str(out),
-                            execution_timeout=timeout, progress_bar=progress, request_save_on_cell_execute=False,
-                            **kernel_transport())
+        for attempt in (1, 2):
+            try:
+                pm.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=kernel, cwd=str(out),
+                                    execution_timeout=timeout, progress_bar=progress,
+                                    request_save_on_cell_execute=False, **kernel_transport())
+                break
+            except TimeoutError as e:  # nbclient's CellTimeoutError: no reply from the kernel within `timeout`
+                if attempt == 2:
+                    raise
+                # Rarely the kernel finishes a cell but its reply never reaches the client (seen with ipykernel 7
+                # and widget cells: the kernel sat idle while the client waited). A fresh kernel fixes it.
+                print(f"kit: {nb.name}: no reply from the kernel within {timeout} s per cell ({e}); "
+                      "running the notebook once more with a fresh kernel", file=sys.stderr)
+                (out / "metrics.json").unlink(missing_ok=True)
         status = "ok"
     finally:
         seconds = time.perf_counter() - t0

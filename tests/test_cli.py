@@ -125,7 +125,7 @@ def test_sweep_2x2_parallel_interrupted_then_resumed(tmp_path):
     """A real interruption: SIGINT once a run has finished; the rerun redoes only the unfinished runs."""
     out = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "kit", "sweep", "01", "-p", "lr", "0.1,0.2", "-p", "seed", "0,1",
-           "-p", "smoke", "True", "--jobs", "2", "--out", str(out), "-q"]
+           "-p", "smoke", "True", "--jobs", "2", "--timeout", "120", "--out", str(out), "-q"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 400
@@ -307,3 +307,21 @@ def test_kernels_talk_over_unix_sockets_not_tcp_ports():
     from kit.run import kernel_transport
     km = kernel_transport()["kernel_manager_class"](kernel_name="python3")
     assert km.transport == "ipc" and km.ip.endswith("-ipc")
+
+
+def test_a_kernel_that_never_replies_is_retried_once_with_a_fresh_kernel(tmp_path):
+    """The first kernel 'hangs' (no reply within the per-cell timeout); the second run succeeds."""
+    import nbformat
+
+    from kit.run import execute
+    flag = tmp_path / "first_attempt_done"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(f"import json, pathlib, time\nflag = pathlib.Path({str(flag)!r})\n"
+                                  "if not flag.exists():\n    flag.touch()\n    time.sleep(60)\n"
+                                  "pathlib.Path('metrics.json').write_text(json.dumps({'metrics': {'ok': 1}}))")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "hang.ipynb"
+    nbformat.write(nb, path)
+    res = execute(path, tmp_path / "out", timeout=5, html=False, progress=False)
+    assert flag.exists() and res.metrics["metrics"] == {"ok": 1}

@@ -13,7 +13,7 @@ from kit.params import ParameterError
 from kit.run import execute, list_notebooks
 
 NOTEBOOKS = list_notebooks()
-TIMEOUT = 600  # seconds per cell
+TIMEOUT = 240  # seconds per cell (smoke cells take < 60 s; a lost kernel reply is retried after this)
 
 def bar(stem: str):
     """Each lesson's smoke-run bar lives in ``tests/bars/<stem>.py`` as ``check(m: dict) -> bool``."""
