@@ -190,10 +190,9 @@ def environment_info() -> dict:
 def kernel_transport() -> dict:
     """papermill keyword arguments that make the kernel talk over Unix sockets (POSIX), not TCP ports.
 
-    With TCP every kernel picks five free ports, and kernels started at the same moment by parallel
-    runs can race for one: a sweep job once waited forever on a kernel whose messages went elsewhere.
-    Socket files named after each kernel's own connection file cannot collide, and nothing listens
-    on the network. Elsewhere (Windows) the default TCP transport is kept."""
+    With TCP every kernel listens on five loopback ports picked at start-up; with Unix sockets (files
+    in the run's folder, where papermill starts the kernel) there are no ports to pick or to collide
+    between parallel runs, and nothing listens on the network. Elsewhere (Windows) TCP is kept."""
     if os.name != "posix":
         return {}
     from jupyter_client.manager import AsyncKernelManager

@@ -303,7 +303,7 @@ def test_lab_serves_with_a_token_only(tmp_path):
 
 @pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
 def test_kernels_talk_over_unix_sockets_not_tcp_ports():
-    """Parallel runs must not race for TCP ports (a sweep job once hung); nothing listens on the network."""
+    """Kernels listen on socket files, not TCP ports: nothing to collide between parallel runs or to reach from the network."""
     from kit.run import kernel_transport
     km = kernel_transport()["kernel_manager_class"](kernel_name="python3")
     assert km.transport == "ipc" and km.ip.endswith("-ipc")
