@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CharVocab", "WordVocab", "words", "pad_batch", "split_ids", "lm_batches", "stream_batches",
+__all__ = ["CharVocab", "WordVocab", "words", "pad_batch", "split_ids", "char_corpus", "lm_batches", "stream_batches",
            "evaluate_lm", "train_lm", "LMRun", "filter_logits", "sample_next", "generate", "perplexity",
            "unigram_entropy", "is_recurrent", "logits_of"]
 
@@ -170,6 +170,16 @@ def split_ids(ids: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch.Tenso
         raise ValueError(f"parameter 'val_fraction' must be between 0 and 1, got {val_fraction}")
     n = int(len(ids) * (1 - val_fraction))
     return ids[:n], ids[n:]
+
+
+def char_corpus(name: str = "tinyshakespeare", val_fraction: float = 0.1):
+    """Lesson 07's data steps in one call: load a text data set, build its character vocabulary, encode
+    it and split the stream. Returns ``(corpus, vocab, train_ids, val_ids)``."""
+    from kit.data import load
+    corpus = load(name)
+    vocab = CharVocab.from_text(corpus.text)
+    train_ids, val_ids = split_ids(vocab.encode(corpus.text), val_fraction)
+    return corpus, vocab, train_ids, val_ids
 
 
 def lm_batches(ids: torch.Tensor, block_size: int, batch_size: int,

@@ -299,3 +299,13 @@ def test_embedded_text_sources_is_real_balanced_and_deterministic():
     assert len(d.texts) == len(d.labels) >= 4000 and len(set(d.texts)) == len(d.texts)
     assert min(d.counts().values()) >= 1000
     assert d.texts == kit.data.load("text_sources", source="embedded").texts
+
+
+def test_char_corpus_is_lesson_07s_steps_in_one_call():
+    from kit.data import load
+    from kit.text import CharVocab, char_corpus, split_ids
+    corpus, vocab, tr, va = char_corpus("tinyshakespeare", 0.1)
+    text = load("tinyshakespeare").text
+    ref_tr, ref_va = split_ids(CharVocab.from_text(text).encode(text), 0.1)
+    assert corpus.text == text and torch.equal(tr, ref_tr) and torch.equal(va, ref_va)
+    assert vocab.decode(tr[:50]) == text[:50] and len(tr) + len(va) == len(text)

@@ -44,18 +44,14 @@ import time
 
 import torch
 
-import kit.data
 import kit.viz as viz
 import kit.viz.lm as vl
 from kit.models import gpt
 from kit.models.gpt import GPT, KVCache
-from kit.text import CharVocab, perplexity, split_ids, unigram_entropy
+from kit.text import char_corpus, perplexity, unigram_entropy
 
-corpus = kit.data.load("tinyshakespeare")
+corpus, vocab, train_ids, val_ids = char_corpus("tinyshakespeare", 0.1)  # lesson 07's steps: load, vocabulary, split
 text = corpus.text
-vocab = CharVocab.from_text(text)
-ids = vocab.encode(text)
-train_ids, val_ids = split_ids(ids, 0.1)
 print(f"{len(text):,} characters, {len(vocab)} distinct; train {len(train_ids):,} / validation {len(val_ids):,}")
 unigram = unigram_entropy(train_ids, len(vocab), eval_ids=val_ids)
 print(f"bars: uniform guess {math.log(len(vocab)):.3f} nats/char, unigram model {unigram:.3f}")
