@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.kit-installed
 REPORT_OFFLINE ?= 1
 # Tests run the pytest process, a kernel and sometimes several training processes at once: there idle
 # OpenMP threads must sleep instead of spinning (spinning made runs up to 30× slower). A single job on
-# a quiet machine is ~35 % faster spinning, so `make report` and `make bench` keep OpenMP's default.
+# a quiet machine trains 1.4–1.7× faster spinning (GPT benchmark), so `make report` and `make bench` keep OpenMP's default.
 test test-unit test-browser test-gpu: export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install report test test-unit test-gpu test-browser bench lab clean

@@ -236,8 +236,9 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: int = 18
             except TimeoutError as e:  # nbclient's CellTimeoutError: no reply from the kernel within `timeout`
                 if attempt == 2:
                     raise
-                # Rarely the kernel finishes a cell but its reply never reaches the client (seen with ipykernel 7
-                # and widget cells: the kernel sat idle while the client waited). A fresh kernel fixes it.
+                # Rarely the kernel finishes a cell but its reply never reaches the client (seen twice in CI after
+                # widget cells: the kernel sat idle while the client waited), so try once more with a fresh kernel.
+                # A cell that is simply slower than `timeout` therefore fails after two attempts, not one.
                 print(f"kit: {nb.name}: no reply from the kernel within {timeout} s per cell ({e}); "
                       "running the notebook once more with a fresh kernel", file=sys.stderr)
                 (out / "metrics.json").unlink(missing_ok=True)
