@@ -10,9 +10,9 @@ REPORT_OFFLINE ?= 1
 # Tests run the pytest process, a kernel and sometimes several training processes at once: there idle
 # OpenMP threads must sleep instead of spinning (spinning made runs up to 30× slower). A single job on
 # a quiet machine trains 1.4–1.7× faster spinning (GPT benchmark), so `make report` and `make bench` keep OpenMP's default.
-test test-unit test-browser test-gpu: export OMP_WAIT_POLICY ?= PASSIVE
+test test-unit test-notebooks test-browser test-gpu: export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install report test test-unit test-gpu test-browser bench lab clean
+.PHONY: install report test test-unit test-notebooks test-gpu test-browser bench lab clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest -m "not notebook"
+
+test-notebooks: install
+	$(PY) -m pytest -m notebook -k smoke
 
 test-browser: install
 	$(PY) -m pytest -m browser

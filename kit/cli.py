@@ -19,6 +19,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from kit.execute import STALL_TIMEOUT as STALL
+
 
 def _params(pairs) -> dict:
     return {k: v for k, v in (pairs or [])}
@@ -51,10 +53,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    import papermill as pm
-
     from kit.params import ParameterError
-    from kit.run import check_parameters, execute, find_notebook
+    from kit.run import check_parameters, execute, failure_message, find_notebook
     params = _params(args.p)
     if args.device:
         params["device"] = args.device
@@ -65,10 +65,12 @@ def cmd_run(args) -> int:
         return _err("run", e)
     out = Path(args.out) / nb.stem
     try:
-        res = execute(nb, out, params, timeout=args.timeout, progress=not args.quiet)
-    except pm.PapermillExecutionError as e:
-        print(f"kit run: {nb.stem} failed in cell [{e.exec_count}]: {e.ename}: {e.evalue}\n"
-              f"         see {out / nb.name}", file=sys.stderr)
+        res = execute(nb, out, params, timeout=args.timeout, stall_timeout=args.stall, progress=not args.quiet)
+    except Exception as e:  # noqa: BLE001 - a failed run is one message, never a traceback
+        msg = failure_message(e)
+        if msg is None:
+            raise
+        print(f"kit run: {nb.stem} failed: {msg}\n         see {out}", file=sys.stderr)
         return 1
     from kit.report import _headline
     print(f"{nb.stem}: ok in {res.seconds:.1f}s → {res.html or res.notebook}")
@@ -79,20 +81,21 @@ def cmd_run(args) -> int:
 
 def cmd_run_all(args) -> int:
     """Execute every lesson with its defaults (plus ``-p``) into ``--out`` and write ``index.html``."""
-    import papermill as pm
-
     from kit.report import build_index
-    from kit.run import execute, list_notebooks, notebook_parameters
+    from kit.run import execute, failure_message, list_notebooks, notebook_parameters
     out, failed = Path(args.out), []
     for nb in list_notebooks():
         params = {k: v for k, v in _params(args.p).items() if k in notebook_parameters(nb)}
         print(f"== {nb.stem} {params or ''}", flush=True)
         try:
-            res = execute(nb, out / nb.stem, params, timeout=args.timeout)
+            res = execute(nb, out / nb.stem, params, timeout=args.timeout, stall_timeout=args.stall)
             print(f"   ok in {res.seconds:.1f}s")
-        except pm.PapermillExecutionError as e:
+        except Exception as e:  # noqa: BLE001 - one line per failed lesson, then the next lesson
+            msg = failure_message(e)
+            if msg is None:
+                raise
             failed.append(nb.stem)
-            print(f"   FAILED: {e.ename}: {e.evalue}", file=sys.stderr)
+            print(f"   FAILED: {msg}", file=sys.stderr)
     index = build_index(out)
     print(f"report: {index}")
     return 1 if failed else 0
@@ -110,7 +113,7 @@ def cmd_sweep(args) -> int:
     try:
         nb = find_notebook(args.notebook)
         out = Path(args.out) if args.out else Path("sweeps") / nb.stem
-        runs, failed, report = sweep(nb, grid, out, jobs=args.jobs, timeout=args.timeout,
+        runs, failed, report = sweep(nb, grid, out, jobs=args.jobs, timeout=args.timeout, stall_timeout=args.stall,
                                      progress=not args.quiet, command=command_line(args.argv))
     except (ParameterError, FileNotFoundError, ValueError) as e:
         return _err("sweep", e)
@@ -155,9 +158,15 @@ def cmd_check(args) -> int:
     try:
         nb = find_notebook(args.notebook)
         results, other, executed = check_notebook(nb, args.out, _params(args.p), timeout=args.timeout,
-                                                  progress=not args.quiet)
+                                                  stall_timeout=args.stall, progress=not args.quiet)
     except (ParameterError, FileNotFoundError) as e:
         return _err("check", e)
+    except Exception as e:  # noqa: BLE001 - the kernel died or stalled: one message, never a traceback
+        from kit.run import failure_message
+        if failure_message(e) is None:
+            raise
+        print(f"kit check: {failure_message(e)}", file=sys.stderr)
+        return 1
     print(f"{nb.name}:")
     for r in results:
         if r.ok:
@@ -199,6 +208,10 @@ def cmd_lab(args) -> int:
     return subprocess.call(cmd)
 
 
+STALL_HELP = (f"seconds an idle kernel may leave a cell unanswered before the notebook is rerun once "
+              f"with a fresh kernel (default {STALL:g})")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="kit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -212,14 +225,16 @@ def main(argv=None) -> int:
     r.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a parameter")
     r.add_argument("--device", help="shorthand for -p device DEVICE (auto, cpu, cuda, mps)")
     r.add_argument("--out", default="runs", help="the run goes into OUT/<notebook>/ (default runs)")
-    r.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    r.add_argument("--timeout", type=float, default=1800, help="time limit of each cell in seconds (default 1800)")
+    r.add_argument("--stall", type=float, default=STALL, help=STALL_HELP)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)
 
     a = sub.add_parser("run-all", help="execute every lesson and write an HTML index")
     a.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"))
     a.add_argument("--out", default="reports")
-    a.add_argument("--timeout", type=int, default=1800)
+    a.add_argument("--timeout", type=float, default=1800, help="time limit of each cell in seconds (default 1800)")
+    a.add_argument("--stall", type=float, default=STALL, help=STALL_HELP)
     a.set_defaults(fn=cmd_run_all)
 
     s = sub.add_parser("sweep", help="a grid of runs in parallel, resumable, with one comparison report")
@@ -229,7 +244,8 @@ def main(argv=None) -> int:
     s.add_argument("--jobs", "-j", type=int, default=1, help="runs at once (torch threads are divided among them)")
     s.add_argument("--device")
     s.add_argument("--out", help="sweep folder (default sweeps/<notebook>)")
-    s.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    s.add_argument("--timeout", type=float, default=1800, help="time limit of each cell in seconds (default 1800)")
+    s.add_argument("--stall", type=float, default=STALL, help=STALL_HELP)
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_sweep, argv=None)
 
@@ -247,7 +263,8 @@ def main(argv=None) -> int:
     ck.add_argument("notebook")
     ck.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"))
     ck.add_argument("--out", help="where the executed notebook goes (default: a temporary folder)")
-    ck.add_argument("--timeout", type=int, default=600)
+    ck.add_argument("--timeout", type=float, default=600, help="time limit of each cell in seconds (default 600)")
+    ck.add_argument("--stall", type=float, default=STALL, help=STALL_HELP)
     ck.add_argument("-q", "--quiet", action="store_true")
     ck.set_defaults(fn=cmd_check)
 

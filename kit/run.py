@@ -8,9 +8,10 @@ import platform
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kit.execute import STALL_TIMEOUT, KernelStalled, RunError, run_notebook
 from kit.params import ParameterError, check_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +35,13 @@ def find_notebook(name: str) -> Path:
 
 
 def notebook_parameters(path: Path) -> dict:
-    """``{name: {"default": …, "type": …, "help": …}}`` read from the ``parameters`` cell."""
-    import papermill as pm
-    params = pm.inspect_notebook(str(path))
+    """``{name: {"default": …, "type": …, "help": …}}`` read from the ``parameters`` cell.
+
+    A notebook without kernel metadata (written by hand or by another tool) is read as Python."""
+    from papermill.inspection import _infer_parameters
+    from papermill.iorw import load_notebook_node
+    nb = load_notebook_node(str(path))
+    params = {p.name: p._asdict() for p in _infer_parameters(nb, name="python3", language="python")}
     return {k: {"default": v["default"], "type": _type_name(v["inferred_type_name"], v["default"]), "help": v["help"]}
             for k, v in params.items()}
 
@@ -178,42 +183,85 @@ class RunResult:
     html: Path | None
     metrics: dict
     seconds: float
+    attempts: int = 1
+
+
+@dataclass
+class RunRecord:
+    """``run.json``: what ran, how it ended and why (written last: it marks a run folder complete)."""
+    notebook: str
+    status: str  # "ok" or "failed"
+    seconds: float
+    parameters: dict
+    all_parameters: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    finished: str = ""
+    reason: str | None = None  # one line, when the run failed
+    attempts: int = 1  # 2 when a stalled kernel was replaced
+
+    def write(self, folder: Path) -> Path:
+        path = Path(folder) / "run.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, folder: Path) -> "RunRecord | None":
+        """The record of a run folder, or ``None`` when there is none (or it is unreadable)."""
+        try:
+            data = json.loads((Path(folder) / "run.json").read_text())
+        except (OSError, ValueError):
+            return None
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError:
+            return None
 
 
 def environment_info() -> dict:
-    import torch
-    return {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "cpu_count": os.cpu_count()}
+    """Versions and hardware of this machine, without importing torch (2 s) into the harness."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = None
+    return {"python": platform.python_version(), "torch": torch_version, "platform": platform.platform(),
+            "cuda": _gpu_name(), "cpu_count": os.cpu_count()}
 
 
-def kernel_transport() -> dict:
-    """papermill keyword arguments that make the kernel talk over Unix sockets (POSIX), not TCP ports.
-
-    With TCP every kernel listens on five loopback ports picked at start-up; with Unix sockets (files
-    in the run's folder, where papermill starts the kernel) there are no ports to pick or to collide
-    between parallel runs, and nothing listens on the network. Elsewhere (Windows) TCP is kept."""
-    if os.name != "posix":
-        return {}
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class IPCKernelManager(AsyncKernelManager):
-        @default("transport")
-        def _default_transport(self):
-            return "ipc"
-
-    return {"kernel_manager_class": IPCKernelManager}
+def _gpu_name() -> str | None:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    import shutil
+    import subprocess
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0].strip() if out.strip() else None
 
 
-def execute(notebook, out_dir, parameters: dict | None = None, timeout: int = 1800, html: bool = True,
-            kernel: str = "python3", progress: bool = True) -> RunResult:
+def execute(notebook, out_dir, parameters: dict | None = None, timeout: float | None = 1800, html: bool = True,
+            kernel: str = "python3", progress: bool = True, stall_timeout: float | None = STALL_TIMEOUT,
+            allow_errors: bool = False) -> RunResult:
     """Run ``notebook`` with ``parameters`` in ``out_dir`` (the kernel's working directory).
 
-    Unknown parameter names fail before execution. A failing cell raises papermill's
-    ``PapermillExecutionError`` showing the cell's error.
+    The one execution path of ``kit run``, ``run-all``, ``sweep``, ``check`` and the tests. Unknown
+    parameter names fail before execution. ``timeout`` is each cell's time limit in seconds (``None``:
+    none). A kernel that stops answering while idle for ``stall_timeout`` seconds is replaced once by a
+    fresh kernel, which reruns the notebook (said on stderr); a second stall fails. Failures raise
+    :class:`kit.execute.RunError` (kernel died, stalled twice, cell over its time limit) or papermill's
+    ``PapermillExecutionError`` (an error in a cell, unless ``allow_errors``), each with a one-line
+    message (:func:`failure_message`); ``run.json`` records ``status`` and ``reason`` either way.
     """
-    import papermill as pm
+    from papermill import PapermillExecutionError
     nb = find_notebook(str(notebook))
     declared = notebook_parameters(nb)
     parameters = dict(parameters or {})
@@ -221,28 +269,40 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: int = 18
     parameters = {k: _coerce_like(v, declared[k]["default"]) for k, v in parameters.items()}
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").unlink(missing_ok=True)
+    for stale in ("metrics.json", "run.json"):
+        (out / stale).unlink(missing_ok=True)
     (out / "params.json").write_text(json.dumps(parameters, indent=2, sort_keys=True))
     out_nb = out / nb.name
     t0 = time.perf_counter()
-    status = "failed"
+    status, reason, attempts = "failed", None, 0
     try:
-        for attempt in (1, 2):
+        while True:
+            attempts += 1
             try:
-                pm.execute_notebook(str(nb), str(out_nb), parameters=parameters, kernel_name=kernel, cwd=str(out),
-                                    execution_timeout=timeout, progress_bar=progress,
-                                    request_save_on_cell_execute=False, **kernel_transport())
+                run_notebook(nb, out_nb, parameters, cwd=out, timeout=timeout, stall_timeout=stall_timeout,
+                             allow_errors=allow_errors, progress=progress, kernel=kernel)
                 break
-            except TimeoutError as e:  # nbclient's CellTimeoutError: no reply from the kernel within `timeout`
-                if attempt == 2:
-                    raise
-                # Rarely the kernel finishes a cell but its reply never reaches the client (seen twice in CI after
-                # widget cells: the kernel sat idle while the client waited), so try once more with a fresh kernel.
-                # A cell that is simply slower than `timeout` therefore fails after two attempts, not one.
-                print(f"kit: {nb.name}: no reply from the kernel within {timeout} s per cell ({e}); "
-                      "running the notebook once more with a fresh kernel", file=sys.stderr)
+            except KernelStalled as e:
+                if attempts >= 2:
+                    raise KernelStalled(f"{e} (twice, each time with a fresh kernel)",
+                                        notebook=nb.name, cell=e.cell) from None
+                print(f"kit: {nb.name}, {e}; running the notebook once more with a fresh kernel", file=sys.stderr)
                 (out / "metrics.json").unlink(missing_ok=True)
+            except PapermillExecutionError as e:
+                if not allow_errors:
+                    raise
+                reason = f"errors in cells (allowed): the first in cell [{e.exec_count}]: {e.ename}"
+                break
         status = "ok"
+    except RunError as e:
+        reason = f"{nb.name}, {e}"
+        raise type(e)(reason, notebook=nb.name, cell=e.cell) from None
+    except PapermillExecutionError as e:
+        reason = f"{nb.name}, {failure_message(e)}"
+        raise
+    except KeyboardInterrupt:
+        reason = "interrupted"
+        raise
     finally:
         seconds = time.perf_counter() - t0
         html_path = None
@@ -252,15 +312,28 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: int = 18
                 html_path = notebook_to_html(out_nb)
             except Exception as e:  # noqa: BLE001 - the run itself is fine; say so and carry on
                 print(f"kit: HTML conversion of {out_nb.name} failed: {e}", file=sys.stderr)
-        # run.json last: it marks the run complete (sweeps resume from it)
-        (out / "run.json").write_text(json.dumps(
-            {"notebook": nb.name, "status": status, "seconds": round(seconds, 2), "parameters": parameters,
-             "all_parameters": effective_parameters(nb, parameters), "env": environment_info(),
-             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
+        RunRecord(notebook=nb.name, status=status, seconds=round(seconds, 2), parameters=parameters,
+                  all_parameters=effective_parameters(nb, parameters), env=environment_info(),
+                  finished=time.strftime("%Y-%m-%d %H:%M:%S"), reason=reason, attempts=attempts).write(out)
     metrics_file = out / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    return RunResult(out, out_nb, html_path, metrics, seconds)
+    return RunResult(out, out_nb, html_path, metrics, seconds, attempts)
 
 
-__all__ = ["ParameterError", "RunResult", "check_parameters", "effective_parameters", "execute", "find_notebook",
+def _first_line(text) -> str:
+    lines = [l for l in str(text).splitlines() if l.strip()]
+    return lines[0] if lines else ""
+
+
+def failure_message(e: BaseException) -> str | None:
+    """One line for a failed run (a :class:`RunError` or papermill's cell error); ``None`` for anything else."""
+    from papermill import PapermillExecutionError
+    if isinstance(e, RunError):
+        return str(e)
+    if isinstance(e, PapermillExecutionError):
+        return f"cell [{e.exec_count}] raised {e.ename}: {_first_line(e.evalue)}"
+    return None
+
+
+__all__ = ["ParameterError", "RunError", "RunRecord", "RunResult", "failure_message", "check_parameters", "effective_parameters", "execute", "find_notebook",
            "list_notebooks", "notebook_info", "notebook_parameters", "validation_rules"]

@@ -143,27 +143,23 @@ def exercise_results(executed_nb) -> tuple[list[ExerciseResult], list[str]]:
 
 
 def check_notebook(notebook: Path, out_dir: Path | None = None, parameters: dict | None = None,
-                   timeout: int = 600, progress: bool = False):
+                   timeout: float | None = 600, stall_timeout: float | None = 45.0, progress: bool = False):
     """Execute ``notebook`` (``smoke=True`` where it has that parameter) and collect every exercise's result.
 
+    Runs through :func:`kit.run.execute` like every other run, continuing past failing cells.
     Returns ``(results, other_errors, executed_path)``.
     """
     import nbformat
-    import papermill as pm
-    from kit.run import check_parameters, notebook_parameters
+
+    from kit.run import check_parameters, execute, notebook_parameters
     notebook = Path(notebook)
     declared = notebook_parameters(notebook)
     params = {"smoke": True} if "smoke" in declared else {}
     params.update(parameters or {})
     params = check_parameters(notebook, params)
     out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="kit-check-"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_nb = out_dir.resolve() / notebook.name
-    try:
-        nb = pm.execute_notebook(str(notebook), str(out_nb), parameters=params, cwd=str(out_dir),
-                                 kernel_name="python3", execution_timeout=timeout, progress_bar=progress,
-                                 request_save_on_cell_execute=False, allow_errors=True)
-    except pm.PapermillExecutionError:  # raised after execution when any cell has an error output
-        nb = nbformat.read(str(out_nb), as_version=4)
+    res = execute(notebook, out_dir, params, timeout=timeout, stall_timeout=stall_timeout, html=False,
+                  progress=progress, allow_errors=True)
+    nb = nbformat.read(str(res.notebook), as_version=4)
     results, other = exercise_results(nb)
-    return results, other, out_nb
+    return results, other, res.notebook

@@ -80,12 +80,19 @@ def plan(notebook, grid: dict[str, list], out_dir: Path) -> list[SweepRun]:
 
 def is_finished(run: SweepRun) -> bool:
     """A run is done when its run.json says ``ok`` for the same parameters and metrics.json exists."""
-    try:
-        info = json.loads((run.out_dir / "run.json").read_text())
-    except (OSError, ValueError):
+    from kit.run import RunRecord
+    rec = RunRecord.read(run.out_dir)
+    if rec is None:
         return False
-    same = json.dumps(info.get("parameters"), sort_keys=True) == json.dumps(run.params, sort_keys=True)
-    return info.get("status") == "ok" and same and (run.out_dir / "metrics.json").exists()
+    same = json.dumps(rec.parameters, sort_keys=True) == json.dumps(run.params, sort_keys=True)
+    return rec.status == "ok" and same and (run.out_dir / "metrics.json").exists()
+
+
+def failure_reason(run: SweepRun) -> str:
+    """The one-line reason a run's record gives, or where to look."""
+    from kit.run import RunRecord
+    rec = RunRecord.read(run.out_dir)
+    return rec.reason if rec is not None and rec.reason else f"see {run.out_dir / 'sweep.log'}"
 
 
 def threads_per_job(jobs: int) -> int:
@@ -94,9 +101,11 @@ def threads_per_job(jobs: int) -> int:
     return max(1, total // max(1, jobs))
 
 
-def _start(run: SweepRun, notebook: Path, timeout: int, threads: int) -> None:
+def _start(run: SweepRun, notebook: Path, timeout: float | None, stall_timeout: float | None, threads: int,
+           html: bool = True) -> None:
     run.out_dir.mkdir(parents=True, exist_ok=True)
-    spec = json.dumps({"notebook": str(notebook), "out": str(run.out_dir), "params": run.params, "timeout": timeout})
+    spec = json.dumps({"notebook": str(notebook), "out": str(run.out_dir), "params": run.params, "timeout": timeout,
+                       "stall_timeout": stall_timeout, "html": html})
     env = dict(os.environ, KIT_THREADS=str(threads), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     run.log = open(run.out_dir / "sweep.log", "w")
     # Own session: a Ctrl-C in the terminal reaches only the sweep, which then stops its children itself.
@@ -124,8 +133,8 @@ class _Terminated(KeyboardInterrupt):
     pass
 
 
-def sweep(notebook, grid: dict[str, list], out_dir, jobs: int = 1, timeout: int = 1800, progress: bool = True,
-          command: str | None = None):
+def sweep(notebook, grid: dict[str, list], out_dir, jobs: int = 1, timeout: float | None = 1800,
+          stall_timeout: float | None = 45.0, progress: bool = True, command: str | None = None, html: bool = True):
     """Run the grid (``{name: [values…]}``, values as typed or as command-line strings) of ``notebook``.
 
     Returns ``(runs, failed_names, report_path)``; raises ``KeyboardInterrupt`` after stopping the children
@@ -161,14 +170,14 @@ def sweep(notebook, grid: dict[str, list], out_dir, jobs: int = 1, timeout: int 
             while pending and len(running) < max(1, jobs):
                 r = pending.pop(0)
                 running.append(r)
-                _start(r, nb, timeout, threads)
+                _start(r, nb, timeout, stall_timeout, threads, html)
             time.sleep(0.2)
             for r in [r for r in running if r.proc.poll() is not None]:
                 running.remove(r)
                 r.log.close()
                 if r.proc.returncode != 0 or not is_finished(r):
                     failed.append(r.name)
-                    bar.write(f"✗ {r.name} failed (exit {r.proc.returncode}): see {r.out_dir / 'sweep.log'}")
+                    bar.write(f"✗ {r.name} failed: {failure_reason(r)}")
                 bar.set_postfix_str(r.name, refresh=False)
                 bar.update(1)
     except KeyboardInterrupt:
@@ -194,10 +203,18 @@ def _main_thread() -> bool:
 
 def _one(spec: str) -> int:
     """Child process: execute one grid point (``python -m kit.sweep --one '<json>'``)."""
-    from kit.run import execute
+    from kit.run import execute, failure_message
     s = json.loads(spec)
-    res = execute(s["notebook"], s["out"], s["params"], timeout=s["timeout"], html=True, progress=False)
-    print(f"ok in {res.seconds:.1f}s")
+    try:
+        res = execute(s["notebook"], s["out"], s["params"], timeout=s["timeout"], stall_timeout=s["stall_timeout"],
+                      html=s.get("html", True), progress=False)
+    except Exception as e:  # noqa: BLE001 - one line in sweep.log and run.json, never a traceback
+        msg = failure_message(e)
+        if msg is None:
+            raise
+        print(f"failed: {msg}")
+        return 1
+    print(f"ok in {res.seconds:.1f}s" + (" (after replacing a stalled kernel)" if res.attempts > 1 else ""))
     return 0
 
 

@@ -1,4 +1,9 @@
-"""Test setup: no network (only loopback), offline data with the shared mirror, a temp data cache."""
+"""Test setup: no network (only loopback), offline data, a temporary data cache.
+
+Real public files in ``../shared/data`` (when that folder exists) are used as the data mirror, so the
+real loading path is exercised; ``KIT_TEST_SHARED=0`` ignores them and tests exactly what a new user's
+clone has (CI runs the notebook smoke tests once that way). Tests that need the real files skip then.
+"""
 from __future__ import annotations
 
 import ipaddress
@@ -11,9 +16,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
 
+USE_SHARED = SHARED_DATA.is_dir() and os.environ.get("KIT_TEST_SHARED", "1") != "0"
+
 os.environ.setdefault("KIT_OFFLINE", "1")
-if SHARED_DATA.is_dir():
+if USE_SHARED:
     os.environ.setdefault("KIT_DATA_MIRROR", str(SHARED_DATA))
+else:
+    os.environ.pop("KIT_DATA_MIRROR", None)
 os.environ.setdefault("KIT_THREADS", "2")
 # Idle OpenMP threads sleep instead of spinning: under load, spinning threads slow everything badly.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

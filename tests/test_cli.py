@@ -299,29 +299,3 @@ def test_lab_serves_with_a_token_only(tmp_path):
             proc.kill()
             proc.wait()
     assert f"http://127.0.0.1:{port}/lab?token={token}" in (tmp_path / "lab.log").read_text()
-
-
-@pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
-def test_kernels_talk_over_unix_sockets_not_tcp_ports():
-    """Kernels listen on socket files, not TCP ports: nothing to collide between parallel runs or to reach from the network."""
-    from kit.run import kernel_transport
-    km = kernel_transport()["kernel_manager_class"](kernel_name="python3")
-    assert km.transport == "ipc" and km.ip.endswith("-ipc")
-
-
-def test_a_kernel_that_never_replies_is_retried_once_with_a_fresh_kernel(tmp_path):
-    """The first kernel 'hangs' (no reply within the per-cell timeout); the second run succeeds."""
-    import nbformat
-
-    from kit.run import execute
-    flag = tmp_path / "first_attempt_done"
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(f"import json, pathlib, time\nflag = pathlib.Path({str(flag)!r})\n"
-                                  "if not flag.exists():\n    flag.touch()\n    time.sleep(60)\n"
-                                  "pathlib.Path('metrics.json').write_text(json.dumps({'metrics': {'ok': 1}}))")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / "hang.ipynb"
-    nbformat.write(nb, path)
-    res = execute(path, tmp_path / "out", timeout=5, html=False, progress=False)
-    assert flag.exists() and res.metrics["metrics"] == {"ok": 1}

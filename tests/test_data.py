@@ -15,7 +15,7 @@ import pytest
 
 import kit.data as data
 from kit.data import DataError, DataUnavailable, Dataset, Source, Text, register
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, USE_SHARED
 
 PAYLOAD = b"to be, or not to be\n" * 500
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -158,12 +158,20 @@ def test_safe_extract_refuses_path_traversal(tmp_path):
     assert not (tmp_path / "escaped.txt").exists()
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "tinyshakespeare" / "input.txt").is_file(), reason="no shared data mirror")
+@pytest.mark.skipif(not USE_SHARED, reason="needs the real file in ../shared/data (absent, or KIT_TEST_SHARED=0)")
 def test_real_tinyshakespeare_through_the_mirror(monkeypatch, tmp_path):
     monkeypatch.setenv("KIT_DATA_MIRROR", str(SHARED_DATA))
     monkeypatch.setenv("KIT_DATA_DIR", str(tmp_path))
     t = data.load("tinyshakespeare", source="real")
     assert t.text.startswith("First Citizen:") and len(t.text) == 1115394
+    assert t.text == data.load("tinyshakespeare", source="embedded").text, "the embedded copy is the real file"
+
+
+def test_embedded_tinyshakespeare_is_the_real_file():
+    import hashlib
+    text = data.load("tinyshakespeare", source="embedded").text
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == \
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"  # sha256 of char-rnn's input.txt
 
 
 def test_embedded_defaults_are_real_or_documented():

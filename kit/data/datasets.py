@@ -13,21 +13,30 @@ def _tinyshakespeare_real(paths):
     return Text(paths[0].read_text(encoding="utf-8"), source="", description="tiny-shakespeare (40k lines)")
 
 
-def _python_docs_text():
-    """Real English prose that ships with every Python: the pydoc topic help texts."""
-    from pydoc_data.topics import topics
-    text = "\n\n".join(topics[k] for k in sorted(topics))
-    return Text(text, source="", description="Python's bundled documentation prose (pydoc_data.topics)")
+TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def _tinyshakespeare_embedded():
+    """The same file, shipped xz-compressed in the package (356 kB), checked against the real file's sha256."""
+    import hashlib
+    import lzma
+    from pathlib import Path
+
+    from kit.data.fetch import DataError
+    raw = lzma.decompress((Path(__file__).parent / "embedded" / "tinyshakespeare.txt.xz").read_bytes())
+    if hashlib.sha256(raw).hexdigest() != TINYSHAKESPEARE_SHA256:
+        raise DataError("kit/data/embedded/tinyshakespeare.txt.xz is damaged (sha256 mismatch): reinstall kit")
+    return Text(raw.decode("utf-8"), source="", description="tiny-shakespeare (40k lines)")
 
 
 register(Dataset(
     name="tinyshakespeare",
     description="Character-level Shakespeare corpus (1.1 MB), Karpathy's char-rnn",
     sources=[Source("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-                    "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", "input.txt")],
+                    TINYSHAKESPEARE_SHA256, "input.txt")],
     load_real=_tinyshakespeare_real,
-    embedded=_python_docs_text,
-    embedded_note="English prose shipped with Python (pydoc_data.topics)",
+    embedded=_tinyshakespeare_embedded,
+    embedded_note="the same tiny-shakespeare text, shipped with kit (xz, sha256-checked)",
     license="public domain text",
 ))
 

@@ -7,8 +7,8 @@ predicts the next one. Write the recurrence $h_t = \tanh(W_x x_t + W_h h_{t-1} +
 backpropagation through time** and **gradient clipping**, compare it with an LSTM, measure
 **perplexity**, and sample new text at different **temperatures**.
 
-**Data.** Tiny Shakespeare (1.1 MB, Karpathy's char-rnn) when online or mirrored; offline, the
-English prose that ships with Python (`pydoc_data.topics`).
+**Data.** Tiny Shakespeare (1.1 MB, Karpathy's char-rnn), shipped with kit, so the lesson trains on the
+same text online and offline.
 # %% [code] parameters
 seed = 0            # random seed
 device = "auto"     # "auto", "cpu", "cuda" or "mps"

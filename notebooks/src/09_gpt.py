@@ -10,8 +10,8 @@ throughput (tokens/s) and, on a GPU, the **model FLOPs utilisation**. Then gener
 temperature, top-k and top-p, and make generation fast with a **KV cache** — checking that it produces
 exactly the same tokens.
 
-**Data.** Tiny Shakespeare (1.1 MB, Karpathy's char-rnn) when online or mirrored; offline, the
-English prose that ships with Python (`pydoc_data.topics`).
+**Data.** Tiny Shakespeare (1.1 MB, Karpathy's char-rnn), shipped with kit, so the lesson trains on the
+same text online and offline.
 # %% [code] parameters
 seed = 0              # random seed
 device = "auto"       # "auto", "cpu", "cuda" or "mps"
