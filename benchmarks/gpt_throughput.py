@@ -36,13 +36,15 @@ def measure(kind: str, cfg, batch_size: int, steps: int, warmup: int, device, co
 
     import torch
 
-    from kit.models.gpt import GPT, NaiveGPT, make_adamw
-    from kit.text import lm_batches
+    from kit.data.batches import lm_batches
+    from kit.models.gpt import GPT, NaiveGPT
+    from kit.train.optim import make_optimizer
 
     torch.manual_seed(0)
     if kind == "kit":
         model = GPT(cfg).to(device)
-        opt = make_adamw(model, 1e-3, device=device)
+        opt = make_optimizer("adamw", model.parameters(), 1e-3, 0.1, betas=(0.9, 0.99), decay_matrices_only=True,
+                             fused=True)  # what kit.train.train_gpt uses
         fwd = torch.compile(model) if compile else model
         amp = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     else:

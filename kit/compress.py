@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.models.base import accuracy
+
 __all__ = ["state_bytes", "gzip_bytes", "latency_ms", "accuracy_of", "measure", "dynamic_int8", "static_int8",
-           "qat_prepare", "qat_convert", "prune_global", "sparsity", "pack_targets", "distillation_loss",
-           "packed_accuracy", "tradeoff_figure", "quiet_quantization"]
+           "qat_prepare", "qat_convert", "prune_global", "sparsity", "distillation_loss", "Distillation",
+           "tradeoff_figure", "quiet_quantization"]
 
 
 @contextmanager
@@ -89,8 +91,7 @@ def latency_ms(fn: Callable, x, repeats: int = 50, warmup: int = 5, threads: int
 @torch.inference_mode()
 def accuracy_of(fn: Callable, X: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of rows whose arg-max of ``fn(X)`` (logits, tensor or numpy) equals ``y``."""
-    out = torch.as_tensor(fn(X))
-    return (out.argmax(-1) == torch.as_tensor(y)).float().mean().item()
+    return accuracy(fn(X), y)
 
 
 def measure(name: str, model, X: torch.Tensor, y: torch.Tensor, *, size: int | None = None,
@@ -211,31 +212,35 @@ def sparsity(model: nn.Module) -> float:
 
 
 # ---------------------------------------------------------------- distillation
-def pack_targets(y: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Targets for :func:`distillation_loss` as one tensor ``[label, teacher logits…]`` per row, so that
-    ``kit.train.fit`` shuffles and batches labels and soft targets together."""
-    return torch.cat([y.reshape(-1, 1).float(), teacher_logits.float()], 1)
-
-
 def distillation_loss(temperature: float = 4.0, alpha: float = 0.7) -> Callable:
     """Hinton et al. (2015): ``alpha · T² · KL(softmax(t/T) ‖ softmax(s/T)) + (1 − alpha) · CE(s, y)``.
 
     The ``T²`` keeps the soft-target gradients on the same scale as the hard-label ones when ``T``
-    changes (the soft gradients shrink as ``1/T²``). Targets come from :func:`pack_targets`.
+    changes (the soft gradients shrink as ``1/T²``). Returns ``loss(student_logits, y, teacher_logits)``.
     """
     T = float(temperature)
 
-    def loss(student_logits: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-        y, teacher = packed[:, 0].long(), packed[:, 1:]
+    def loss(student_logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         soft = F.kl_div(F.log_softmax(student_logits / T, -1), F.log_softmax(teacher / T, -1),
                         log_target=True, reduction="batchmean") * T * T
         return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, y)
     return loss
 
 
-def packed_accuracy(logits: torch.Tensor, packed: torch.Tensor) -> float:
-    """Accuracy against the label column of :func:`pack_targets` (a ``metrics`` entry for ``fit``)."""
-    return (logits.argmax(-1) == packed[:, 0].long()).float().mean().item()
+class Distillation(nn.Module):
+    """A student that learns from a teacher's logits: ``forward(x)`` → the student's logits;
+    ``forward(x, y, teacher_logits)`` → ``{"loss", "acc"}`` with :func:`distillation_loss`, so
+    ``fit(Distillation(student), (X, y, teacher_logits), loss_fn=None)`` trains the student."""
+
+    def __init__(self, student: nn.Module, temperature: float = 4.0, alpha: float = 0.7):
+        super().__init__()
+        self.student, self.loss = student, distillation_loss(temperature, alpha)
+
+    def forward(self, x, y=None, teacher_logits=None):
+        logits = self.student(x)
+        if y is None:
+            return logits
+        return {"loss": self.loss(logits, y, teacher_logits), "acc": torch.tensor(accuracy(logits, y))}
 
 
 # ---------------------------------------------------------------- the figure

@@ -84,7 +84,8 @@ def shard(idx: torch.Tensor, rank: int, world: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _accuracy(model, X, y) -> float:
-    return (model(X).argmax(1) == y).float().mean().item()
+    from kit.models.base import accuracy
+    return accuracy(model(X), y)
 
 
 def train_reference(cfg: DDPConfig | None = None, **kw) -> dict:

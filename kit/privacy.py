@@ -20,14 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.models.base import accuracy
+
 __all__ = ["iid_split", "dirichlet_split", "label_counts", "average_states", "fedavg", "per_sample_grads",
-           "clip_per_sample", "train_dp", "epsilon_for", "accuracy", "quiet_opacus"]
+           "clip_per_sample", "train_dp", "epsilon_for", "model_accuracy", "quiet_opacus"]
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+def model_accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+    """``accuracy(model(X), y)`` in evaluation mode."""
     model.eval()
-    return (model(X).argmax(-1) == y).float().mean().item()
+    return accuracy(model(X), y)
 
 
 # ---------------------------------------------------------------- federated learning
@@ -95,7 +98,7 @@ def fedavg(make_model: Callable[[], nn.Module], clients: list[tuple[torch.Tensor
                 device="cpu", seed=seed * 100_003 + r * 1009 + int(k), progress=False)
             states.append(local.state_dict())
         global_model.load_state_dict(average_states(states, [sizes[k] for k in chosen]))
-        accs.append(accuracy(global_model, *test))
+        accs.append(model_accuracy(global_model, *test))
     return {"test_acc": accs, "model": global_model, "seconds": time.perf_counter() - t0}
 
 
@@ -176,7 +179,7 @@ def train_dp(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: t
                 F.cross_entropy(dp_model(xb), yb).backward()
                 dp_opt.step()
                 steps += 1
-            accs.append(accuracy(dp_model, *test))
+            accs.append(model_accuracy(dp_model, *test))
         eps = engine.get_epsilon(delta) if noise_multiplier > 0 else float("inf")
     return {"epsilon": eps, "delta": delta, "test_acc": accs, "steps": steps,
             "sample_rate": 1 / len(dp_loader), "model": dp_model._module if hasattr(dp_model, "_module") else dp_model,

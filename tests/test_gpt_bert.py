@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from kit.models.gpt import (GPT, PRESETS, GPTConfig, KVCache, NaiveGPT, TrainConfig, flops_per_token, lr_at, mfu,
-                            peak_flops, preset, train_gpt)
+from kit.models.gpt import GPT, PRESETS, GPTConfig, KVCache, NaiveGPT, TrainConfig, flops_per_token, mfu, peak_flops, preset
+from kit.train import train_gpt, warmup_cosine
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -103,12 +103,13 @@ def test_naive_attention_baseline_matches():
 
 # ---------------------------------------------------------------- GPT: training
 def test_lr_schedule_warmup_then_cosine():
-    tc = TrainConfig(lr=1e-3, min_lr=1e-4, warmup=10)
-    assert lr_at(0.0, 0, tc) == pytest.approx(1e-4)
-    assert lr_at(0.0, 9, tc) == pytest.approx(1e-3)
-    assert lr_at(0.5, 100, tc) == pytest.approx(0.55e-3)
-    assert lr_at(1.0, 100, tc) == pytest.approx(1e-4)
-    assert lr_at(2.0, 100, tc) == pytest.approx(1e-4)
+    def lr_at(progress, step):
+        return warmup_cosine(progress, step, lr=1e-3, min_lr=1e-4, warmup=10)
+    assert lr_at(0.0, 0) == pytest.approx(1e-4)
+    assert lr_at(0.0, 9) == pytest.approx(1e-3)
+    assert lr_at(0.5, 100) == pytest.approx(0.55e-3)
+    assert lr_at(1.0, 100) == pytest.approx(1e-4)
+    assert lr_at(2.0, 100) == pytest.approx(1e-4)
 
 
 def _stream(n=20_000, seed=0):
@@ -192,7 +193,7 @@ def minilm():
 def test_every_parameter_mapped_from_the_checkpoint(minilm):
     model, _ = minilm
     info = model.load_info
-    assert info["loaded"] == len(model.state_dict()) == 5 + 16 * model.cfg.num_hidden_layers
+    assert info["loaded"] == len(model.state_dict()) == 5 + 16 * model.cfg.n_layer
     assert set(info["unused"]) <= {"embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"}
 
 
@@ -213,7 +214,7 @@ def _independent_embeddings(texts):
     tok = bert.load_tokenizer(d)
     ids, mask = bert.tokenize(tok, texts)
     B, T = ids.shape
-    H, nh = cfg.hidden_size, cfg.num_attention_heads
+    H, nh = cfg.n_embd, cfg.n_head
 
     def ln(x, p):
         return torch.nn.functional.layer_norm(x, (H,), W[p + ".weight"], W[p + ".bias"], cfg.layer_norm_eps)
@@ -225,7 +226,7 @@ def _independent_embeddings(texts):
         + W["embeddings.token_type_embeddings.weight"][0]
     x = ln(x, "embeddings.LayerNorm")
     bias = (1.0 - mask[:, None, None, :].float()) * -1e9
-    for i in range(cfg.num_hidden_layers):
+    for i in range(cfg.n_layer):
         p = f"encoder.layer.{i}."
         q, k, v = (lin(x, p + f"attention.self.{n}").view(B, T, nh, H // nh).transpose(1, 2)
                    for n in ("query", "key", "value"))

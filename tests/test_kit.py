@@ -1,11 +1,13 @@
 """Unit tests of kit: parameters, device, formulas vs autograd/finite differences, the training loop."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kit.checks import ExerciseError, autograd_grad, expect_close, finite_difference_grad, gradient_check
 from kit.models import MLP, MLPConfig, l1_penalty, linear, logistic
@@ -82,7 +84,12 @@ def test_three_linear_regressions_agree():
     y = X @ w_true + 0.1 * torch.randn(len(X), generator=g, dtype=torch.float64)
     w_cf = linear.closed_form(X, y)
     w_h, losses, _ = linear.gd_by_hand(X, y, lr=0.2, steps=2000)
-    w_a, _ = linear.gd_autograd(X, y, lr=0.2, steps=2000)
+    w_a = torch.zeros(X.shape[1], dtype=X.dtype, requires_grad=True)  # lesson 01's autograd loop
+    opt = torch.optim.SGD([w_a], lr=0.2)
+    for _ in range(2000):
+        opt.zero_grad()
+        linear.mse(X, y, w_a).backward()
+        opt.step()
     assert (w_h - w_cf).abs().max() < 1e-8 and (w_a - w_h).abs().max() < 1e-10
     assert losses[-1] < losses[0]
 
@@ -208,3 +215,84 @@ def test_checkpoint_load_refuses_pickled_code(tmp_path):
     torch.save({"x": Evil()}, p)
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(p)
+
+
+# ---------------------------------------------------------------- the one engine: steps, seconds, own losses
+class _OwnLoss(torch.nn.Module):
+    """A classifier that returns its loss given the labels (the way BERT, MF and BPR do)."""
+
+    def __init__(self, kind="dict"):
+        super().__init__()
+        self.net, self.kind = MLP(MLPConfig(2, 3, hidden=(16,))), kind
+
+    def forward(self, x, y=None):
+        logits = self.net(x)
+        if y is None:
+            return logits
+        loss = F.cross_entropy(logits, y)
+        return {"dict": {"loss": loss, "acc": (logits.argmax(-1) == y).float().mean()},
+                "tuple": (logits, loss), "tensor": loss}[self.kind]
+
+
+@pytest.mark.parametrize("kind", ["dict", "tuple", "tensor"])
+def test_fit_trains_a_model_that_returns_its_own_loss(kind):
+    train, val = _blobs()
+    torch.manual_seed(0)
+    h = fit(_OwnLoss(kind), train, val, loss_fn=None, epochs=15, lr=1e-2, progress=False)
+    assert h["val_loss"][-1] < 0.35
+    if kind == "dict":
+        assert h["val_acc"][-1] > 0.9
+
+
+def test_fit_same_run_from_tensors_and_from_an_equivalent_loss_returning_model():
+    """loss_fn on (X, y) and a model returning the same loss give the same weights (same batches)."""
+    train, val = _blobs()
+    torch.manual_seed(0)
+    a = MLP(MLPConfig(2, 3, hidden=(16,)))
+    b = _OwnLoss()
+    b.net.load_state_dict(a.state_dict())
+    fit(a, train, val, epochs=3, progress=False, seed=4)
+    fit(b, train, val, loss_fn=None, epochs=3, progress=False, seed=4)
+    for p, q in zip(a.parameters(), b.net.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_fit_steps_with_a_batch_function_and_a_dataloader():
+    train, val = _blobs()
+    X, y = train
+
+    def batch(step, gen):
+        idx = torch.randint(len(X), (32,), generator=gen)
+        return X[idx], y[idx]
+    torch.manual_seed(0)
+    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), batch, val, steps=200, eval_every=50, lr=1e-2, progress=False)
+    assert h["step"] == [50, 100, 150, 200] and h["val_acc"][-1] > 0.9
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=32, shuffle=False)
+    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), loader, val, steps=30, eval_every=10, scheduler="cosine",
+            warmup=5, min_lr=1e-4, lr=1e-2, progress=False)
+    assert h["step"] == [10, 20, 30] and h["lr"][-1] == pytest.approx(1e-4 + 0.5 * (1 + math.cos(math.pi * 29 / 30)) * (1e-2 - 1e-4))
+
+
+def test_fit_for_seconds_stops_in_time_and_evaluates_at_the_marks():
+    train, val = _blobs()
+    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), train, val, seconds=1.0, eval_marks=(0.4,), eval_every_s=0.3,
+            progress=False)
+    assert h["seconds"][-1] <= 1.0 + 0.1 and any(s <= 0.4 for s in h["seconds"])
+    with pytest.raises(ValueError, match="one of 'epochs', 'steps' or 'seconds'"):
+        fit(MLP(MLPConfig(2, 3)), train, epochs=2, steps=3, progress=False)
+
+
+def test_fp16_without_bf16_uses_a_grad_scaler(monkeypatch):
+    """GPUs without bf16 (T4, V100) get fp16 autocast *with* loss scaling — for every model, one path."""
+    import kit.train.amp as A
+    monkeypatch.setattr(A, "amp_dtype", lambda device: torch.float16)
+    p = A.Precision(torch.device("cpu"), amp=True)
+    assert p.dtype == torch.float16 and p.scaler is not None
+    assert A.Precision(torch.device("cpu")).dtype is None  # nothing on a CPU unless asked
+
+
+@pytest.mark.parametrize("budget", [{"epochs": 2}, {"steps": 5}, {"seconds": 0.3}])
+def test_fit_progress_bar_in_every_mode(budget, capsys):
+    train, val = _blobs()
+    h = fit(MLP(MLPConfig(2, 3, hidden=(8,))), train, val, progress=True, **budget)
+    assert len(h.data["train_loss"]) >= 1

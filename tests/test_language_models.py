@@ -84,7 +84,7 @@ def test_positions():
 
 def test_transformer_classifier_ignores_padding_and_shapes():
     torch.manual_seed(0)
-    cfg = TransformerConfig(vocab_size=30, n_classes=3, max_len=12, d_model=16, n_heads=2, n_layers=2, dropout=0.0)
+    cfg = TransformerConfig(vocab_size=30, n_classes=3, max_len=12, n_embd=16, n_head=2, n_layer=2, dropout=0.0)
     m = TransformerClassifier(cfg).eval()
     ids = torch.tensor([[5, 6, 7, 0, 0, 0]])
     longer = torch.tensor([[5, 6, 7, 0, 0, 0, 0, 0, 0]])
@@ -127,7 +127,7 @@ def test_rnn_cell_matches_torch_rnn():
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_char_rnn_state_carries_over(cell):
     torch.manual_seed(0)
-    m = CharRNN(RNNConfig(vocab_size=11, n_embd=8, hidden=16, n_layers=2, cell=cell)).eval()
+    m = CharRNN(RNNConfig(vocab_size=11, n_embd=8, hidden=16, n_layer=2, cell=cell)).eval()
     idx = torch.randint(11, (3, 10))
     full, _ = m(idx)
     a, s = m(idx[:, :4])
@@ -174,7 +174,9 @@ def test_train_lm_is_deterministic_for_a_seed():
         ids = torch.randint(5, (500,), generator=torch.Generator().manual_seed(1))
         return train_lm(m, ids, ids[:100], steps=10, block_size=8, batch_size=4, eval_every=5, device="cpu",
                         progress=False, stateful=False, seed=3).history.as_dict()
-    assert once() == once()
+    a, b = once(), once()
+    assert a.pop("seconds") and b.pop("seconds")  # wall-clock training time: the only thing that may differ
+    assert a == b
 
 
 # ---------------------------------------------------------------- sampling

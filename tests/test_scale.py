@@ -57,11 +57,14 @@ def test_distillation_loss_limits():
     from kit import compress as C
     torch.manual_seed(0)
     s, t, y = torch.randn(8, 10), torch.randn(8, 10), torch.randint(0, 10, (8,))
-    packed = C.pack_targets(y, t)
-    assert torch.allclose(C.distillation_loss(4.0, 0.0)(s, packed), F.cross_entropy(s, y))
-    assert C.distillation_loss(4.0, 1.0)(t, packed).abs() < 1e-6  # student = teacher: no KL
+    assert torch.allclose(C.distillation_loss(4.0, 0.0)(s, y, t), F.cross_entropy(s, y))
+    assert C.distillation_loss(4.0, 1.0)(t, y, t).abs() < 1e-6  # student = teacher: no KL
     kl = F.kl_div(F.log_softmax(s / 2, -1), F.softmax(t / 2, -1), reduction="batchmean") * 4
-    assert torch.allclose(C.distillation_loss(2.0, 1.0)(s, packed), kl, atol=1e-6)
+    assert torch.allclose(C.distillation_loss(2.0, 1.0)(s, y, t), kl, atol=1e-6)
+    student = torch.nn.Linear(10, 10)
+    out = C.Distillation(student, 2.0, 1.0)(s, y, t)
+    assert torch.allclose(out["loss"], C.distillation_loss(2.0, 1.0)(student(s), y, t))
+    assert 0 <= float(out["acc"]) <= 1
 
 
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
@@ -207,9 +210,8 @@ def test_mf_recovers_synthetic_truth():
     tr, va, te = kit.data.split(len(r), (0.8, 0.1, 0.1), seed=0)
     UI, R = torch.tensor(np.stack([r.users, r.items], 1)), torch.tensor(r.ratings)
     torch.manual_seed(0)
-    m = mf.MatrixFactorization(r.n_users, r.n_items, k=4, mu=R[tr].mean().item())
-    fit(m, (UI[tr], R[tr]), (UI[va], R[va]), loss_fn=F.mse_loss, metrics={"rmse": mf.rmse}, penalty=mf.l2_penalty(0.05),
-        optimizer="adam", lr=0.01, epochs=25, batch_size=256, device="cpu", seed=0, progress=False)
+    m = mf.MatrixFactorization(r.n_users, r.n_items, k=4, mu=R[tr].mean().item(), l2=0.05)
+    fit(m, (UI[tr], R[tr]), (UI[va], R[va]), loss_fn=None, optimizer="adam", lr=0.01, epochs=25, batch_size=256, device="cpu", seed=0, progress=False)
     with torch.no_grad():
         pred = m.eval()(UI[te]).numpy()
     clean = r.true_ratings(r.users[te], r.items[te])

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.models.base import accuracy
+
 __all__ = ["BertConfig", "Bert", "BertLayer", "BertSelfAttention", "minilm_dir", "load_tokenizer",
            "hf_name_map", "load_weights", "load_minilm", "mean_pool", "SentenceEncoder", "BertClassifier",
            "MLMHead", "mask_tokens", "tokenize"]
@@ -31,17 +33,22 @@ __all__ = ["BertConfig", "Bert", "BertLayer", "BertSelfAttention", "minilm_dir",
 
 @dataclass
 class BertConfig:
+    """Sizes in nanoGPT's names; :meth:`from_json` maps a Hugging Face ``config.json`` onto them."""
     vocab_size: int = 30522
-    hidden_size: int = 384
-    num_hidden_layers: int = 6
-    num_attention_heads: int = 12
-    intermediate_size: int = 1536
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
+    n_embd: int = 384            # hidden_size
+    n_layer: int = 6             # num_hidden_layers
+    n_head: int = 12             # num_attention_heads
+    n_inner: int = 1536          # intermediate_size (the MLP width)
+    block_size: int = 512        # max_position_embeddings
+    n_segment: int = 2           # type_vocab_size
     layer_norm_eps: float = 1e-12
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
+    dropout: float = 0.1         # hidden_dropout_prob
+    attn_dropout: float = 0.1    # attention_probs_dropout_prob
     pad_token_id: int = 0
+
+    HF_NAMES = {"hidden_size": "n_embd", "num_hidden_layers": "n_layer", "num_attention_heads": "n_head",
+                "intermediate_size": "n_inner", "max_position_embeddings": "block_size", "type_vocab_size": "n_segment",
+                "hidden_dropout_prob": "dropout", "attention_probs_dropout_prob": "attn_dropout"}
 
     @classmethod
     def from_json(cls, path) -> "BertConfig":
@@ -51,18 +58,19 @@ class BertConfig:
             raise ValueError(f"only hidden_act='gelu' is implemented, got {raw['hidden_act']!r}")
         if raw.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError("only absolute position embeddings are implemented")
-        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+        named = {cls.HF_NAMES.get(k, k): v for k, v in raw.items()}
+        return cls(**{f.name: named[f.name] for f in fields(cls) if f.name in named})
 
 
 # ---------------------------------------------------------------- the encoder
 class BertEmbeddings(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
-        self.tok = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
-        self.pos = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
-        self.seg = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
-        self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.drop = nn.Dropout(cfg.hidden_dropout_prob)
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.n_embd, padding_idx=cfg.pad_token_id)
+        self.pos = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.seg = nn.Embedding(cfg.n_segment, cfg.n_embd)
+        self.ln = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, ids, segments=None):
         T = ids.shape[1]
@@ -76,14 +84,14 @@ class BertSelfAttention(nn.Module):
 
     def __init__(self, cfg: BertConfig):
         super().__init__()
-        if cfg.hidden_size % cfg.num_attention_heads:
-            raise ValueError("hidden_size must be divisible by num_attention_heads")
-        self.h = cfg.num_attention_heads
-        self.q = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.k = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.v = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.o = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.p_drop = cfg.attention_probs_dropout_prob
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"n_embd={cfg.n_embd} must be divisible by n_head={cfg.n_head}")
+        self.h = cfg.n_head
+        self.q = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.k = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.v = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.o = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.p_drop = cfg.attn_dropout
 
     def forward(self, x, key_mask=None):
         B, T, C = x.shape
@@ -99,11 +107,11 @@ class BertLayer(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.attn = BertSelfAttention(cfg)
-        self.ln1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.ff1 = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
-        self.ff2 = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
-        self.ln2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.drop = nn.Dropout(cfg.hidden_dropout_prob)
+        self.ln1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.ff1 = nn.Linear(cfg.n_embd, cfg.n_inner)
+        self.ff2 = nn.Linear(cfg.n_inner, cfg.n_embd)
+        self.ln2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, key_mask=None):
         x = self.ln1(x + self.drop(self.attn(x, key_mask)))
@@ -117,7 +125,7 @@ class Bert(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.emb = BertEmbeddings(cfg)
-        self.layers = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.layers = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.n_layer))
         self.apply(self._init)
 
     @staticmethod
@@ -192,7 +200,7 @@ def hf_name_map(cfg: BertConfig) -> dict[str, str]:
                    "attn.v": "attention.self.value", "attn.o": "attention.output.dense",
                    "ln1": "attention.output.LayerNorm", "ff1": "intermediate.dense",
                    "ff2": "output.dense", "ln2": "output.LayerNorm"}
-    for i in range(cfg.num_hidden_layers):
+    for i in range(cfg.n_layer):
         for ours, theirs in ours_theirs.items():
             for p in ("weight", "bias"):
                 m[f"layers.{i}.{ours}.{p}"] = f"encoder.layer.{i}.{theirs}.{p}"
@@ -260,7 +268,7 @@ class SentenceEncoder:
         self.model.eval()
         texts = list(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = torch.empty(len(texts), self.model.cfg.hidden_size)
+        out = torch.empty(len(texts), self.model.cfg.n_embd)
         for s in range(0, len(texts), batch_size):
             idx = order[s:s + batch_size]
             ids, mask = tokenize(self.tokenizer, [texts[i] for i in idx], self.device)
@@ -275,30 +283,26 @@ class BertClassifier(nn.Module):
     linear layer giving one logit per class. A head trained on :meth:`SentenceEncoder.encode` vectors
     (a linear probe) can be copied into ``head`` unchanged.
 
-    ``forward(ids, attention_mask)``; or ``forward(packed)`` with ``packed = torch.stack([ids, mask], 1)``
-    of shape ``(B, 2, T)`` — one tensor, so it trains with ``kit.train.fit``. Each batch is cut to its
+    ``forward(ids, attention_mask)`` → logits; with ``labels`` it returns ``{"loss", "acc"}``, so
+    ``kit.train.fit(clf, (ids, mask, labels), loss_fn=None)`` trains it. Each batch is cut to its
     longest real sentence (less padding to compute; the result does not change)."""
 
     def __init__(self, encoder: Bert, n_classes: int, dropout: float = 0.1, normalize: bool = True):
         super().__init__()
         self.encoder, self.normalize = encoder, normalize
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.cfg.hidden_size, n_classes)
+        self.head = nn.Linear(encoder.cfg.n_embd, n_classes)
 
-    @staticmethod
-    def pack(ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return torch.stack([ids, attention_mask.to(ids.dtype)], 1)
-
-    def forward(self, ids, attention_mask=None):
+    def forward(self, ids, attention_mask=None, labels=None):
         if attention_mask is None:
-            if ids.ndim == 3:
-                ids, attention_mask = ids[:, 0], ids[:, 1]
-            else:
-                attention_mask = (ids != self.encoder.cfg.pad_token_id).long()
+            attention_mask = (ids != self.encoder.cfg.pad_token_id).long()
         T = int(attention_mask.sum(1).max())
         ids, attention_mask = ids[:, :T], attention_mask[:, :T]
         e = mean_pool(self.encoder(ids, attention_mask), attention_mask)
-        return self.head(self.drop(F.normalize(e, p=2, dim=1) if self.normalize else e))
+        logits = self.head(self.drop(F.normalize(e, p=2, dim=1) if self.normalize else e))
+        if labels is None:
+            return logits
+        return {"loss": F.cross_entropy(logits, labels), "acc": torch.tensor(accuracy(logits.float(), labels))}
 
 
 class MLMHead(nn.Module):
@@ -308,8 +312,8 @@ class MLMHead(nn.Module):
     def __init__(self, encoder: Bert):
         super().__init__()
         cfg = encoder.cfg
-        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dense = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.ln = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps)
         self.word_emb = encoder.emb.tok.weight  # the same Parameter object as the encoder's (tied)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
 
@@ -340,8 +344,3 @@ def mask_tokens(ids: torch.Tensor, attention_mask: torch.Tensor, mask_id: int, v
     out[swap] = rand_tok[swap]
     targets = torch.where(chosen, ids, torch.full_like(ids, -100))
     return out, targets
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-

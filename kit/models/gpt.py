@@ -7,26 +7,21 @@
   a final LayerNorm and a linear head whose weight is **tied** to the token embedding.
 * :meth:`GPT.generate` — temperature / top-k / top-p sampling, with or without a :class:`KVCache`
   (the same tokens either way).
-* :func:`train_gpt` — AdamW (fused or foreach), linear warm-up then cosine decay, bf16 autocast and
-  optional ``torch.compile`` on GPU; trains for a number of steps (deterministic) or for a budget of
-  seconds (wall clock), evaluating the validation loss on the way (evaluation time is not counted).
+* training is :func:`kit.train.train_gpt`, a configuration of the one engine ``kit.train.fit``
+  (this module only holds the model: models import no training code).
 * :func:`flops_per_token`, :func:`peak_flops`, :func:`mfu` — model FLOPs utilisation.
 """
 from __future__ import annotations
 
-import contextlib
-import inspect
 import math
-import time
-from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["GPTConfig", "TrainConfig", "PRESETS", "preset", "GPT", "Block", "CausalSelfAttention", "MLP",
-           "KVCache", "make_adamw", "lr_at", "train_gpt", "GPTRun", "flops_per_token", "peak_flops", "mfu",
+           "KVCache", "flops_per_token", "peak_flops", "mfu",
            "NaiveGPT"]
 
 
@@ -234,7 +229,7 @@ class GPT(nn.Module):
         the cache from the last ``block_size`` tokens (no saving past that point). The tokens are the
         same either way.
         """
-        from kit.text import sample_next
+        from kit.models.sampling import sample_next
         was_training = self.training
         self.eval()
         dev = next(self.parameters()).device
@@ -294,158 +289,6 @@ def mfu(tokens_per_s: float, cfg: GPTConfig, n_params: int, device) -> float | N
     if peak is None:
         return None
     return tokens_per_s * flops_per_token(cfg, n_params) / peak
-
-
-# ---------------------------------------------------------------- training
-def make_adamw(model: nn.Module, lr: float, weight_decay: float = 0.1, betas=(0.9, 0.99),
-               device=None) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not biases, LayerNorm gains); the ``fused`` kernel
-    where this torch has it for the device, else ``foreach`` (one multi-tensor op per step)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    device = torch.device(device) if device is not None else params[0].device
-    kw = {}
-    if "fused" in inspect.signature(torch.optim.AdamW).parameters and device.type in ("cuda", "cpu"):
-        kw["fused"] = True
-    else:
-        kw["foreach"] = True
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **kw)
-
-
-def lr_at(progress: float, step: int, tc: TrainConfig) -> float:
-    """Linear warm-up over ``tc.warmup`` steps, then cosine from ``tc.lr`` down to ``tc.min_lr``
-    as ``progress`` (fraction of the run: steps or seconds) goes from 0 to 1."""
-    if step < tc.warmup:
-        return tc.lr * (step + 1) / tc.warmup
-    p = min(max(progress, 0.0), 1.0)
-    return tc.min_lr + 0.5 * (1 + math.cos(math.pi * p)) * (tc.lr - tc.min_lr)
-
-
-@dataclass
-class GPTRun:
-    """What :func:`train_gpt` returns. ``history`` rows: one per evaluation (``step``, ``seconds`` of
-    training so far, ``tokens``, ``train_loss`` (mean since the last evaluation), ``val_loss``, ``lr``)."""
-    history: object
-    steps: int
-    tokens: int
-    seconds: float
-    tokens_per_s: float
-    final_val_loss: float
-    extra: dict = field(default_factory=dict)
-
-    def val_loss_at(self, seconds: float) -> float | None:
-        """The last validation loss measured within ``seconds`` of training (``None`` if none)."""
-        h = self.history
-        got = [v for s, v in zip(h["seconds"], h["val_loss"]) if s <= seconds + 1e-9]
-        return got[-1] if got else None
-
-
-def train_gpt(model: GPT, train_ids: torch.Tensor, val_ids: torch.Tensor, tc: TrainConfig, *,
-              seconds: float | None = None, eval_marks: tuple = (), eval_every_s: float = 10.0,
-              device=None, amp: bool | None = None, compile: bool = False, seed: int = 0,
-              progress: bool = True, on_eval: Callable | None = None) -> GPTRun:
-    """Train ``model`` on random windows of ``train_ids`` (``kit.text.lm_batches``).
-
-    * ``seconds=None``: ``tc.steps`` steps, evaluating every ``tc.eval_every`` — deterministic on CPU
-      for a given ``seed``.
-    * ``seconds=S``: train for ``S`` seconds of wall-clock training time (evaluation excluded); the
-      cosine schedule follows the elapsed fraction of ``S``. Evaluates every ``eval_every_s`` seconds and
-      just before each of ``eval_marks`` (e.g. ``(60,)``) so "loss within 60 s" is measured exactly.
-    * ``amp``: bf16 autocast (default: on CUDA only). ``compile``: ``torch.compile`` the model (GPU
-      speed-up; on CPU its compile time dwarfs a short lesson).
-    ``on_eval(row)`` is called after each evaluation (e.g. a live plot). Returns a :class:`GPTRun`.
-    """
-    from kit.device import amp_dtype, pick_device
-    from kit.text import evaluate_lm, lm_batches
-    from kit.train.history import History
-
-    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
-    model.to(device)
-    use_amp = device.type == "cuda" if amp is None else amp
-    dtype = (amp_dtype(device) or torch.bfloat16) if use_amp else None
-    fwd = torch.compile(model) if compile else model
-    opt = make_adamw(model, tc.lr, tc.weight_decay, tc.betas, device)
-    gen = torch.Generator().manual_seed(seed)
-    train_ids, val_ids = train_ids.to(device), val_ids.to(device)
-    block = model.cfg.block_size
-    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
-    history = History()
-    marks = sorted(m for m in eval_marks if seconds is None or m < seconds)
-
-    def evaluate(step, t_train, tokens, run_loss, run_n):
-        with autocast():
-            vl = evaluate_lm(model, val_ids, block, batch_size=64, device=device, max_tokens=tc.eval_tokens)
-        row = {"step": step, "seconds": t_train, "tokens": tokens,
-               "train_loss": run_loss / max(run_n, 1) if run_n else float("nan"), "val_loss": vl,
-               "lr": opt.param_groups[0]["lr"]}
-        history.log(row)
-        if on_eval is not None:
-            on_eval(row)
-        return vl
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=int(seconds) if seconds else tc.steps, unit="s" if seconds else "step",
-                   desc="training", mininterval=1.0, bar_format=None)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    step, tokens, t_train, run_loss, run_n, last_dt = 0, 0, 0.0, 0.0, 0, 0.0
-    next_eval_t = eval_every_s
-    val_loss = evaluate(0, 0.0, 0, 0.0, 0)
-    model.train()
-    while True:
-        if seconds is None:
-            if step >= tc.steps:
-                break
-            progress_frac = step / tc.steps
-        else:
-            if t_train + last_dt > seconds:  # the next step would overrun the budget
-                break
-            progress_frac = t_train / seconds
-        lr = lr_at(progress_frac, step, tc)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        t0 = time.perf_counter()
-        x, y = lm_batches(train_ids, block, tc.batch_size, gen)
-        with autocast():
-            _, loss = fwd(x, y)
-        loss.backward()
-        if tc.clip_grad:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        lv = loss.item()  # also synchronises the GPU
-        sync()
-        last_dt = time.perf_counter() - t0
-        t_train += last_dt
-        step += 1
-        tokens += y.numel()
-        run_loss += lv
-        run_n += 1
-        if bar is not None:
-            bar.n = int(t_train) if seconds else step
-            bar.set_postfix_str(f"loss {lv:.3f} val {val_loss:.3f}", refresh=False)
-            bar.update(0)
-        if seconds is None:
-            do_eval = step % tc.eval_every == 0 or step == tc.steps
-        else:
-            nxt = t_train + 2 * last_dt  # with a safety margin: step times vary on a busy machine
-            do_eval = t_train >= next_eval_t or any(t_train <= m < nxt for m in marks)
-        if do_eval:
-            val_loss = evaluate(step, t_train, tokens, run_loss, run_n)
-            run_loss, run_n = 0.0, 0
-            model.train()
-            while next_eval_t <= t_train:
-                next_eval_t += eval_every_s
-            if seconds is not None:
-                marks = [m for m in marks if m >= nxt]  # the marks just covered
-    if run_n:
-        val_loss = evaluate(step, t_train, tokens, run_loss, run_n)
-    if bar is not None:
-        bar.close()
-    return GPTRun(history=history, steps=step, tokens=tokens, seconds=t_train,
-                  tokens_per_s=tokens / max(t_train, 1e-9), final_val_loss=val_loss)
 
 
 # ---------------------------------------------------------------- a naive baseline (for the benchmark)

@@ -1,4 +1,5 @@
-"""Linear regression three ways: closed form, gradient descent by hand, and autograd."""
+"""Linear regression: the loss, its hand-derived gradient, the closed form and gradient descent by hand
+(lesson 01 writes the autograd version out in the notebook)."""
 from __future__ import annotations
 
 import torch
@@ -34,17 +35,3 @@ def gd_by_hand(X, y, lr: float, steps: int, w0: torch.Tensor | None = None):
         w = w - lr * mse_grad(X, y, w)
         path.append(w.clone())
     return w, losses, torch.stack(path)
-
-
-def gd_autograd(X, y, lr: float, steps: int, w0: torch.Tensor | None = None):
-    """The same descent, with the gradient from autograd and ``torch.optim.SGD``."""
-    w = (torch.zeros(X.shape[1], dtype=X.dtype) if w0 is None else w0.clone()).requires_grad_(True)
-    opt = torch.optim.SGD([w], lr=lr)
-    losses = []
-    for _ in range(steps):
-        loss = mse(X, y, w)
-        losses.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return w.detach(), losses

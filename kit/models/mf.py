@@ -16,22 +16,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MatrixFactorization", "BPRMF", "l2_penalty", "bpr_loss", "resample_negatives", "rmse",
+__all__ = ["MatrixFactorization", "BPRMF", "bpr_loss", "resample_negatives", "rmse", "val_rmse",
            "ranking_metrics", "per_user_ndcg"]
 
 
 class MatrixFactorization(nn.Module):
-    """``forward(ui)`` with ``ui`` a ``(N, 2)`` long tensor of (user, item) → predicted ratings ``(N,)``.
+    """``forward(ui)`` with ``ui`` a ``(N, 2)`` long tensor of (user, item) → predicted ratings ``(N,)``;
+    ``forward(ui, ratings)`` → ``{"loss", "mse"}``: the squared error plus, in training, ``l2`` times the
+    batch's mean of ``‖p_u‖² + ‖q_i‖² + b_u² + b_i²`` (the per-rating L2 term of the classic MF
+    objective), so ``fit(model, (ui, ratings), loss_fn=None)`` trains it.
 
     ``k=0`` gives the biases-only baseline. ``mu`` (the global mean) is a fixed buffer: set it to the
-    training mean. Each forward in training mode stores ``batch_sq``, the sum over the batch's rows of
-    ``‖p_u‖² + ‖q_i‖² + b_u² + b_i²`` divided by the batch size, for :func:`l2_penalty`.
+    training mean.
     """
 
     def __init__(self, n_users: int, n_items: int, k: int = 16, biases: bool = True, mu: float = 0.0,
-                 init_std: float = 0.1):
+                 init_std: float = 0.1, l2: float = 0.0):
         super().__init__()
-        self.k, self.biases = k, biases
+        self.k, self.biases, self.l2 = k, biases, l2
         self.register_buffer("mu", torch.tensor(float(mu)))
         self.P = nn.Embedding(n_users, max(k, 1))
         self.Q = nn.Embedding(n_items, max(k, 1))
@@ -47,14 +49,18 @@ class MatrixFactorization(nn.Module):
         if not biases:
             self.bu.weight.requires_grad_(False)
             self.bi.weight.requires_grad_(False)
-        self.batch_sq = torch.zeros(())
 
-    def forward(self, ui: torch.Tensor) -> torch.Tensor:
+    def forward(self, ui: torch.Tensor, ratings: torch.Tensor | None = None):
         u, i = ui[:, 0], ui[:, 1]
         p, q, bu, bi = self.P(u), self.Q(i), self.bu(u).squeeze(-1), self.bi(i).squeeze(-1)
-        if self.training:
-            self.batch_sq = (p.pow(2).sum(-1) + q.pow(2).sum(-1) + bu.pow(2) + bi.pow(2)).mean()
-        return self.mu + bu + bi + (p * q).sum(-1)
+        pred = self.mu + bu + bi + (p * q).sum(-1)
+        if ratings is None:
+            return pred
+        mse = F.mse_loss(pred, ratings)
+        loss = mse
+        if self.training and self.l2:
+            loss = mse + self.l2 * (p.pow(2).sum(-1) + q.pow(2).sum(-1) + bu.pow(2) + bi.pow(2)).mean()
+        return {"loss": loss, "mse": mse}
 
     @torch.no_grad()
     def full_matrix(self) -> torch.Tensor:
@@ -63,25 +69,28 @@ class MatrixFactorization(nn.Module):
 
 
 class BPRMF(nn.Module):
-    """Implicit-feedback MF: score ``x_ui = p_u·q_i + b_i``; ``forward(uij)`` → ``x_ui − x_uj`` for rows
-    ``(user, positive item, negative item)``."""
+    """Implicit-feedback MF: score ``x_ui = p_u·q_i + b_i``. ``forward(uij)`` for rows ``(user, positive
+    item, negative item)`` → the BPR loss of :func:`bpr_loss` on ``x_ui − x_uj``, plus in training ``l2``
+    times the batch's mean squared norm of the factors and biases used (``fit(model, (uij,), loss_fn=None)``)."""
 
-    def __init__(self, n_users: int, n_items: int, k: int = 16, init_std: float = 0.1):
+    def __init__(self, n_users: int, n_items: int, k: int = 16, init_std: float = 0.1, l2: float = 0.0):
         super().__init__()
+        self.l2 = l2
         self.P = nn.Embedding(n_users, k)
         self.Q = nn.Embedding(n_items, k)
         self.bi = nn.Embedding(n_items, 1)
         nn.init.normal_(self.P.weight, 0, init_std)
         nn.init.normal_(self.Q.weight, 0, init_std)
         nn.init.zeros_(self.bi.weight)
-        self.batch_sq = torch.zeros(())
 
     def forward(self, uij: torch.Tensor) -> torch.Tensor:
         p, qi, qj = self.P(uij[:, 0]), self.Q(uij[:, 1]), self.Q(uij[:, 2])
         bi, bj = self.bi(uij[:, 1]).squeeze(-1), self.bi(uij[:, 2]).squeeze(-1)
-        if self.training:
-            self.batch_sq = (p.pow(2).sum(-1) + qi.pow(2).sum(-1) + qj.pow(2).sum(-1) + bi.pow(2) + bj.pow(2)).mean()
-        return (p * (qi - qj)).sum(-1) + bi - bj
+        loss = bpr_loss((p * (qi - qj)).sum(-1) + bi - bj)
+        if self.training and self.l2:
+            loss = loss + self.l2 * (p.pow(2).sum(-1) + qi.pow(2).sum(-1) + qj.pow(2).sum(-1) + bi.pow(2)
+                                     + bj.pow(2)).mean()
+        return loss
 
     @torch.no_grad()
     def scores(self) -> torch.Tensor:
@@ -89,15 +98,7 @@ class BPRMF(nn.Module):
         return self.P.weight @ self.Q.weight.T + self.bi.weight.T
 
 
-def l2_penalty(lam: float):
-    """``fit(penalty=…)``: λ times the mean over the batch of the squared norms of the factors and
-    biases the batch used — the per-rating L2 term of the classic MF objective."""
-    def penalty(model: nn.Module) -> torch.Tensor:
-        return lam * model.batch_sq
-    return penalty
-
-
-def bpr_loss(diff: torch.Tensor, _target=None) -> torch.Tensor:
+def bpr_loss(diff: torch.Tensor) -> torch.Tensor:
     """``−log σ(x_ui − x_uj)``, averaged: the negative log-likelihood that each positive outranks its negative."""
     return -F.logsigmoid(diff).mean()
 
@@ -114,8 +115,13 @@ def resample_negatives(n_items: int):
 
 
 def rmse(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Root mean squared error (a ``metrics`` entry for ``fit``)."""
+    """Root mean squared error of predicted ratings."""
     return torch.sqrt(F.mse_loss(pred.float(), target.float())).item()
+
+
+def val_rmse(history) -> list[float]:
+    """The validation RMSE after each epoch of ``fit``: the square root of the logged ``val_mse``."""
+    return [v ** 0.5 for v in history["val_mse"]]
 
 
 def ranking_metrics(scores: np.ndarray, train_pos: list[np.ndarray], test_pos: list[np.ndarray], k: int = 10) -> dict:

@@ -43,7 +43,3 @@ def l1_penalty(strength: float):
     def penalty(model: nn.Module) -> torch.Tensor:
         return strength * sum(p.abs().sum() for n, p in model.named_parameters() if p.ndim > 1)
     return penalty
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -21,7 +21,7 @@ class RNNConfig:
     vocab_size: int
     n_embd: int = 64          # character embedding size
     hidden: int = 256         # recurrent state size
-    n_layers: int = 1
+    n_layer: int = 1
     cell: str = "lstm"        # "rnn" (kit's RNNCell, a Python loop over time) or "lstm" (nn.LSTM, fused)
     dropout: float = 0.0      # between stacked layers and before the head
 
@@ -74,7 +74,7 @@ class RNNCell(nn.Module):
 class CharRNN(nn.Module):
     """Embedding → recurrent layers (kit :class:`RNNCell` or ``nn.LSTM``) → linear head over characters.
 
-    ``state`` is a ``(n_layers, B, hidden)`` tensor for the RNN and an ``(h, c)`` pair for the LSTM.
+    ``state`` is a ``(n_layer, B, hidden)`` tensor for the RNN and an ``(h, c)`` pair for the LSTM.
     """
 
     recurrent = True
@@ -87,10 +87,10 @@ class CharRNN(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         if cfg.cell == "rnn":
             self.cells = nn.ModuleList(RNNCell(cfg.n_embd if i == 0 else cfg.hidden, cfg.hidden)
-                                       for i in range(cfg.n_layers))
+                                       for i in range(cfg.n_layer))
         else:
-            self.lstm = nn.LSTM(cfg.n_embd, cfg.hidden, num_layers=cfg.n_layers, batch_first=True,
-                                dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
+            self.lstm = nn.LSTM(cfg.n_embd, cfg.hidden, num_layers=cfg.n_layer, batch_first=True,
+                                dropout=cfg.dropout if cfg.n_layer > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
 

@@ -48,27 +48,27 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
 
 
 class MultiHeadAttention(nn.Module):
-    """``n_heads`` attentions in parallel on ``d_model / n_heads``-dimensional slices, then a projection.
+    """``n_head`` attentions in parallel on ``n_embd / n_head``-dimensional slices, then a projection.
 
     ``forward(x, key_mask=None, causal=False, return_weights=False)``: ``key_mask`` (B, S) is ``True``
     at real tokens (padding ``False``). With ``return_weights`` it uses :func:`attention` and also
-    returns the weights (B, n_heads, T, S); otherwise the fused ``F.scaled_dot_product_attention``.
+    returns the weights (B, n_head, T, S); otherwise the fused ``F.scaled_dot_product_attention``.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
-        self.d_model, self.n_heads, self.d_head, self.dropout = d_model, n_heads, d_model // n_heads, dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)  # W_Q, W_K, W_V for all heads at once
-        self.proj = nn.Linear(d_model, d_model, bias=bias)     # W_O
+        if n_embd % n_head:
+            raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
+        self.n_embd, self.n_head, self.d_head, self.dropout = n_embd, n_head, n_embd // n_head, dropout
+        self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # W_Q, W_K, W_V for all heads at once
+        self.proj = nn.Linear(n_embd, n_embd, bias=bias)     # W_O
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None, causal: bool = False,
                 return_weights: bool = False):
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).split(self.d_model, dim=-1)
-        # (B, T, d_model) → (B, n_heads, T, d_head)
-        q, k, v = (t.view(B, T, self.n_heads, self.d_head).transpose(1, 2) for t in (q, k, v))
+        q, k, v = self.qkv(x).split(self.n_embd, dim=-1)
+        # (B, T, n_embd) → (B, n_head, T, d_head)
+        q, k, v = (t.view(B, T, self.n_head, self.d_head).transpose(1, 2) for t in (q, k, v))
         mask = None if key_mask is None else key_mask[:, None, None, :].bool()  # (B, 1, 1, S)
         if return_weights:
             out, w = attention(q, k, v, mask=mask, causal=causal, return_weights=True)
@@ -78,39 +78,39 @@ class MultiHeadAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
                                                  dropout_p=self.dropout if self.training else 0.0)
             w = None
-        out = out.transpose(1, 2).reshape(B, T, self.d_model)  # concatenate the heads
+        out = out.transpose(1, 2).reshape(B, T, self.n_embd)  # concatenate the heads
         out = self.proj(out)
         return (out, w) if return_weights else out
 
 
 # ---------------------------------------------------------------- positions
-def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
-    """``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(p / 10000^(2i/d))`` — (max_len, d_model)."""
+def sinusoidal_positions(max_len: int, n_embd: int) -> torch.Tensor:
+    """``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(p / 10000^(2i/d))`` — (max_len, n_embd)."""
     pos = torch.arange(max_len, dtype=torch.float32)[:, None]
-    freq = torch.exp(-math.log(10000.0) * torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
-    pe = torch.zeros(max_len, d_model)
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, n_embd, 2, dtype=torch.float32) / n_embd)
+    pe = torch.zeros(max_len, n_embd)
     pe[:, 0::2] = torch.sin(pos * freq)
-    pe[:, 1::2] = torch.cos(pos * freq)[:, : d_model // 2]
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : n_embd // 2]
     return pe
 
 
 class SinusoidalPositions(nn.Module):
     """Adds fixed sinusoidal position codes (no parameters; any length up to ``max_len``)."""
 
-    def __init__(self, max_len: int, d_model: int):
+    def __init__(self, max_len: int, n_embd: int):
         super().__init__()
-        self.register_buffer("pe", sinusoidal_positions(max_len, d_model), persistent=False)
+        self.register_buffer("pe", sinusoidal_positions(max_len, n_embd), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.pe[: x.shape[1]]
 
 
 class LearnedPositions(nn.Module):
-    """Adds a learned vector per position (``max_len`` × ``d_model`` parameters)."""
+    """Adds a learned vector per position (``max_len`` × ``n_embd`` parameters)."""
 
-    def __init__(self, max_len: int, d_model: int):
+    def __init__(self, max_len: int, n_embd: int):
         super().__init__()
-        self.pe = nn.Embedding(max_len, d_model)
+        self.pe = nn.Embedding(max_len, n_embd)
         nn.init.normal_(self.pe.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,15 +119,15 @@ class LearnedPositions(nn.Module):
 
 # ---------------------------------------------------------------- blocks and models
 class Block(nn.Module):
-    """Pre-norm Transformer block: ``x + MHA(LN(x))`` then ``x + MLP(LN(x))`` (MLP: d → d_ff → d, GELU)."""
+    """Pre-norm Transformer block: ``x + MHA(LN(x))`` then ``x + MLP(LN(x))`` (MLP: d → n_inner → d, GELU)."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0):
+    def __init__(self, n_embd: int, n_head: int, n_inner: int | None = None, dropout: float = 0.0):
         super().__init__()
-        d_ff = d_ff or 4 * d_model
-        self.ln1 = nn.LayerNorm(d_model)
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout)
-        self.ln2 = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model), nn.Dropout(dropout))
+        n_inner = n_inner or 4 * n_embd
+        self.ln1 = nn.LayerNorm(n_embd)
+        self.attn = MultiHeadAttention(n_embd, n_head, dropout)
+        self.ln2 = nn.LayerNorm(n_embd)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, n_inner), nn.GELU(), nn.Linear(n_inner, n_embd), nn.Dropout(dropout))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, key_mask=None, causal: bool = False, return_weights: bool = False):
@@ -143,33 +143,33 @@ class TransformerConfig:
     vocab_size: int
     n_classes: int
     max_len: int = 64            # longest input (tokens)
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 2
-    d_ff: int | None = None      # MLP width (default 4·d_model)
+    n_embd: int = 64
+    n_head: int = 4
+    n_layer: int = 2
+    n_inner: int | None = None      # MLP width (default 4·n_embd)
     dropout: float = 0.1
     positions: str = "sinusoidal"  # "sinusoidal", "learned" or "none"
     pad_id: int = 0
 
 
 class TransformerEncoder(nn.Module):
-    """Token embedding (× √d) + positions → ``n_layers`` blocks → final LayerNorm."""
+    """Token embedding (× √d) + positions → ``n_layer`` blocks → final LayerNorm."""
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         if cfg.positions not in ("sinusoidal", "learned", "none"):
             raise ValueError(f"parameter 'positions' must be 'sinusoidal', 'learned' or 'none', got {cfg.positions!r}")
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd, padding_idx=cfg.pad_id)
         self.pos = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}.get(
-            cfg.positions, lambda *a: nn.Identity())(cfg.max_len, cfg.d_model)
+            cfg.positions, lambda *a: nn.Identity())(cfg.max_len, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout) for _ in range(cfg.n_layers))
-        self.ln = nn.LayerNorm(cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg.n_embd, cfg.n_head, cfg.n_inner, cfg.dropout) for _ in range(cfg.n_layer))
+        self.ln = nn.LayerNorm(cfg.n_embd)
 
     def forward(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, return_weights: bool = False):
-        """``ids`` (B, T) → hidden states (B, T, d_model) [and a list of (B, heads, T, T) weights per layer]."""
-        x = self.drop(self.pos(self.embed(ids) * math.sqrt(self.cfg.d_model)))
+        """``ids`` (B, T) → hidden states (B, T, n_embd) [and a list of (B, heads, T, T) weights per layer]."""
+        x = self.drop(self.pos(self.embed(ids) * math.sqrt(self.cfg.n_embd)))
         weights = []
         for blk in self.blocks:
             if return_weights:
@@ -192,7 +192,7 @@ class TransformerClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = TransformerEncoder(cfg)
-        self.head = nn.Linear(cfg.d_model, cfg.n_classes)
+        self.head = nn.Linear(cfg.n_embd, cfg.n_classes)
 
     def forward(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         key_mask = ids != self.cfg.pad_id if key_mask is None else key_mask
@@ -203,7 +203,7 @@ class TransformerClassifier(nn.Module):
 
     @torch.no_grad()
     def attention_maps(self, ids: torch.Tensor) -> list[torch.Tensor]:
-        """Attention weights of every layer for ``ids`` (B, T): a list of (B, n_heads, T, T) tensors."""
+        """Attention weights of every layer for ``ids`` (B, T): a list of (B, n_head, T, T) tensors."""
         was = self.training
         self.eval()
         _, w = self.encoder(ids, ids != self.cfg.pad_id, return_weights=True)

@@ -10,7 +10,10 @@ import torch
 
 
 class Callback:
-    """Hooks called by ``fit``; ``trainer`` is the running :class:`kit.train.loop.Trainer`."""
+    """Hooks called by ``fit``; ``trainer`` is the running :class:`kit.train.loop.Trainer`.
+
+    ``on_epoch_end`` gets every logged row: the end of an epoch, or an evaluation of a steps or seconds run.
+    """
 
     def on_fit_start(self, trainer): ...
     def on_batch_end(self, trainer, loss: float): ...
@@ -19,7 +22,7 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A ``tqdm.auto`` bar over epochs showing the latest losses and metrics."""
+    """A ``tqdm.auto`` bar over epochs (or steps, or seconds of training) showing the latest losses and metrics."""
 
     def __init__(self, desc: str = "train"):
         self.desc = desc
@@ -27,13 +30,23 @@ class ProgressBar(Callback):
 
     def on_fit_start(self, trainer):
         from tqdm.auto import tqdm
-        self.bar = tqdm(total=trainer.epochs, initial=trainer.start_epoch, desc=self.desc, unit="epoch",
-                        mininterval=0.5)
+        if trainer.mode == "epochs":
+            total, unit, start = trainer.epochs, "epoch", trainer.start_epoch
+        elif trainer.mode == "steps":
+            total, unit, start = trainer.steps, "step", 0
+        else:
+            total, unit, start = int(trainer.seconds), "s", 0
+        self.bar = tqdm(total=total, initial=start, desc=self.desc, unit=unit, mininterval=0.5)
+
+    def on_batch_end(self, trainer, loss):
+        if trainer.mode != "epochs":
+            self.bar.n = trainer.step if trainer.mode == "steps" else int(trainer.t_train)
+            self.bar.update(0)
 
     def on_epoch_end(self, trainer, row):
-        self.bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds", "lr")},
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("epoch", "step", "seconds", "lr")},
                              refresh=False)
-        self.bar.update(1)
+        self.bar.update(1 if trainer.mode == "epochs" else 0)
 
     def on_fit_end(self, trainer):
         if self.bar is not None:
@@ -80,14 +93,14 @@ class EarlyStopping(Callback):
             raise KeyError(f"EarlyStopping monitors {self.monitor!r} but fit logged only {sorted(row)}")
         v = row[self.monitor]
         if self._better(v):
-            self.best, self.best_epoch, self.wait = v, int(row["epoch"]), 0
+            self.best, self.best_epoch, self.wait = v, int(row.get("epoch", row.get("step", 0))), 0
             if self.restore_best:
                 self.best_state = copy.deepcopy(trainer.model.state_dict())
         else:
             self.wait += 1
             if self.wait >= self.patience:
                 trainer.stop = True
-                self.stopped_epoch = int(row["epoch"])
+                self.stopped_epoch = int(row.get("epoch", row.get("step", 0)))
 
     def on_fit_end(self, trainer):
         if self.restore_best and self.best_state is not None:
@@ -131,5 +144,7 @@ class Checkpoint(Callback):
         self.path, self.every = Path(path), every
 
     def on_epoch_end(self, trainer, row):
+        if trainer.mode != "epochs":
+            raise ValueError("Checkpoint and resume work with epoch runs (fit(epochs=…))")
         if int(row["epoch"]) % self.every == 0 or trainer.stop:
             save_atomic(trainer.state_dict(), self.path)

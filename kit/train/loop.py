@@ -1,105 +1,141 @@
-"""One device-agnostic training loop: ``fit(model, (X, y), val=(Xv, yv), ...)``."""
+"""The one training engine: ``fit(model, data, val, epochs= | steps= | seconds=, ...)``.
+
+``data`` is ``(X, y)`` tensors (shuffled minibatches each epoch, kept on the device), a ``DataLoader``
+(or any re-iterable of batches), or a batch function ``next_batch(step, generator)``. A batch ``(x, y)``
+goes through ``loss_fn(model(x), y)``; with ``loss_fn=None`` the model gets the whole batch
+(``model(*batch)``, or ``model(**batch)`` for a dict) and returns its own loss: a scalar tensor, a dict
+with ``"loss"`` (its other scalars are logged too), or nanoGPT's ``(logits, loss)``.
+
+The run stops after ``epochs`` passes, ``steps`` optimizer steps or ``seconds`` of training (evaluation
+not counted). Epoch runs evaluate after each epoch; step and second runs every ``eval_every`` steps,
+every ``eval_every_s`` seconds, just before each of ``eval_marks`` (seconds, so "the loss within 60 s"
+is read at ≤ 60 s) and at the end. ``val`` is ``(X, y)`` tensors or a function ``val(model) -> float |
+dict`` (e.g. a language model's validation loss). Optimizers, parameter groups and schedules come from
+:mod:`kit.train.optim`; mixed precision from :class:`kit.train.amp.Precision`.
+"""
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 
-from kit.device import amp_dtype, pick_device
+from kit.device import pick_device
+from kit.models.base import accuracy
+from kit.train.amp import Precision
 from kit.train.callbacks import Callback, LivePlot, ProgressBar, load_checkpoint
 from kit.train.history import History
+from kit.train.optim import OPTIMIZERS, epoch_scheduler, make_optimizer, warmup_cosine
 
-OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
-
-
-def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of rows whose arg-max class equals the label (binary: logit > 0)."""
-    if logits.ndim == 1 or logits.shape[-1] == 1:
-        return ((logits.reshape(-1) > 0).long() == y.reshape(-1).long()).float().mean().item()
-    return (logits.argmax(-1) == y).float().mean().item()
+__all__ = ["OPTIMIZERS", "Trainer", "accuracy", "fit", "make_optimizer", "model_loss"]
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9):
-    """SGD, SGD with momentum, RMSProp, Adam or AdamW by name."""
-    params = list(params)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
-    if name == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"parameter 'optimizer' must be one of {OPTIMIZERS}, got {name!r}")
+def model_loss(out) -> tuple[torch.Tensor, dict]:
+    """``(loss, other scalars)`` from what a model returned: a scalar tensor, a dict with ``"loss"``, or
+    ``(logits, loss)``."""
+    if isinstance(out, dict):
+        if "loss" not in out:
+            raise ValueError(f"a model trained with loss_fn=None must return its loss: got a dict with {sorted(out)}")
+        return out["loss"], {k: v for k, v in out.items() if k != "loss" and _is_scalar(v)}
+    if isinstance(out, (tuple, list)) and out and _is_scalar(out[-1]):
+        return out[-1], {}
+    if _is_scalar(out):
+        return out, {}
+    raise ValueError("a model trained with loss_fn=None must return a scalar loss, a dict with 'loss', or (logits, loss)")
 
 
-def _as_tensor_pair(data, device):
-    X, y = data
-    X = torch.as_tensor(X)
-    y = torch.as_tensor(y)
-    if len(X) != len(y):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-    return X.to(device, non_blocking=True), y.to(device, non_blocking=True)
+def _is_scalar(v) -> bool:
+    return isinstance(v, torch.Tensor) and v.ndim == 0
+
+
+def _as_tensors(data, device) -> tuple:
+    ts = tuple(torch.as_tensor(d) for d in data)
+    if len(ts) == 2 and len(ts[0]) != len(ts[1]):
+        raise ValueError(f"X has {len(ts[0])} rows but y has {len(ts[1])}")
+    if len({len(t) for t in ts}) > 1:
+        raise ValueError("the tensors of a data set need one row per example: they have "
+                         + ", ".join(str(len(t)) for t in ts) + " rows")
+    return tuple(t.to(device, non_blocking=True) for t in ts)
+
+
+def _is_tensors(data) -> bool:
+    """``(X, y)``, or ``(ids, mask, y)``, … : equally long arrays, batched together."""
+    return isinstance(data, (tuple, list)) and len(data) >= 1 and \
+        all(isinstance(d, torch.Tensor) or hasattr(d, "__array__") for d in data)
 
 
 class Trainer:
     """The state of one training run; ``fit`` builds one and calls :meth:`run`."""
 
-    def __init__(self, model, train, val=None, *, loss_fn: Callable = F.cross_entropy, epochs: int = 10,
-                 batch_size: int = 64, optimizer="adam", lr: float = 1e-3, weight_decay: float = 0.0,
-                 momentum: float = 0.9, scheduler: str | Callable | None = None, clip_grad: float | None = None,
-                 metrics: dict[str, Callable] | None = None, penalty: Callable | None = None,
-                 device=None, amp: bool | None = None, callbacks: Iterable[Callback] = (), seed: int = 0,
-                 progress: bool = True, live: bool = False, augment: Callable | None = None,
-                 compile: bool = False, eval_batch_size: int = 4096):
-        if epochs < 1:
-            raise ValueError(f"parameter 'epochs' must be >= 1, got {epochs}")
-        if batch_size < 1:
-            raise ValueError(f"parameter 'batch_size' must be >= 1, got {batch_size}")
-        if eval_batch_size < 1:
-            raise ValueError(f"parameter 'eval_batch_size' must be >= 1, got {eval_batch_size}")
+    def __init__(self, model, train, val=None, *, epochs: int | None = None, steps: int | None = None,
+                 seconds: float | None = None, loss_fn: Callable | None = F.cross_entropy, batch_size: int = 64,
+                 optimizer="adam", lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9,
+                 betas: tuple | None = None, decay_matrices_only: bool = False, fused: bool = False,
+                 scheduler: str | Callable | None = None, warmup: int = 0, min_lr: float = 0.0,
+                 clip_grad: float | None = None, grad_norm: bool = False, metrics: dict[str, Callable] | None = None,
+                 penalty: Callable | None = None, device=None, amp: bool | None = None,
+                 callbacks: Iterable[Callback] = (), seed: int = 0, progress: bool = True, live: bool = False,
+                 augment: Callable | None = None, compile: bool = False, eval_batch_size: int = 4096,
+                 eval_every: int | None = None, eval_every_s: float | None = None, eval_marks: Iterable[float] = (),
+                 eval_at_start: bool = False, desc: str = "train"):
+        given = [k for k, v in (("epochs", epochs), ("steps", steps), ("seconds", seconds)) if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of 'epochs', 'steps' or 'seconds', not {' and '.join(map(repr, given))}")
+        self.mode = given[0] if given else "epochs"
+        epochs = 10 if self.mode == "epochs" and epochs is None else epochs
+        for name, v, lo in (("epochs", epochs, 1), ("steps", steps, 1), ("batch_size", batch_size, 1),
+                            ("eval_batch_size", eval_batch_size, 1)):
+            if v is not None and v < lo:
+                raise ValueError(f"parameter {name!r} must be >= {lo}, got {v}")
+        if seconds is not None and not seconds > 0:
+            raise ValueError(f"parameter 'seconds' must be > 0, got {seconds}")
+        self.epochs, self.steps, self.seconds = epochs, steps, seconds
         self.device = device if isinstance(device, torch.device) else pick_device(device or "auto")
         self.model = model.to(self.device)
         # torch.compile (optional, mostly worth it on GPU): the compiled wrapper shares the model's weights
         self.forward = torch.compile(self.model) if compile else self.model
-        self.train_data = _as_tensor_pair(train, self.device)
-        self.val_data = None if val is None else _as_tensor_pair(val, self.device)
-        self.loss_fn, self.epochs, self.batch_size = loss_fn, epochs, batch_size
-        self.eval_batch_size = eval_batch_size
-        self.metrics = {"acc": accuracy} if metrics is None else dict(metrics)
+        self.kind = "tensors" if _is_tensors(train) else "function" if callable(train) else "loader"
+        self.train_data = _as_tensors(train, self.device) if self.kind == "tensors" else train
+        self.val_data = _as_tensors(val, self.device) if val is not None and _is_tensors(val) else val
+        for name, d in (("train", self.train_data), ("val", self.val_data)):
+            if loss_fn is not None and isinstance(d, tuple) and len(d) != 2:
+                raise ValueError(f"with a loss_fn, {name!r} must be (X, y); a model that returns its own loss "
+                                 f"(loss_fn=None) may take {len(d)} tensors")
+        self.loss_fn, self.batch_size, self.eval_batch_size = loss_fn, batch_size, eval_batch_size
+        self.metrics = ({"acc": accuracy} if loss_fn is not None else {}) if metrics is None else dict(metrics)
         self.penalty, self.clip_grad, self.augment = penalty, clip_grad, augment
+        self.record_grad_norm = grad_norm or clip_grad is not None
+        self.lr, self.warmup, self.min_lr = lr, warmup, min_lr
         self.optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(
-            optimizer, model.parameters(), lr, weight_decay, momentum)
-        self.steps_per_epoch = -(-len(self.train_data[0]) // batch_size)
-        self.scheduler = self._make_scheduler(scheduler, lr)
-        use_amp = self.device.type == "cuda" if amp is None else amp
-        self.amp_dtype = amp_dtype(self.device) if use_amp else None
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+            optimizer, model.parameters(), lr, weight_decay, momentum, betas, decay_matrices_only, fused)
+        if self.kind == "tensors":
+            self.steps_per_epoch = -(-len(self.train_data[0]) // batch_size)
+        elif self.kind == "loader" and hasattr(train, "__len__"):
+            self.steps_per_epoch = len(train)
+        else:
+            self.steps_per_epoch = None
+        self.schedule = scheduler
+        self.scheduler = None
+        if self.mode == "epochs" and scheduler is not None:
+            if self.steps_per_epoch is None:
+                raise ValueError("an epoch-based schedule needs data of known length (tensors or a DataLoader)")
+            self.scheduler = epoch_scheduler(scheduler, self.optimizer, lr, self.epochs * self.steps_per_epoch)
+        elif scheduler not in (None, "cosine"):
+            raise ValueError(f"parameter 'scheduler' of a steps or seconds run must be None or 'cosine', got {scheduler!r}")
+        self.precision = Precision(self.device, amp)
         self.generator = torch.Generator().manual_seed(seed)
+        self.eval_every, self.eval_every_s = eval_every, eval_every_s
+        self.eval_marks = sorted(m for m in eval_marks if seconds is None or m < seconds)
+        self.eval_at_start = eval_at_start
         self.history = History()
         self.start_epoch, self.stop = 0, False
+        self.step, self.t_train = 0, 0.0
         self.callbacks = list(callbacks)
         if live:
             self.callbacks.insert(0, LivePlot())
         if progress:
-            self.callbacks.insert(0, ProgressBar())
-
-    def _make_scheduler(self, scheduler, lr):
-        total = self.epochs * self.steps_per_epoch
-        if scheduler is None:
-            return None
-        if scheduler == "onecycle":
-            return torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=lr, total_steps=total)
-        if scheduler == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total)
-        if callable(scheduler):
-            return scheduler(self.optimizer, total)
-        raise ValueError(f"parameter 'scheduler' must be None, 'onecycle', 'cosine' or a callable, got {scheduler!r}")
+            self.callbacks.insert(0, ProgressBar(desc))
 
     # ---- state, for atomic checkpoints and resuming
     def state_dict(self) -> dict:
@@ -118,92 +154,196 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.generator.set_state(state["generator"])
 
-    # ---- steps
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+    # ---- one step
+    def loss(self, batch) -> tuple[torch.Tensor, dict]:
+        """The training loss of one batch (and the model's other scalars), under autocast."""
+        with self.precision.autocast():
+            if self.loss_fn is None:
+                out = self.forward(**batch) if isinstance(batch, dict) else \
+                    self.forward(*batch) if isinstance(batch, (tuple, list)) else self.forward(batch)
+                return model_loss(out)
+            xb, yb = batch
+            return self.loss_fn(self.forward(xb), yb), {}
 
-    def train_epoch(self) -> float:
-        self.model.train()
-        X, y = self.train_data
+    def train_step(self, batch) -> tuple[float, float | None]:
+        """Forward, backward, clip and update on one batch; returns ``(loss, gradient norm or None)``."""
+        loss, _ = self.loss(batch)
+        full = loss + self.penalty(self.model) if self.penalty is not None else loss
+        self.optimizer.zero_grad(set_to_none=True)
+        self.precision.backward(full)
+        gn = self.precision.step(self.optimizer, self.model.parameters(), self.clip_grad, self.record_grad_norm)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss.item(), gn
+
+    # ---- batches
+    def _tensor_batches(self):
+        X, *rest = self.train_data
         order = torch.randperm(len(X), generator=self.generator).to(self.device)
-        total, n = 0.0, 0
         for i in range(0, len(X), self.batch_size):
             idx = order[i:i + self.batch_size]
-            xb, yb = X[idx], y[idx]
+            xb = X[idx]
             if self.augment is not None:
                 xb = self.augment(xb, self.generator)
-            with self._autocast():
-                loss = self.loss_fn(self.forward(xb), yb)
-                full = loss + self.penalty(self.model) if self.penalty is not None else loss
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(full).backward()
-                self.scaler.unscale_(self.optimizer)
-            else:
-                full.backward()
-            if self.clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)
-            if self.scaler is not None:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
-            total += loss.item() * len(idx)
-            n += len(idx)
-            for cb in self.callbacks:
-                cb.on_batch_end(self, loss.item())
-        return total / n
+            yield (xb, *(t[idx] for t in rest))
 
+    def _epoch_batches(self):
+        if self.kind == "tensors":
+            yield from self._tensor_batches()
+        else:
+            yield from self.train_data
+
+    def _batches(self):
+        """Endless batches for a steps or seconds run."""
+        if self.kind == "function":
+            while True:
+                yield self.train_data(self.step, self.generator)
+        while True:
+            yield from self._epoch_batches()
+
+    # ---- evaluation
     @torch.inference_mode()
-    def evaluate(self, data, batch_size: int | None = None) -> dict:
-        """Mean loss and metrics of the model on ``(X, y)``, ``batch_size`` (default ``eval_batch_size``) rows at a time."""
-        batch_size = batch_size or self.eval_batch_size
+    def evaluate(self, data=None, batch_size: int | None = None) -> dict:
+        """Mean loss and metrics of the model on ``(X, y)`` (``eval_batch_size`` rows at a time), or the
+        result of a validation function."""
+        data = self.val_data if data is None else data
+        was_training = self.model.training
         self.model.eval()
-        X, y = data
-        outs = []
-        for i in range(0, len(X), batch_size):
-            with self._autocast():
-                outs.append(self.forward(X[i:i + batch_size]).float())
-        logits = torch.cat(outs)
-        row = {"loss": self.loss_fn(logits, y).item()}
-        row.update({k: fn(logits, y) for k, fn in self.metrics.items()})
-        return row
+        try:
+            if callable(data) and not isinstance(data, tuple):
+                with self.precision.autocast():
+                    got = data(self.model)
+                return dict(got) if isinstance(got, dict) else {"loss": float(got)}
+            batch_size = batch_size or self.eval_batch_size
+            if self.loss_fn is None:  # the model returns its loss (and other scalars): their means over the rows
+                sums, N = {}, len(data[0])
+                for i in range(0, N, batch_size):
+                    with self.precision.autocast():
+                        loss, ex = model_loss(self.forward(*(t[i:i + batch_size] for t in data)))
+                    n = min(batch_size, N - i)
+                    for k, v in {"loss": loss, **ex}.items():
+                        sums[k] = sums.get(k, 0.0) + v.item() * n
+                return {k: v / N for k, v in sums.items()}
+            X, y = data
+            outs = []
+            for i in range(0, len(X), batch_size):
+                with self.precision.autocast():
+                    outs.append(self.forward(X[i:i + batch_size]).float())
+            logits = torch.cat(outs)
+            row = {"loss": self.loss_fn(logits, y).item()}
+            row.update({k: fn(logits, y) for k, fn in self.metrics.items()})
+            return row
+        finally:
+            self.model.train(was_training)
 
+    def _log(self, row: dict) -> None:
+        self.history.log(row)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, row)
+
+    # ---- runs
     def run(self) -> History:
         for cb in self.callbacks:
             cb.on_fit_start(self)
         try:
-            for epoch in range(self.start_epoch, self.epochs):
-                t0 = time.perf_counter()
-                row = {"epoch": epoch + 1, "train_loss": self.train_epoch()}
-                if self.val_data is not None:
-                    row.update({f"val_{k}": v for k, v in self.evaluate(self.val_data).items()})
-                row["lr"] = self.optimizer.param_groups[0]["lr"]
-                row["seconds"] = time.perf_counter() - t0
-                self.history.log(row)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, row)
-                if self.stop:
-                    break
+            self._run_epochs() if self.mode == "epochs" else self._run_steps()
         finally:
             for cb in self.callbacks:
                 cb.on_fit_end(self)
         return self.history
 
+    def _run_epochs(self) -> None:
+        for epoch in range(self.start_epoch, self.epochs):
+            t0 = time.perf_counter()
+            self.model.train()
+            total, n = 0.0, 0
+            for batch in self._epoch_batches():
+                lv, _ = self.train_step(batch)
+                rows = len(batch[0]) if isinstance(batch, (tuple, list)) else 1
+                total += lv * rows
+                n += rows
+                self.step += 1
+                for cb in self.callbacks:
+                    cb.on_batch_end(self, lv)
+            row = {"epoch": epoch + 1, "train_loss": total / max(n, 1)}
+            if self.val_data is not None:
+                row.update({f"val_{k}": v for k, v in self.evaluate().items()})
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            row["seconds"] = time.perf_counter() - t0
+            self._log(row)
+            if self.stop:
+                break
+
+    def _eval_row(self, run_loss: float, run_gn: float, run_n: int) -> dict:
+        row = {"step": self.step, "seconds": self.t_train,
+               "train_loss": run_loss / run_n if run_n else float("nan")}
+        if self.val_data is not None:
+            row.update({f"val_{k}": v for k, v in self.evaluate().items()})
+        if self.record_grad_norm and run_n:
+            row["grad_norm"] = run_gn / run_n
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        return row
+
+    def _run_steps(self) -> None:
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        batches = self._batches()
+        run_loss, run_gn, run_n, last_dt = 0.0, 0.0, 0, 0.0
+        next_eval_t, marks = self.eval_every_s, list(self.eval_marks)
+        if self.eval_at_start:
+            self._log(self._eval_row(0.0, 0.0, 0))
+        self.model.train()
+        while not self.stop:
+            if self.mode == "steps":
+                if self.step >= self.steps:
+                    break
+                progress = self.step / self.steps
+            else:
+                if self.t_train + last_dt > self.seconds:  # the next step would overrun the budget
+                    break
+                progress = self.t_train / self.seconds
+            if self.schedule == "cosine" or (self.warmup and self.step < self.warmup):
+                lr = warmup_cosine(progress, self.step, self.lr, self.min_lr if self.schedule else self.lr, self.warmup)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+            t0 = time.perf_counter()
+            lv, gn = self.train_step(next(batches))
+            sync()
+            last_dt = time.perf_counter() - t0
+            self.t_train += last_dt
+            self.step += 1
+            run_loss, run_n = run_loss + lv, run_n + 1
+            run_gn += float(gn) if gn is not None else 0.0
+            for cb in self.callbacks:
+                cb.on_batch_end(self, lv)
+            if self.mode == "steps":
+                due = self.step == self.steps or bool(self.eval_every and self.step % self.eval_every == 0)
+            else:
+                nxt = self.t_train + 2 * last_dt  # a safety margin: step times vary on a busy machine
+                due = (next_eval_t is not None and self.t_train >= next_eval_t) or \
+                    any(self.t_train <= m < nxt for m in marks)
+            if due:
+                self._log(self._eval_row(run_loss, run_gn, run_n))
+                run_loss, run_gn, run_n = 0.0, 0.0, 0
+                self.model.train()
+                if next_eval_t is not None:
+                    while next_eval_t <= self.t_train:
+                        next_eval_t += self.eval_every_s
+                if self.mode == "seconds":
+                    marks = [m for m in marks if m >= nxt]
+        if run_n:
+            self._log(self._eval_row(run_loss, run_gn, run_n))
+
 
 def fit(model, train, val=None, *, resume: str | None = None, **kwargs) -> History:
-    """Train ``model`` on ``train=(X, y)`` (tensors or arrays, kept on the device), evaluating on ``val``.
+    """Train ``model`` in place on ``train`` (see the module docstring), evaluating on ``val``.
 
-    Keyword arguments: ``loss_fn, epochs, batch_size, optimizer ('sgd'|'momentum'|'rmsprop'|'adam'|'adamw'
-    or an Optimizer), lr, weight_decay, momentum, scheduler (None|'onecycle'|'cosine'|callable), clip_grad,
-    metrics ({name: fn(logits, y)}), penalty (fn(model) → extra loss, e.g. L1), device, amp, callbacks,
-    seed, progress, live, augment (fn(xb, generator) → xb), compile, eval_batch_size`` (rows per evaluation
-    forward pass: lower it for large models). ``resume`` continues from a checkpoint file.
-    Returns a :class:`History`; the model is trained in place.
+    Keyword arguments: ``epochs | steps | seconds, loss_fn (None: the model returns its loss), batch_size,
+    optimizer ('sgd'|'momentum'|'rmsprop'|'adam'|'adamw' or an Optimizer), lr, weight_decay, momentum, betas,
+    decay_matrices_only, fused, scheduler (None|'onecycle'|'cosine'|callable; steps/seconds runs: None|'cosine'
+    with warmup and min_lr), clip_grad, grad_norm, metrics ({name: fn(logits, y)}), penalty (fn(model) → extra
+    loss, e.g. L1), device, amp, callbacks, seed, progress, live, augment (fn(xb, generator) → xb), compile,
+    eval_batch_size, eval_every, eval_every_s, eval_marks, eval_at_start, desc``. ``resume`` continues an epoch
+    run from a checkpoint file. Returns the :class:`History` (one row per epoch or per evaluation).
     """
     trainer = Trainer(model, train, val, **kwargs)
     if resume is not None:

@@ -68,9 +68,19 @@ viz.source(linear.mse_grad, linear.gd_by_hand)
 w_hand, losses_hand, path = linear.gd_by_hand(Xtr, ytr, lr, steps)
 # %% [md]
 # ## 3. Autograd
-# Same descent, but PyTorch computes the gradient from the recorded operations:
+# Same descent, but PyTorch computes the gradient from the recorded operations (`loss.backward()`) and
+# `torch.optim.SGD` takes the step — the loop every later lesson's `fit` runs for us:
 # %% [code]
-w_auto, losses_auto = linear.gd_autograd(Xtr, ytr, lr, steps)
+w_auto = torch.zeros(Xtr.shape[1], dtype=Xtr.dtype, requires_grad=True)
+opt = torch.optim.SGD([w_auto], lr=lr)
+losses_auto = []
+for _ in range(steps):
+    loss = linear.mse(Xtr, ytr, w_auto)
+    losses_auto.append(loss.item())
+    opt.zero_grad()
+    loss.backward()  # fills w_auto.grad with ∇L(w)
+    opt.step()       # w ← w − lr · w.grad
+w_auto = w_auto.detach()
 from kit.checks import max_abs_diff
 
 agree = {"hand vs autograd": max_abs_diff(w_hand, w_auto),

@@ -44,7 +44,7 @@ import kit.data
 import kit.viz as viz
 import kit.viz.text as vt
 from kit.models.rnn import CharRNN, RNNCell, RNNConfig, hidden_grad_norms
-from kit.models.mlp import n_params
+from kit.models import n_params
 from kit.text import (CharVocab, evaluate_lm, generate, perplexity, split_ids, stream_batches, train_lm,
                       unigram_entropy)
 

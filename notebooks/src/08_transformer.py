@@ -14,9 +14,9 @@ the software they document.
 seed = 0            # random seed
 device = "auto"     # "auto", "cpu", "cuda" or "mps"
 smoke = False       # tiny run for tests
-d_model = 64        # width of token vectors
-n_heads = 4         # attention heads per layer
-n_layers = 2        # Transformer blocks
+n_embd = 64        # width of token vectors
+n_head = 4         # attention heads per layer
+n_layer = 2        # Transformer blocks
 epochs = 15         # training epochs
 batch_size = 64     # minibatch size
 lr = 3e-3           # AdamW peak learning rate (one-cycle schedule)
@@ -28,16 +28,16 @@ import kit
 from kit.device import DEVICES
 from kit.params import Bool, Choice, Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), d_model=Int(2, 4096), n_heads=Int(1, 64),
-         n_layers=Int(1, 48), epochs=Int(1, 10_000), batch_size=Int(1, 100_000), lr=Float(0, 10, lo_open=True),
+validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), n_embd=Int(2, 4096), n_head=Int(1, 64),
+         n_layer=Int(1, 48), epochs=Int(1, 10_000), batch_size=Int(1, 100_000), lr=Float(0, 10, lo_open=True),
          dropout=Float(0, 1, hi_open=True), max_len=Int(2, 4096), vocab_size=Int(10, 1_000_000))
-if d_model % n_heads:
-    raise kit.params.ParameterError(f"parameter 'n_heads' must divide d_model={d_model}, got {n_heads}")
+if n_embd % n_head:
+    raise kit.params.ParameterError(f"parameter 'n_head' must divide n_embd={n_embd}, got {n_head}")
 dev = kit.setup(seed, device)
 if smoke:
-    epochs, d_model, n_layers, max_len = min(epochs, 4), min(d_model, 32), 1, min(max_len, 40)
+    epochs, n_embd, n_layer, max_len = min(epochs, 4), min(n_embd, 32), 1, min(max_len, 40)
     lr = max(lr, 3e-3)  # few epochs: a larger step
-    n_heads = min(n_heads, 4) if d_model % min(n_heads, 4) == 0 else 1
+    n_head = min(n_head, 4) if n_embd % min(n_head, 4) == 0 else 1
 # %% [code]
 import math
 
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 import kit.data
 import kit.viz as viz
 import kit.viz.text as vt
-from kit.models.mlp import n_params
+from kit.models import n_params
 from kit.models.transformer import (MultiHeadAttention, TransformerClassifier, TransformerConfig, attention,
                                     sinusoidal_positions)
 from kit.text import WordVocab, pad_batch, words
@@ -109,7 +109,7 @@ print(f"fused vs written-out multi-head attention: {mha_diff:.1e}")
 perm = torch.randperm(7)
 perm_diff = (mha(xx)[:, perm] - mha(xx[:, perm])).abs().max().item()
 print(f"attention(permuted input) vs permuted attention(input): {perm_diff:.1e}  → order-blind")
-viz.show(vt.position_codes(sinusoidal_positions(max_len, d_model), title=f"sinusoidal position codes (d={d_model})"));
+viz.show(vt.position_codes(sinusoidal_positions(max_len, n_embd), title=f"sinusoidal position codes (d={n_embd})"));
 # %% [md]
 # ## The data
 # %% [code]
@@ -157,15 +157,15 @@ print(f"padded to {X_tr.shape[1]} tokens; {(X_tr == vocab.unk_id).float().sum() 
 print("example:", texts[tr[0]], "\n   →", X_tr[0].tolist())
 # %% [md]
 # ## The classifier
-# `embedding (× √d) + positions → n_layers × [x + MHA(LN(x)); x + MLP(LN(x))] → LN → mean over real
+# `embedding (× √d) + positions → n_layer × [x + MHA(LN(x)); x + MLP(LN(x))] → LN → mean over real
 # tokens → linear`, trained with `kit.train.fit` (AdamW, one-cycle schedule, gradient clipping).
 # %% [code]
 from kit.train import fit
 
 def make(positions):
     torch.manual_seed(seed)
-    cfg = TransformerConfig(vocab_size=len(vocab), n_classes=len(ds.classes), max_len=max_len, d_model=d_model,
-                            n_heads=n_heads, n_layers=n_layers, dropout=dropout, positions=positions,
+    cfg = TransformerConfig(vocab_size=len(vocab), n_classes=len(ds.classes), max_len=max_len, n_embd=n_embd,
+                            n_head=n_head, n_layer=n_layer, dropout=dropout, positions=positions,
                             pad_id=vocab.pad_id)
     return TransformerClassifier(cfg)
 
@@ -226,8 +226,8 @@ def attention_fig(sentence, layer, head):
 
 viz.slider_plot(attention_fig,
                 sentence=w.Dropdown(options=[(short(texts[te][i]), i) for i in picks], value=picks[0], description="sentence"),
-                layer=w.IntSlider(value=n_layers - 1, min=0, max=n_layers - 1, description="layer"),
-                head=w.IntSlider(value=0, min=0, max=n_heads - 1, description="head"));
+                layer=w.IntSlider(value=n_layer - 1, min=0, max=n_layer - 1, description="layer"),
+                head=w.IntSlider(value=0, min=0, max=n_head - 1, description="head"));
 # %% [code]
 kit.save_metrics({"test_acc": rep["accuracy"], "test_f1": rep["f1"], "val_acc": hist["val_acc"][-1],
                   "val_loss": hist["val_loss"][-1], "test_acc_learned_positions": test_acc_learned,
@@ -236,7 +236,7 @@ kit.save_metrics({"test_acc": rep["accuracy"], "test_f1": rep["f1"], "val_acc": 
                   "attn_diff_float64": attn_diff_f64, "attn_diff_float32": attn_diff_f32, "mha_diff": mha_diff},
                  timing={"train_seconds": train_seconds, "tokens_per_s": tokens_per_s,
                          "seconds_learned_positions": sum(hist_learned["seconds"])},
-                 params={"seed": seed, "smoke": smoke, "d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
+                 params={"seed": seed, "smoke": smoke, "n_embd": n_embd, "n_head": n_head, "n_layer": n_layer,
                          "epochs": epochs, "lr": lr, "max_len": max_len, "device": str(dev), "data": ds.source})
 # %% [md]
 # ## Exercises

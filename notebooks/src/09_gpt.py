@@ -49,6 +49,7 @@ import kit.viz.lm as vl
 from kit.models import gpt
 from kit.models.gpt import GPT, KVCache
 from kit.text import char_corpus, perplexity, unigram_entropy
+from kit.train import train_gpt, warmup_cosine
 
 corpus, vocab, train_ids, val_ids = char_corpus("tinyshakespeare", 0.1)  # lesson 07's steps: load, vocabulary, split
 text = corpus.text
@@ -98,7 +99,7 @@ print(f"max change of the logits at positions ≤ 20: {leak:.1e}; after: {change
 assert leak < 1e-4 < changed
 # %% [md]
 # ## Training
-# `kit.models.gpt.train_gpt` is a plain loop written for speed:
+# `kit.train.train_gpt` configures kit's one training engine, `kit.train.fit`, for speed:
 # * **random windows** of the training text (`kit.text.lm_batches`): `x` and `y = x` shifted by one;
 # * **AdamW** with the *fused* kernel (one kernel updates every parameter) and weight decay on
 #   matrices (embeddings included), not on biases and LayerNorm gains;
@@ -110,7 +111,7 @@ assert leak < 1e-4 < changed
 # * every `eval_every_s` seconds the validation loss on a fixed slice of the validation text; the
 #   evaluation time is **not** counted as training time.
 # %% [code]
-viz.source(gpt.lr_at)
+viz.source(warmup_cosine)
 rows = []
 live = viz.LiveFigure(lambda: vl.loss_vs_seconds({"validation": {"seconds": [r["seconds"] for r in rows],
                                                                  "val_loss": [r["val_loss"] for r in rows]}},
@@ -122,9 +123,9 @@ def on_eval(row):
 budget = train_seconds or None
 print(f"training {'for %.0f s' % budget if budget else '%d steps' % tc.steps}: batch {tc.batch_size} × "
       f"{cfg.block_size} characters, peak lr {tc.lr:g}")
-run = gpt.train_gpt(model, train_ids, val_ids, tc, seconds=budget, eval_marks=(60.0,),
-                    eval_every_s=10.0 if preset == "cpu" else 30.0, device=dev, compile=compile, seed=seed,
-                    on_eval=on_eval)
+run = train_gpt(model, train_ids, val_ids, tc, seconds=budget, eval_marks=(60.0,),
+                eval_every_s=10.0 if preset == "cpu" else 30.0, device=dev, compile=compile, seed=seed,
+                on_eval=on_eval)
 live.update(force=True)
 print(f"{run.steps:,} steps, {run.tokens:,} tokens in {run.seconds:.1f} s of training → {run.tokens_per_s:,.0f} tokens/s")
 # %% [code]

@@ -53,7 +53,7 @@ import kit.data
 import kit.viz as viz
 import kit.viz.lm as vl
 from kit.models import bert
-from kit.models.mlp import n_params
+from kit.models import n_params
 
 path = bert.minilm_dir()
 t0 = time.perf_counter()
@@ -184,9 +184,8 @@ with torch.no_grad():
     acc_probe = classification_report(y[te], probe(emb[te].to(dev)).argmax(1).cpu())["accuracy"]
 print(f"k-NN (k=10): test accuracy {acc_knn:.3f};  head only: {acc_probe:.3f}")
 # %% [code]
-def packed(idx):
-    ids, mask = bert.tokenize(tok, list(texts[idx]))
-    return bert.BertClassifier.pack(ids, mask)
+def encoded(idx):
+    return bert.tokenize(tok, list(texts[idx]))  # (ids, attention mask)
 
 ft_idx = tr if not finetune_examples else tr[np.random.default_rng(seed).permutation(len(tr))[:finetune_examples]]
 torch.manual_seed(seed)
@@ -200,17 +199,20 @@ def warmup_linear(opt, total):  # 10 % warm-up, then linear decay to 0 (BERT's s
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / w, max(0.0, (total - s) / (total - w))))
 
 t0 = time.perf_counter()
-hist_ft = fit(clf, (packed(ft_idx), y[ft_idx]), (packed(va), y[va]), epochs=finetune_epochs, batch_size=batch_size,
+# the classifier returns its own loss given the labels: fit batches ids, masks and labels together
+hist_ft = fit(clf, (*encoded(ft_idx), y[ft_idx]), (*encoded(va), y[va]), loss_fn=None, epochs=finetune_epochs,
+              batch_size=batch_size,
               optimizer="adamw", lr=finetune_lr, weight_decay=0.01, scheduler=warmup_linear, clip_grad=1.0,
               device=dev, seed=seed, eval_batch_size=128)
 finetune_seconds = time.perf_counter() - t0
 
 @torch.no_grad()
-def predict(m, X, bs=128):
+def predict(m, X, *rest, bs=128):
     m.eval()
-    return torch.cat([m(X[i:i + bs].to(dev)).argmax(1).cpu() for i in range(0, len(X), bs)])
+    return torch.cat([m(X[i:i + bs].to(dev), *(r[i:i + bs].to(dev) for r in rest)).argmax(1).cpu()
+                      for i in range(0, len(X), bs)])
 
-rep_ft = classification_report(y[te], predict(clf, packed(te)))
+rep_ft = classification_report(y[te], predict(clf, *encoded(te)))
 acc_full = rep_ft["accuracy"]
 print(f"full fine-tuning on {len(ft_idx)} sentences × {finetune_epochs} epoch(s) ({steps_total} steps, "
       f"{finetune_seconds:.0f} s): test accuracy {acc_full:.3f}")
@@ -232,10 +234,10 @@ wv = WordVocab.from_texts(texts[tr], max_size=20_000, min_freq=2)
 enc_w = lambda idx: pad_batch([wv.encode(t) for t in texts[idx]], pad_id=wv.pad_id, max_len=48)[0]
 torch.manual_seed(seed)
 scratch = TransformerClassifier(TransformerConfig(vocab_size=len(wv), n_classes=len(ds.classes), max_len=48,
-                                                  d_model=64, n_heads=4, n_layers=2, dropout=0.1, pad_id=wv.pad_id))
+                                                  n_embd=64, n_head=4, n_layer=2, dropout=0.1, pad_id=wv.pad_id))
 fit(scratch, (enc_w(tr), y[tr]), (enc_w(va), y[va]), epochs=scratch_epochs, batch_size=64, optimizer="adamw",
     lr=3e-3, weight_decay=0.01, scheduler="onecycle", clip_grad=1.0, device=dev, seed=seed, progress=False)
-acc_scratch = classification_report(y[te], predict(scratch, enc_w(te), 512))["accuracy"]
+acc_scratch = classification_report(y[te], predict(scratch, enc_w(te), bs=512))["accuracy"]
 chance = float(np.bincount(labels[te]).max() / len(te))
 results = {"chance (largest class)": chance, "bag of words + logistic regression": acc_bow,
            f"Transformer from scratch ({n_params(scratch) / 1e6:.1f} M)": acc_scratch,
@@ -327,7 +329,7 @@ kit.save_metrics({"parity_max_abs_err": parity, "paraphrase_cosine": para_sim, "
                   "n_params": n_params(model), "n_test": len(te)},
                  timing={"load_seconds": load_seconds, "encode_sentences_per_s": len(texts) / encode_seconds,
                          "finetune_seconds": finetune_seconds,
-                         "finetune_tokens_per_s": float(packed(ft_idx)[:, 1].sum()) * finetune_epochs / finetune_seconds},
+                         "finetune_tokens_per_s": float(encoded(ft_idx)[1].sum()) * finetune_epochs / finetune_seconds},
                  params={"seed": seed, "smoke": smoke, "max_len": max_len, "probe_epochs": probe_epochs,
                          "finetune_examples": len(ft_idx), "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr,
                          "batch_size": batch_size, "scratch_epochs": scratch_epochs, "mlm_steps": mlm_steps,

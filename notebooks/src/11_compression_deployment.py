@@ -43,7 +43,7 @@ import kit.data
 import kit.viz as viz
 from kit import compress as C
 from kit import export as E
-from kit.models.mlp import MLP, MLPConfig, n_params
+from kit.models import MLP, MLPConfig, n_params
 from kit.train import fit
 
 digits = kit.data.load("digits")
@@ -141,8 +141,8 @@ rows.append(C.measure("pruned 90% + fine-tune", finetuned, *test, repeats=repeat
 # The student is trained on the teacher's **soft targets** $\mathrm{softmax}(z_t/T)$: at temperature
 # $T>1$ they say how much each wrong class resembles the right one ("dark knowledge"). The loss mixes
 # $\alpha\,T^2\,\mathrm{KL}(p_t^T\,\|\,p_s^T) + (1-\alpha)\,\mathrm{CE}(z_s, y)$; the $T^2$ undoes the
-# $1/T^2$ shrinking of the soft-target gradients. `fit` carries label and teacher logits together as one
-# target tensor (`pack_targets`), so batches stay aligned.
+# $1/T^2$ shrinking of the soft-target gradients. `C.Distillation` wraps the student and returns this
+# loss, so `fit` batches inputs, labels and teacher logits together.
 # %% [code]
 viz.source(C.distillation_loss)
 with torch.inference_mode():
@@ -157,9 +157,8 @@ scratch = make_student()
 h_scratch = fit(scratch, train, val, optimizer="adam", lr=3e-3, epochs=s_epochs, batch_size=64, device="cpu",
                 seed=seed, progress=False)
 student = make_student()
-h_kd = fit(student, (train[0], C.pack_targets(train[1], soft_train)), (val[0], C.pack_targets(val[1], soft_val)),
-           loss_fn=C.distillation_loss(temperature, alpha), metrics={"acc": C.packed_accuracy}, optimizer="adam",
-           lr=3e-3, epochs=s_epochs, batch_size=64, device="cpu", seed=seed, progress=False)
+h_kd = fit(C.Distillation(student, temperature, alpha), (*train, soft_train), (*val, soft_val), loss_fn=None,
+           optimizer="adam", lr=3e-3, epochs=s_epochs, batch_size=64, device="cpu", seed=seed, progress=False)
 viz.show(viz.compare_curves({"student from labels": h_scratch["val_acc"], "student distilled": h_kd["val_acc"]},
                             title=f"{n_params(student):,}-parameter student vs {n_params(teacher):,}-parameter teacher",
                             yaxis="validation accuracy"))

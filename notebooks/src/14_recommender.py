@@ -62,10 +62,10 @@ viz.show(fig)
 # Biases absorb what is not about matching: some users rate everything high, some items everyone likes.
 # The objective over the observed ratings $\mathcal K$ is
 # $$\frac{1}{|\mathcal K|}\sum_{(u,i)\in\mathcal K}\Big[(r_{ui}-\hat r_{ui})^2 + \lambda\big(\lVert p_u\rVert^2+\lVert q_i\rVert^2+b_u^2+b_i^2\big)\Big],$$
-# minimized by `fit` on minibatches of (user, item) pairs — the squared error is the loss, the λ term is
-# fit's `penalty`. Ratings are split at random: 80 % train, 10 % validation, 10 % test.
+# minimized by `fit` on minibatches of (user, item) pairs: given the ratings, the model returns this loss
+# itself (the λ term only while training). Ratings are split at random: 80 % train, 10 % validation, 10 % test.
 # %% [code]
-viz.source(mf.MatrixFactorization.forward, mf.l2_penalty)
+viz.source(mf.MatrixFactorization.forward)
 tr, va, te = kit.data.split(len(r), (0.8, 0.1, 0.1), seed=seed)
 UI = torch.tensor(np.stack([r.users, r.items], 1))
 R = torch.tensor(r.ratings)
@@ -74,9 +74,9 @@ mu = R[tr].mean().item()
 
 def train_mf(k, lam, n_epochs=epochs):
     torch.manual_seed(seed)
-    model = mf.MatrixFactorization(r.n_users, r.n_items, k=k, mu=mu)
-    hist = fit(model, train, val, loss_fn=F.mse_loss, metrics={"rmse": mf.rmse}, penalty=mf.l2_penalty(lam),
-               optimizer="adam", lr=0.01, epochs=n_epochs, batch_size=256, device=dev, seed=seed, progress=False)
+    model = mf.MatrixFactorization(r.n_users, r.n_items, k=k, mu=mu, l2=lam)
+    hist = fit(model, train, val, loss_fn=None, optimizer="adam", lr=0.01, epochs=n_epochs, batch_size=256,
+               device=dev, seed=seed, progress=False)
     return model.cpu().eval(), hist
 
 @torch.no_grad()
@@ -86,7 +86,7 @@ def predict(model, X):
 models, hists = {}, {}
 for name, k, lam in [("biases only", 0, l2), ("MF, λ = 0", factors, 0.0), (f"MF, λ = {l2:g}", factors, l2)]:
     models[name], hists[name] = train_mf(k, lam)
-viz.show(viz.compare_curves({n: h["val_rmse"] for n, h in hists.items()}, yaxis="validation RMSE",
+viz.show(viz.compare_curves({n: mf.val_rmse(h) for n, h in hists.items()}, yaxis="validation RMSE",
                             title="without L2 the factors overfit: validation RMSE turns back up"))
 test_rmse = {"global mean": mf.rmse(torch.full_like(test[1], mu), test[1])}
 test_rmse |= {n: mf.rmse(predict(m, test[0]), test[1]) for n, m in models.items()}
@@ -97,7 +97,7 @@ k_sweep = {}
 if not smoke:  # how many factors? choose k on the validation set
     for k in (1, 2, 4, 8, 16, 32):
         _, h = train_mf(k, l2)
-        k_sweep[k] = min(h["val_rmse"])
+        k_sweep[k] = min(mf.val_rmse(h))
     viz.show(viz.compare_curves({"best validation RMSE": list(k_sweep.values())}, xaxis="k (1, 2, 4, 8, 16, 32)",
                                 yaxis="RMSE", title="number of factors k"))
     print({k: round(v, 4) for k, v in k_sweep.items()})
@@ -178,9 +178,8 @@ print(f"{liked.sum():,} positives ({liked.mean():.0%} of the ratings); {held.sum
 
 triples = torch.tensor(np.stack([U[~held], I[~held], np.zeros((~held).sum(), np.int64)], 1))
 torch.manual_seed(seed)
-bpr = mf.BPRMF(r.n_users, r.n_items, k=factors)
-h_bpr = fit(bpr, (triples, torch.zeros(len(triples))), loss_fn=mf.bpr_loss, metrics={}, penalty=mf.l2_penalty(0.01),
-            augment=mf.resample_negatives(r.n_items), optimizer="adam", lr=0.01, epochs=epochs, batch_size=256,
+bpr = mf.BPRMF(r.n_users, r.n_items, k=factors, l2=0.01)
+h_bpr = fit(bpr, (triples,), loss_fn=None, augment=mf.resample_negatives(r.n_items), optimizer="adam", lr=0.01, epochs=epochs, batch_size=256,
             device=dev, seed=seed, progress=False)
 bpr = bpr.cpu().eval()
 popularity = np.bincount(I[~held], minlength=r.n_items).astype(float)

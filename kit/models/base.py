@@ -1,0 +1,19 @@
+"""What every model shares: counting its parameters, and the one accuracy of its logits."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def n_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (each shared tensor counted once); ``trainable_only``: those with ``requires_grad``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of rows whose arg-max class equals the label (one logit per row: binary, logit > 0)."""
+    logits = torch.as_tensor(logits)
+    y = torch.as_tensor(y).to(logits.device)
+    if logits.ndim == 1 or logits.shape[-1] == 1:
+        return ((logits.reshape(-1) > 0).long() == y.reshape(-1).long()).float().mean().item()
+    return (logits.argmax(-1) == y).float().mean().item()
