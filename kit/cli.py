@@ -32,12 +32,12 @@ def _err(cmd: str, e: BaseException) -> int:
 
 
 def cmd_list(args) -> int:
-    from kit.run import list_notebooks, notebook_info, notebook_parameters
+    from kit.run import Lesson, list_notebooks
     lessons = []
     for nb in list_notebooks():
-        info = notebook_info(nb)
-        info["parameters"] = notebook_parameters(nb)
-        lessons.append(info)
+        lesson = Lesson.load(nb)
+        lessons.append({"name": lesson.name, "title": lesson.title, "goals": lesson.goals,
+                        "parameters": lesson.parameters})
     if args.json:
         print(json.dumps(lessons, indent=2))
         return 0
@@ -54,14 +54,15 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from kit.params import ParameterError
-    from kit.run import check_parameters, execute, failure_message, find_notebook
+    from kit.run import Lesson, LessonError, execute, failure_message
     params = _params(args.p)
     if args.device:
         params["device"] = args.device
     try:
-        nb = find_notebook(args.notebook)
-        params = check_parameters(nb, params)  # names and values, before anything runs
-    except (ParameterError, FileNotFoundError) as e:
+        lesson = Lesson.load(args.notebook)
+        nb = lesson.path
+        params = lesson.check(params)  # names and values, before anything runs
+    except (ParameterError, FileNotFoundError, LessonError) as e:
         return _err("run", e)
     out = Path(args.out) / nb.stem
     try:
@@ -72,10 +73,10 @@ def cmd_run(args) -> int:
             raise
         print(f"kit run: {nb.stem} failed: {msg}\n         see {out}", file=sys.stderr)
         return 1
-    from kit.report import _headline
+    from kit.report import headline
     print(f"{nb.stem}: ok in {res.seconds:.1f}s → {res.html or res.notebook}")
     if res.metrics:
-        print(f"    {_headline(res.metrics, k=6)}")
+        print(f"    {headline(res.metrics, k=6)}")
     return 0
 
 
@@ -159,7 +160,7 @@ def cmd_check(args) -> int:
         nb = find_notebook(args.notebook)
         results, other, executed = check_notebook(nb, args.out, _params(args.p), timeout=args.timeout,
                                                   stall_timeout=args.stall, progress=not args.quiet)
-    except (ParameterError, FileNotFoundError) as e:
+    except (ParameterError, FileNotFoundError, ValueError) as e:
         return _err("check", e)
     except Exception as e:  # noqa: BLE001 - the kernel died or stalled: one message, never a traceback
         from kit.run import failure_message

@@ -2,8 +2,12 @@
 
 Used right after a notebook's ``parameters`` cell::
 
-    from kit.params import Int, Float, Bool, Choice, validate
-    validate(globals(), seed=Int(0), lr=Float(0, 10, lo_open=True), device=Choice(*DEVICES))
+    from kit.params import Float, Int, validate
+    validate(globals(), lr=Float(0, 10, lo_open=True), steps=Int(1, 10_000))
+
+The parameters every lesson shares (``seed``, ``device``, ``smoke``: :func:`common_rules`) are checked
+without being named. Each parameter is declared once — its default and comment in the ``parameters``
+cell, its rule here — and ``kit.save_metrics`` records the validated values itself (:func:`validated`).
 """
 from __future__ import annotations
 
@@ -117,17 +121,36 @@ class Str(Rule):
         return value
 
 
+def common_rules() -> dict[str, Rule]:
+    """The rules of the parameters every lesson has: ``seed``, ``device`` and ``smoke``."""
+    from kit.device import DEVICES
+    return {"seed": Int(0), "device": Choice(*DEVICES), "smoke": Bool()}
+
+
+_VALIDATED: dict[str, Any] = {}
+
+
 def validate(namespace: Mapping[str, Any], **rules: Rule) -> dict[str, Any]:
-    """Check each named parameter in ``namespace`` against its rule; return the checked values.
+    """Check each named parameter in ``namespace`` against its rule (and ``seed``, ``device``, ``smoke``
+    against :func:`common_rules` when present); return the checked values, which :func:`validated` and
+    ``kit.save_metrics`` then report.
 
     Raises :class:`ParameterError` (a ``ValueError``) naming the first bad parameter.
     """
+    rules = {**{k: r for k, r in common_rules().items() if k in namespace}, **rules}
     out = {}
     for name, rule in rules.items():
         if name not in namespace:
             raise ParameterError(f"parameter {name!r} is missing from the parameters cell")
         out[name] = rule.check(name, namespace[name])
+    _VALIDATED.clear()
+    _VALIDATED.update(out)
     return out
+
+
+def validated() -> dict[str, Any]:
+    """The parameter values the last :func:`validate` checked (what this run was asked to do)."""
+    return dict(_VALIDATED)
 
 
 def check_names(given: Mapping[str, Any], known: Mapping[str, Any]) -> None:

@@ -34,7 +34,7 @@ def drop_widget_views(nb) -> None:
                 del data[WIDGET_MIME]
 
 
-def _headline(metrics: dict, k: int = 4) -> str:
+def headline(metrics: dict, k: int = 4) -> str:
     items = [(n, v) for n, v in metrics.get("metrics", {}).items() if _is_number(v)]
     return ", ".join(f"{n}={v:.4g}" for n, v in items[:k])
 
@@ -128,7 +128,7 @@ def build_index(runs_dir: Path, title: str = "kit — notebook runs", compare: b
         params = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "defaults"
         rows.append(f"<tr><td>{link}</td><td>{html.escape(r['notebook'])}</td>"
                     f"<td class='{html.escape(r['status'])}'>{html.escape(r['status'])}</td>{_cell(r['seconds'])}"
-                    f"<td>{html.escape(params)}</td><td>{html.escape(_headline(r['doc']))}</td></tr>")
+                    f"<td>{html.escape(params)}</td><td>{html.escape(headline(r['doc']))}</td></tr>")
     links = []
     if compare:
         by_nb: dict[str, int] = {}

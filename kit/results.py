@@ -28,10 +28,12 @@ def save_metrics(metrics: dict, timing: dict | None = None, params: dict | None 
     """Atomically write ``{"metrics": …, "timing": …, "params": …}``.
 
     ``metrics`` must be deterministic for a given seed on CPU (tests compare two runs);
-    wall-clock numbers (seconds, tokens/s) go in ``timing``.
+    wall-clock numbers (seconds, tokens/s) go in ``timing``. ``params`` holds the values the notebook's
+    ``kit.params.validate`` checked, plus any extra facts given here (e.g. which data was used).
     """
+    from kit.params import validated
     path = Path(path)
-    doc = {"metrics": _plain(metrics), "timing": _plain(timing or {}), "params": _plain(params or {})}
+    doc = {"metrics": _plain(metrics), "timing": _plain(timing or {}), "params": _plain({**validated(), **(params or {})})}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True))
     os.replace(tmp, path)

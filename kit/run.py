@@ -74,7 +74,7 @@ def _cells(path: Path):
     return nbformat.read(str(path), as_version=4).cells
 
 
-def _parse_cell(source: str):
+def parse_cell(source: str):
     """``ast`` of a code cell, with IPython magics / shell lines blanked out."""
     lines = ["" if l.lstrip().startswith(("%", "!")) else l for l in source.splitlines()]
     try:
@@ -83,27 +83,30 @@ def _parse_cell(source: str):
         return None
 
 
-def validation_rules(path: Path) -> dict:
-    """The ``kit.params`` rules of the notebook's validation cell (first code cell after ``parameters``).
+class LessonError(ValueError):
+    """A lesson notebook breaks the authoring rules (CONTRIBUTING.md): said with its name, before any run."""
 
-    Read statically: each keyword of a ``validate(globals(), name=Rule(...))`` call is evaluated with only
-    the rule classes (and ``DEVICES``) in scope. Rules that cannot be evaluated that way are skipped —
-    the notebook's own validation cell stays the runtime guard.
+
+def validation_rules(path: Path) -> dict:
+    """The ``kit.params`` rules of the notebook's validation cell (first code cell after ``parameters``),
+    with :func:`kit.params.common_rules` for ``seed``, ``device`` and ``smoke``.
+
+    Read without running the notebook: each keyword of its ``validate(globals(), name=Rule(...))`` call is
+    evaluated with only the rule classes in scope, so a rule must be a literal ``Rule(...)``; anything else
+    raises :class:`LessonError` naming the lesson and the parameter (never skipped silently).
     """
     from kit import params as P
     cells = _cells(path)
     idx = next((i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])), None)
     if idx is None:
         return {}
+    declared = notebook_parameters(path)
+    rules = {k: r for k, r in P.common_rules().items() if k in declared}
     cell = next((c for c in cells[idx + 1:] if c.cell_type == "code"), None)
-    tree = _parse_cell(cell.source) if cell is not None else None
+    tree = parse_cell(cell.source) if cell is not None else None
     if tree is None:
-        return {}
+        return rules
     scope = {"__builtins__": {}, "Int": P.Int, "Float": P.Float, "Bool": P.Bool, "Choice": P.Choice, "Str": P.Str}
-    if "DEVICES" in cell.source:
-        from kit.device import DEVICES
-        scope["DEVICES"] = DEVICES
-    rules = {}
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -115,10 +118,12 @@ def validation_rules(path: Path) -> dict:
                 continue
             try:
                 rule = eval(compile(ast.Expression(kw.value), "<validate>", "eval"), scope)  # noqa: S307
-            except Exception:  # noqa: BLE001 - not statically evaluable: the notebook checks it at run time
-                continue
-            if isinstance(rule, P.Rule):
-                rules[kw.arg] = rule
+            except Exception as e:  # noqa: BLE001 - say which rule, never skip it
+                raise LessonError(f"{Path(path).name}: the rule of parameter {kw.arg!r} is not a literal "
+                                  f"kit.params rule ({ast.unparse(kw.value)}: {e})") from None
+            if not isinstance(rule, P.Rule):
+                raise LessonError(f"{Path(path).name}: the rule of parameter {kw.arg!r} is not a kit.params rule")
+            rules[kw.arg] = rule
     return rules
 
 
@@ -174,6 +179,33 @@ def _coerce_like(value, default_src: str):
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return value
+
+
+@dataclass
+class Lesson:
+    """A lesson notebook: where it is, what it teaches, its parameters (read once from the ``parameters``
+    cell) and their rules (its validation cell plus the common ``seed``/``device``/``smoke`` rules)."""
+    path: Path
+    name: str
+    title: str
+    goals: str
+    parameters: dict
+    rules: dict
+
+    @classmethod
+    def load(cls, name_or_path) -> "Lesson":
+        """By number (``"03"``), name, or path; raises ``FileNotFoundError`` or :class:`LessonError`."""
+        path = find_notebook(str(name_or_path))
+        info = notebook_info(path)
+        return cls(path, path.stem, info["title"], info["goals"], notebook_parameters(path), validation_rules(path))
+
+    def check(self, parameters: dict | None) -> dict:
+        """Names and values checked before anything runs (:func:`check_parameters`)."""
+        return check_parameters(self.path, parameters, self.parameters, self.rules)
+
+    def defaults(self, parameters: dict | None = None) -> dict:
+        """Every parameter's value: the defaults, updated with ``parameters``."""
+        return effective_parameters(self.path, parameters)
 
 
 @dataclass
@@ -335,5 +367,5 @@ def failure_message(e: BaseException) -> str | None:
     return None
 
 
-__all__ = ["ParameterError", "RunError", "RunRecord", "RunResult", "failure_message", "check_parameters", "effective_parameters", "execute", "find_notebook",
+__all__ = ["Lesson", "LessonError", "ParameterError", "RunError", "RunRecord", "RunResult", "failure_message", "check_parameters", "effective_parameters", "execute", "find_notebook",
            "list_notebooks", "notebook_info", "notebook_parameters", "validation_rules"]

@@ -23,8 +23,8 @@ _ANSWER = re.compile(r"^answer_\d+$")
 
 def answer_names(source: str) -> list[str]:
     """``answer_N`` names a solution cell assigns at top level, in order of first assignment."""
-    from kit.run import _parse_cell
-    tree = _parse_cell(source)
+    from kit.run import parse_cell
+    tree = parse_cell(source)
     names: list[str] = []
     if tree is None:  # fall back to a regular expression on unparsable cells
         names = re.findall(r"^(answer_\d+)\s*=", source, flags=re.M)
@@ -86,8 +86,8 @@ class ExerciseResult:
 
 def _check_names(source: str) -> list[str]:
     """Names (first string argument) of ``expect_close``/``expect_true`` calls in a cell, in order."""
-    from kit.run import _parse_cell
-    tree = _parse_cell(source)
+    from kit.run import parse_cell
+    tree = parse_cell(source)
     if tree is None:
         return []
     calls = []

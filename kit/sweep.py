@@ -63,13 +63,13 @@ def run_name(params: dict, swept: list[str]) -> str:
 
 def plan(notebook, grid: dict[str, list], out_dir: Path) -> list[SweepRun]:
     """Check every grid point's parameters (names and values, before anything runs) and name its folder."""
-    from kit.run import check_parameters, notebook_parameters, validation_rules
-    declared, rules = notebook_parameters(notebook), validation_rules(notebook)
+    from kit.run import Lesson
+    lesson = Lesson.load(notebook)
     swept = [k for k, vs in grid.items() if len(vs) > 1]
     runs, seen = [], set()
     for combo in itertools.product(*grid.values()):
         raw = dict(zip(grid, combo))
-        params = check_parameters(notebook, raw, declared, rules)
+        params = lesson.check(raw)
         name = run_name(params, swept)
         if name in seen:
             continue

@@ -101,3 +101,23 @@ def test_notebook_matches_its_source(nb):
     assert [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in committed.cells] == \
            [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in built.cells], \
            f"{nb.name} differs from {src.name}: run `python tools/nbbuild.py {nb.stem}`"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_parameter_is_declared_once_with_a_rule(nb):
+    """Each parameter of the parameters cell has exactly one rule, readable before the notebook runs."""
+    from kit.run import notebook_parameters, validation_rules
+    declared, rules = notebook_parameters(nb), validation_rules(nb)
+    assert set(declared) == set(rules), f"{nb.stem}: parameters without a rule: {sorted(set(declared) - set(rules))}"
+
+
+def test_a_rule_that_cannot_be_read_is_an_error_not_skipped(tmp_path):
+    from kit.run import LessonError, validation_rules
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("seed = 0\nlr = 0.1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from kit.params import validate\nLIMIT = 3\nvalidate(globals(), lr=make_rule(LIMIT))")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(LessonError, match="x.ipynb: the rule of parameter 'lr' is not a literal"):
+        validation_rules(path)

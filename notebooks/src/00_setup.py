@@ -17,10 +17,9 @@ n = 5             # size of the first tensors
 # the parameter — before any work is done.
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Int, validate
+from kit.params import Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), n=Int(1, 10_000))
+validate(globals(), n=Int(1, 10_000))
 dev = kit.setup(seed, device)
 # %% [md]
 # ## Versions
@@ -72,7 +71,7 @@ viz.show(fig)
 # Each lesson writes its key numbers to `metrics.json` next to its output; reports and tests read them.
 # %% [code]
 kit.save_metrics({"grad_error": grad_error, "dot": float((a @ b).item())},
-                 params={"seed": seed, "device": str(dev), "smoke": smoke}, timing={})
+                 params={"device": str(dev)}, timing={})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** Create a 3×3 matrix with 2 on the diagonal and 0 elsewhere.

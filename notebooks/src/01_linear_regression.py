@@ -16,10 +16,9 @@ steps = 1000        # gradient-descent steps
 data_source = "auto"  # "auto" (real when reachable, else embedded), "real" or "embedded"
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, validate
+from kit.params import Choice, Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), lr=Float(0, 10, lo_open=True),
+validate(globals(), lr=Float(0, 10, lo_open=True),
          steps=Int(1, 1_000_000), data_source=Choice("auto", "real", "embedded"))
 kit.setup(seed, device)
 # %% [md]
@@ -162,7 +161,7 @@ kit.save_metrics({"max_weight_diff": max(agree.values()), "hand_vs_autograd": ag
                   "test_mse": test["mse"], "test_r2": test["r2"], "baseline_mse": baseline["mse"],
                   "final_gd_loss": losses_hand[-1], "fit_val_mse": fit_val_mse, "closed_form_loss": L_star, "max_stable_lr": 2 / lam_max,
                   "n_train": len(train_idx)},
-                 params={"seed": seed, "lr": lr, "steps": steps, "smoke": smoke, "data": houses.source})
+                 params={"data": houses.source})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** Compute the test-set MSE of the baseline that always predicts the *training* mean price.

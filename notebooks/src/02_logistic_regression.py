@@ -14,10 +14,9 @@ lr = 0.5          # gradient-descent learning rate
 steps = 500       # gradient-descent steps
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, validate
+from kit.params import Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), lr=Float(0, 100, lo_open=True),
+validate(globals(), lr=Float(0, 100, lo_open=True),
          steps=Int(1, 1_000_000))
 kit.setup(seed, device)
 if smoke:
@@ -95,8 +94,7 @@ viz.show(viz.bar({cancer.feature_names[i]: float(w_fit[i]) for i in order}, titl
 # %% [code]
 kit.save_metrics({"grad_err_autograd": right["vs_autograd"], "grad_err_fd": right["vs_finite_diff"],
                   "wrong_grad_err_fd": wrong["vs_finite_diff"], "train_loss": losses[-1], "val_loss": val_loss,
-                  "train_acc": acc(Xtr, ytr), "val_acc": acc(Xva, yva), "test_acc": acc(Xte, yte)},
-                 params={"seed": seed, "lr": lr, "steps": steps, "smoke": smoke})
+                  "train_acc": acc(Xtr, ytr), "val_acc": acc(Xva, yva), "test_acc": acc(Xte, yte)})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** Compute $\partial L/\partial z$ for a single example with $z = 0$ and $y = 1$ (the loss

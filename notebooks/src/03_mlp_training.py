@@ -16,10 +16,9 @@ batch_size = 64     # minibatch size
 overfit_train = 200 # training examples in the overfitting demo
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Int, validate
+from kit.params import Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), epochs=Int(1, 10_000),
+validate(globals(), epochs=Int(1, 10_000),
          hidden=Int(1, 100_000), batch_size=Int(1, 100_000), overfit_train=Int(20, 1_500))
 dev = kit.setup(seed, device)
 if smoke:
@@ -119,7 +118,7 @@ kit.save_metrics({"val_acc_" + k: v for k, v in final_acc.items()} |
                  {"overfit_gap": last_val["none"] - best_val["none"], "early_stop_epoch": early.stopped_epoch or reg_epochs,
                   "test_acc": rep["accuracy"], "test_f1": rep["f1"]},
                  timing={"adam_seconds": sum(runs["adam"]["seconds"])},
-                 params={"seed": seed, "epochs": epochs, "hidden": hidden, "smoke": smoke, "device": str(dev)})
+                 params={"device": str(dev)})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** How many trainable parameters does `MLP(MLPConfig(64, 10, hidden=(32,)))` have?

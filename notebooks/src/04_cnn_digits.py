@@ -24,18 +24,16 @@ dataset = "mnist_5k"  # "mnist_5k" (embedded, 5 000 real digits), "mnist" or "fa
 split_seed = 0        # seed of the train/validation/test split (fixed, so the test set never changes)
 epochs = 30           # training epochs (the one-cycle schedule spans all of them)
 width = 16            # channels of the first conv block; each of the 3 blocks doubles them
-dropout = 0.25        # dropout before the linear layer (0 = none)
+dropout = 0.25        # dropout before the linear layer (0: none)
 batch_size = 128      # minibatch size
 lr = 3e-3             # peak learning rate of the one-cycle schedule (AdamW)
 augment = True        # random shifts, rotations and zooms of every training batch
 max_train = 20_000    # at most this many training images (matters for the 60 000 of full MNIST)
 # %% [code]
 import kit
-from kit.device import DEVICES
 from kit.params import Bool, Choice, Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(),
-         dataset=Choice("mnist_5k", "mnist", "fashion_mnist"), split_seed=Int(0), epochs=Int(1, 1_000),
+validate(globals(), dataset=Choice("mnist_5k", "mnist", "fashion_mnist"), split_seed=Int(0), epochs=Int(1, 1_000),
          width=Int(1, 512), dropout=Float(0, 1, hi_open=True), batch_size=Int(1, 100_000),
          lr=Float(0, 1, lo_open=True), augment=Bool(),
          max_train=Int(100, 1_000_000))
@@ -174,10 +172,7 @@ kit.save_metrics({"test_acc": test_acc, "test_f1": rep["f1"], "val_acc": hist["v
                   "n_params": n_params(model), "bar_98": bool(test_acc >= 0.98)},
                  timing={"train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds,
                          "seconds_per_epoch": train_seconds / epochs, "threads": torch.get_num_threads()},
-                 params={"seed": seed, "smoke": smoke, "dataset": dataset, "data_source": data.source,
-                         "split_seed": split_seed, "epochs": epochs, "width": width, "dropout": dropout,
-                         "batch_size": batch_size,
-                         "lr": lr, "augment": augment, "max_train": max_train, "device": str(dev)})
+                 params={"data_source": data.source, "device": str(dev)})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** The last block's output has `4·width` channels of 3×3 pixels (28 → 14 → 7 → 3: each

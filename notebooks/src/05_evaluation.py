@@ -18,10 +18,9 @@ threshold = 0.5   # initial decision threshold of the binary classifier
 epochs = 60       # training epochs of the small torch classifiers
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, validate
+from kit.params import Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), k_folds=Int(2, 20),
+validate(globals(), k_folds=Int(2, 20),
          threshold=Float(0, 1), epochs=Int(1, 10_000))
 dev = kit.setup(seed, device)
 if smoke:
@@ -174,8 +173,7 @@ kit.save_metrics({"binary_accuracy": at_half["accuracy"], "binary_precision": at
                   "cv_f1_kfold_std": cv_plain["std"], "cv_f1_stratified_mean": cv_strat["mean"],
                   "cv_f1_stratified_std": cv_strat["std"], "regression_mse": reg["mse"], "regression_mae": reg["mae"],
                   "regression_cv_mse": cv_mse, "outlier_mse_factor": reg_bad["mse"] / reg["mse"],
-                  "outlier_mae_factor": reg_bad["mae"] / reg["mae"]},
-                 params={"seed": seed, "k_folds": k_folds, "epochs": epochs, "smoke": smoke})
+                  "outlier_mae_factor": reg_bad["mae"] / reg["mae"]})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** A classifier has TP = 30, FP = 10, FN = 20. Compute its F1 score by hand.

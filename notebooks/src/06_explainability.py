@@ -24,10 +24,9 @@ smooth_sigma = 0.15 # SmoothGrad: noise standard deviation, as a fraction of the
 n_sanity = 100      # test images in the randomisation sanity check
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, validate
+from kit.params import Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), epochs=Int(1, 1_000), width=Int(1, 512),
+validate(globals(), epochs=Int(1, 1_000), width=Int(1, 512),
          n_show=Int(1, 20), ig_steps=Int(2, 10_000), smooth_n=Int(1, 10_000), smooth_sigma=Float(0, 1),
          n_sanity=Int(2, 1_000))
 dev = kit.setup(seed, device)
@@ -192,8 +191,7 @@ kit.save_metrics({"test_acc": test_acc, "ig_completeness_rel_gap": ig_rel_gap,
                  {"sanity_spearman_integrated_gradients_ink": ig_ink} |
                  {"n_mistakes": int((pred != test[1]).sum())},
                  timing={"train_seconds": float(sum(hist["seconds"]))},
-                 params={"seed": seed, "smoke": smoke, "epochs": epochs, "width": width, "ig_steps": ig_steps,
-                         "smooth_n": smooth_n, "smooth_sigma": smooth_sigma, "n_sanity": n_sanity, "device": str(dev)})
+                 params={"device": str(dev)})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** Grad-CAM's map has the size of the last conv layer's output *before* its pooling.

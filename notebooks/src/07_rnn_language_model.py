@@ -23,10 +23,9 @@ clip = 1.0          # gradient clipping: largest global gradient norm, 0 turns c
 temperature = 0.8   # sampling temperature for the final samples
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, validate
+from kit.params import Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), steps=Int(1, 1_000_000),
+validate(globals(), steps=Int(1, 1_000_000),
          rnn_steps=Int(1, 1_000_000), hidden=Int(1, 8192), block_size=Int(2, 4096), batch_size=Int(1, 4096),
          lr=Float(0, 10, lo_open=True), clip=Float(0, 1e6), temperature=Float(0, 10, lo_open=True))
 dev = kit.setup(seed, device)
@@ -207,9 +206,7 @@ kit.save_metrics({"val_loss": val_loss_lstm, "perplexity": perplexity(val_loss_l
                   "rnn_vs_hand": rnn_vs_hand},
                  timing={"tokens_per_s_lstm": lstm_run.tokens_per_s, "tokens_per_s_rnn": rnn_run.tokens_per_s,
                          "seconds_lstm": lstm_run.seconds, "seconds_rnn": rnn_run.seconds},
-                 params={"seed": seed, "smoke": smoke, "steps": steps, "rnn_steps": rnn_steps, "hidden": hidden,
-                         "block_size": block_size, "batch_size": batch_size, "lr": lr, "clip": clip,
-                         "device": str(dev), "data": corpus.source})
+                 params={"device": str(dev), "data": corpus.source})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** A model that gives every one of the $V$ characters the same probability: what is its

@@ -25,10 +25,9 @@ max_len = 48        # longest sentence in tokens (longer ones are cut)
 vocab_size = 8000   # largest word vocabulary (built from the training sentences)
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, validate
+from kit.params import Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), n_embd=Int(2, 4096), n_head=Int(1, 64),
+validate(globals(), n_embd=Int(2, 4096), n_head=Int(1, 64),
          n_layer=Int(1, 48), epochs=Int(1, 10_000), batch_size=Int(1, 100_000), lr=Float(0, 10, lo_open=True),
          dropout=Float(0, 1, hi_open=True), max_len=Int(2, 4096), vocab_size=Int(10, 1_000_000))
 if n_embd % n_head:
@@ -236,8 +235,7 @@ kit.save_metrics({"test_acc": rep["accuracy"], "test_f1": rep["f1"], "val_acc": 
                   "attn_diff_float64": attn_diff_f64, "attn_diff_float32": attn_diff_f32, "mha_diff": mha_diff},
                  timing={"train_seconds": train_seconds, "tokens_per_s": tokens_per_s,
                          "seconds_learned_positions": sum(hist_learned["seconds"])},
-                 params={"seed": seed, "smoke": smoke, "n_embd": n_embd, "n_head": n_head, "n_layer": n_layer,
-                         "epochs": epochs, "lr": lr, "max_len": max_len, "device": str(dev), "data": ds.source})
+                 params={"device": str(dev), "data": ds.source})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** How many parameters does `MultiHeadAttention(64, 4)` have? ($W_Q, W_K, W_V, W_O$ are

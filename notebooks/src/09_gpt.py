@@ -27,10 +27,9 @@ top_p = 0.95          # nucleus sampling: smallest set holding this much probabi
 sample_chars = 500    # characters per generated sample
 # %% [code]
 import kit
-from kit.device import DEVICES
 from kit.params import Bool, Choice, Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), preset=Choice("cpu", "gpu"),
+validate(globals(), preset=Choice("cpu", "gpu"),
          train_seconds=Float(0, 36_000), steps=Int(0, 10_000_000), lr=Float(0, 1), compile=Bool(),
          temperature=Float(0, 10), top_k=Int(0, 10_000), top_p=Float(0, 1, lo_open=True),
          sample_chars=Int(1, 100_000))
@@ -232,9 +231,7 @@ if budget:  # a time budget: the number of steps depends on the machine, so thes
 else:
     metrics |= {"steps": run.steps}
 kit.save_metrics(metrics, timing=timing,
-                 params={"seed": seed, "smoke": smoke, "preset": size, "train_seconds": train_seconds,
-                         "model": vars(cfg), "train": vars(tc) | {"betas": list(tc.betas)}, "compile": compile,
-                         "device": str(dev), "data": corpus.source});
+                 params={"preset": size, "model": vars(cfg), "train": vars(tc) | {"betas": list(tc.betas)}, "device": str(dev), "data": corpus.source});
 # %% [md]
 # ## Exercises
 # **Exercise 1.** How many parameters does `GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=2,

@@ -28,10 +28,9 @@ mlm_steps = 200            # training steps of the masked-language-model head
 query = "How do I compute the mean of an array along one axis?"  # the semantic-search query
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, Str, validate
+from kit.params import Float, Int, Str, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), max_len=Int(8, 512),
+validate(globals(), max_len=Int(8, 512),
          probe_epochs=Int(1, 10_000), finetune_examples=Int(0, 1_000_000), finetune_epochs=Int(1, 100),
          finetune_lr=Float(0, 1, lo_open=True), batch_size=Int(1, 4096), scratch_epochs=Int(1, 1000),
          mlm_steps=Int(1, 100_000), query=Str())
@@ -330,10 +329,7 @@ kit.save_metrics({"parity_max_abs_err": parity, "paraphrase_cosine": para_sim, "
                  timing={"load_seconds": load_seconds, "encode_sentences_per_s": len(texts) / encode_seconds,
                          "finetune_seconds": finetune_seconds,
                          "finetune_tokens_per_s": float(encoded(ft_idx)[1].sum()) * finetune_epochs / finetune_seconds},
-                 params={"seed": seed, "smoke": smoke, "max_len": max_len, "probe_epochs": probe_epochs,
-                         "finetune_examples": len(ft_idx), "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr,
-                         "batch_size": batch_size, "scratch_epochs": scratch_epochs, "mlm_steps": mlm_steps,
-                         "device": str(dev), "data": ds.source, "weights": str(path)});
+                 params={"finetune_examples": len(ft_idx), "device": str(dev), "data": ds.source, "weights": str(path)});
 # %% [md]
 # ## Exercises
 # **Exercise 1.** Two sentence embeddings are already L2-normalised. Their cosine similarity is then

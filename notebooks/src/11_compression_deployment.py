@@ -24,10 +24,9 @@ export_gpt = True   # also export lesson 09's GPT to ONNX and check it
 threads = 1         # CPU threads for torch (0: all usable cores); these models are tiny, one thread is fastest
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, validate
+from kit.params import Bool, Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), epochs=Int(1, 10_000),
+validate(globals(), epochs=Int(1, 10_000),
          hidden=Int(8, 8192), student_hidden=Int(1, 8192), temperature=Float(0, 100, lo_open=True),
          alpha=Float(0, 1), repeats=Int(5, 100_000), export_gpt=Bool(), threads=Int(0, 1024))
 dev = kit.setup(seed, device, threads=threads or None)
@@ -229,9 +228,7 @@ kit.save_metrics({f"acc_{key[k]}": v for k, v in acc.items()} |
                         {f"latency_ms_b1_{key[r['variant']]}": r["latency_ms_b1"] for r in rows} |
                         {f"latency_ms_b256_{key[r['variant']]}": r["latency_ms_b256"] for r in rows} |
                         {f"size_gz_kb_{key[r['variant']]}": r["size_gz_kb"] for r in rows if r["size_gz_kb"] is not None},
-                 params={"seed": seed, "epochs": epochs, "hidden": hidden, "student_hidden": student_hidden,
-                         "temperature": temperature, "alpha": alpha, "smoke": smoke, "device": str(dev),
-                         "onnx_exporter": exporter, "quantized_engine": torch.backends.quantized.engine})
+                 params={"device": str(dev), "onnx_exporter": exporter, "quantized_engine": torch.backends.quantized.engine})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** Quantize $w = [-0.5,\ 0.25,\ 1.27]$ symmetrically to int8 with scale $s = 0.01$ and

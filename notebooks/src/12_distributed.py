@@ -22,10 +22,9 @@ rtol = 1e-5         # tolerance: largest relative loss difference, DDP vs one pr
 threads = 1         # CPU threads of this notebook's process (0: all usable cores); each DDP process gets 1
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, validate
+from kit.params import Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), nproc=Int(1, 64), epochs=Int(1, 1000),
+validate(globals(), nproc=Int(1, 64), epochs=Int(1, 1000),
          batch_size=Int(2, 1024), hidden=Int(1, 8192), lr=Float(0, 10, lo_open=True), rtol=Float(0, 1, lo_open=True),
          threads=Int(0, 1024))
 if batch_size % nproc:
@@ -150,8 +149,7 @@ kit.save_metrics({"nproc": nproc, "world_size": res["world_size"], "steps": len(
                   "final_loss_ddp": float(ddp[-1]), "test_acc_single": ref["test_acc"], "test_acc_ddp": res["test_acc"],
                   "rtol": tol},
                  timing=timing,
-                 params={"seed": seed, "nproc": nproc, "epochs": epochs, "batch_size": batch_size, "hidden": hidden,
-                         "lr": lr, "smoke": smoke, "device": str(dev), "backend": backend})
+                 params={"device": str(dev), "backend": backend})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** Three ranks hold the gradients $[1, 2]$, $[3, 4]$ and $[5, 9]$. What does every rank

@@ -23,10 +23,9 @@ delta = 1e-5         # δ of the (ε, δ) guarantee (should be ≪ 1 / number of
 threads = 1          # CPU threads (0: all usable cores); one is fastest for these small models
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, validate
+from kit.params import Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), n_clients=Int(2, 200), rounds=Int(1, 10_000),
+validate(globals(), n_clients=Int(2, 200), rounds=Int(1, 10_000),
          local_epochs=Int(1, 1000), dirichlet_alpha=Float(0, 1e6, lo_open=True), dp_epochs=Int(1, 10_000),
          max_grad_norm=Float(0, 1e6, lo_open=True), delta=Float(0, 1, lo_open=True, hi_open=True), threads=Int(0, 1024))
 dev = kit.setup(seed, device, threads=threads or None)
@@ -176,9 +175,7 @@ kit.save_metrics({"fedavg_iid_acc": fed["IID"]["test_acc"][-1], "fedavg_noniid_a
                   "opacus_vs_func_max_diff": opacus_vs_func},
                  timing={"fedavg_iid_seconds": fed["IID"]["seconds"], "fedavg_noniid_seconds": fed[non_iid]["seconds"]} |
                         {f"dp_sigma{s:g}_seconds": r["seconds"] for s, r in dp.items()},
-                 params={"seed": seed, "n_clients": n_clients, "rounds": rounds, "local_epochs": local_epochs,
-                         "dirichlet_alpha": dirichlet_alpha, "dp_epochs": dp_epochs, "max_grad_norm": max_grad_norm,
-                         "delta": delta, "smoke": smoke, "device": str(dev)})
+                 params={"device": str(dev)})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** Three clients hold 100, 300 and 600 examples and return the weights 1.0, 2.0 and 4.0

@@ -22,10 +22,9 @@ top_k = 10          # length of the recommendation lists scored by precision / r
 threads = 1         # CPU threads (0: all usable cores); one is fastest for these small models
 # %% [code]
 import kit
-from kit.device import DEVICES
-from kit.params import Bool, Choice, Float, Int, validate
+from kit.params import Float, Int, validate
 
-validate(globals(), seed=Int(0), device=Choice(*DEVICES), smoke=Bool(), factors=Int(1, 1024), l2=Float(0, 100),
+validate(globals(), factors=Int(1, 1024), l2=Float(0, 100),
          epochs=Int(1, 10_000), like_threshold=Float(0, 10), top_k=Int(1, 1000), threads=Int(0, 1024))
 dev = kit.setup(seed, device, threads=threads or None)
 if smoke:
@@ -214,8 +213,7 @@ for name, key in [("popularity", "pop"), ("BPR-MF", "bpr")]:
 metrics |= {f"recovery_{k}": v for k, v in recovery.items()}
 metrics |= {f"k_sweep_val_rmse_{k}": v for k, v in k_sweep.items()}
 kit.save_metrics(metrics, timing={"mf_seconds": sum(hists[f"MF, λ = {l2:g}"]["seconds"]), "bpr_seconds": sum(h_bpr["seconds"])},
-                 params={"seed": seed, "factors": factors, "l2": l2, "epochs": epochs, "like_threshold": like_threshold,
-                         "top_k": top_k, "smoke": smoke, "device": str(dev), "data": r.source})
+                 params={"device": str(dev), "data": r.source})
 # %% [md]
 # ## Exercises
 # **Exercise 1.** With $\mu = 3.5$, $b_u = 0.2$, $b_i = -0.3$, $p_u = (1, 2)$ and $q_i = (0.5, -0.25)$, what
