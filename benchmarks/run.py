@@ -40,7 +40,7 @@ def main() -> int:
     ap.add_argument("--no-defaults", action="store_true", help="skip the default-parameter notebook runs")
     ap.add_argument("--only", default="", help="comma-separated lesson numbers")
     args = ap.parse_args()
-    from kit.run import list_notebooks
+    from kit.lessons.run import list_notebooks
     import torch
 
     rows = [("import kit", f"{import_time('import kit') * 1000:.0f} ms", "goal ≤ 1.5 s"),

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def one_run(seed: int, epochs: int, target: float, data, split, dev) -> dict:
     import torch
 
-    from kit.augment import augment
+    from kit.data.augment import augment
     from kit.device import seed_everything
     from kit.models.cnn import CNN, CNNConfig
     from kit.train import Callback, fit

@@ -17,9 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kit.cli import main
-from kit.run import find_notebook, list_notebooks
-from kit.student import _check_names, answer_names, student_notebook
+from kit.lessons.cli import main
+from kit.lessons.run import find_notebook, list_notebooks
+from kit.lessons.student import _check_names, answer_names, student_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,9 +85,9 @@ def test_run_writes_a_run_folder(tmp_path, capsys):
 
 @pytest.mark.notebook
 def test_run_all_writes_the_index(tmp_path, monkeypatch):
-    import kit.run
+    import kit.lessons.run
     setup = find_notebook("00")
-    monkeypatch.setattr(kit.run, "list_notebooks", lambda *a: [setup])  # one lesson keeps it short
+    monkeypatch.setattr(kit.lessons.run, "list_notebooks", lambda *a: [setup])  # one lesson keeps it short
     assert main(["run-all", "-p", "smoke", "True", "-p", "lr", "0.1", "--out", str(tmp_path)]) == 0
     index = (tmp_path / "index.html").read_text()
     assert "00_setup/00_setup.html" in index and "smoke=True" in index and "lr=" not in index

@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kit.execute import CellTimeLimit, KernelDied, KernelStalled
-from kit.run import RunRecord, execute
+from kit.lessons.execute import CellTimeLimit, KernelDied, KernelStalled
+from kit.lessons.run import RunRecord, execute
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -125,7 +125,7 @@ def test_a_cell_error_is_one_line_from_the_cli(tmp_path):
 def test_kernels_listen_on_unix_sockets_in_a_private_folder_that_is_removed():
     if os.name != "posix":
         pytest.skip("Unix sockets")
-    from kit.execute import kernel_manager_class
+    from kit.lessons.execute import kernel_manager_class
     with kernel_manager_class() as cls:
         km = cls(kernel_name="python3")
         assert km.transport == "ipc" and os.path.isabs(km.ip) and len(km.ip) < 80
@@ -144,7 +144,7 @@ WIDGET_CELLS = ["import ipywidgets as w\nfrom IPython.display import display",
 
 def test_stress_consecutive_two_job_sweeps_never_stall(tmp_path):
     """40 sweeps of 2 parallel runs each, one after another: every run ends first time, none waits."""
-    from kit.sweep import sweep
+    from kit.lessons.sweep import sweep
     nb = make_notebook(tmp_path / "widgets.ipynb", *WIDGET_CELLS)
     times, attempts = [], []
     for i in range(40):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit.run import execute, list_notebooks
+from kit.lessons.run import execute, list_notebooks
 from tests.test_notebooks import bar
 
 torch = pytest.importorskip("torch")

@@ -10,7 +10,7 @@ import papermill as pm
 import pytest
 
 from kit.params import ParameterError
-from kit.run import execute, list_notebooks
+from kit.lessons.run import execute, list_notebooks
 
 NOTEBOOKS = list_notebooks()
 TIMEOUT = 240  # seconds per cell (smoke cells take < 60 s; a lost kernel reply is retried after this)
@@ -106,13 +106,13 @@ def test_notebook_matches_its_source(nb):
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_parameter_is_declared_once_with_a_rule(nb):
     """Each parameter of the parameters cell has exactly one rule, readable before the notebook runs."""
-    from kit.run import notebook_parameters, validation_rules
+    from kit.lessons.run import notebook_parameters, validation_rules
     declared, rules = notebook_parameters(nb), validation_rules(nb)
     assert set(declared) == set(rules), f"{nb.stem}: parameters without a rule: {sorted(set(declared) - set(rules))}"
 
 
 def test_a_rule_that_cannot_be_read_is_an_error_not_skipped(tmp_path):
-    from kit.run import LessonError, validation_rules
+    from kit.lessons.run import LessonError, validation_rules
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("seed = 0\nlr = 0.1", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("from kit.params import validate\nLIMIT = 3\nvalidate(globals(), lr=make_rule(LIMIT))")])
@@ -121,3 +121,16 @@ def test_a_rule_that_cannot_be_read_is_an_error_not_skipped(tmp_path):
     nbformat.write(nb, path)
     with pytest.raises(LessonError, match="x.ipynb: the rule of parameter 'lr' is not a literal"):
         validation_rules(path)
+
+
+def test_the_lesson_template_follows_the_rules(tmp_path):
+    """tools/lesson_template.py (what tools/new_lesson.py copies) builds, and declares each parameter once."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from nbbuild import build
+    from kit.lessons.run import notebook_parameters, validation_rules
+    nb = build(Path(__file__).resolve().parents[1] / "tools" / "lesson_template.py")
+    path = tmp_path / "99_template.ipynb"
+    nbformat.write(nb, path)
+    assert len([c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]) == 1
+    assert set(notebook_parameters(path)) == set(validation_rules(path)) >= {"seed", "device", "smoke"}

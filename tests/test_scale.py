@@ -29,7 +29,7 @@ def _mlp(hidden=(32,), seed=0):
 
 # ---------------------------------------------------------------- 11: compression and export
 def test_quantized_models_are_smaller_and_agree():
-    from kit import compress as C
+    from kit.techniques import compress as C
     m = _mlp((128, 128))
     X = torch.rand(64, 64)
     dyn, sta = C.dynamic_int8(m), C.static_int8(m, X)
@@ -41,7 +41,7 @@ def test_quantized_models_are_smaller_and_agree():
 
 
 def test_global_pruning_hits_the_sparsity_and_keeps_the_largest_weights():
-    from kit import compress as C
+    from kit.techniques import compress as C
     m = _mlp((64,))
     for a in (0.0, 0.5, 0.9):
         p = C.prune_global(m, a)
@@ -54,7 +54,7 @@ def test_global_pruning_hits_the_sparsity_and_keeps_the_largest_weights():
 
 
 def test_distillation_loss_limits():
-    from kit import compress as C
+    from kit.techniques import compress as C
     torch.manual_seed(0)
     s, t, y = torch.randn(8, 10), torch.randn(8, 10), torch.randint(0, 10, (8,))
     assert torch.allclose(C.distillation_loss(4.0, 0.0)(s, y, t), F.cross_entropy(s, y))
@@ -70,7 +70,7 @@ def test_distillation_loss_limits():
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 def test_onnx_export_matches_pytorch(tmp_path, dynamo):
     pytest.importorskip("onnxruntime")
-    from kit import export as E
+    from kit.techniques import export as E
     if dynamo:
         pytest.importorskip("onnxscript")
     m = _mlp((32, 32))
@@ -84,7 +84,7 @@ def test_onnx_export_matches_pytorch(tmp_path, dynamo):
 
 # ---------------------------------------------------------------- 12: data parallel
 def test_global_batches_shard_exactly():
-    from kit import distributed as D
+    from kit.techniques import distributed as D
     batches = D.global_batches(103, 10, epoch=0, seed=0)
     assert len(batches) == 10 and all(len(b) == 10 for b in batches)
     assert torch.equal(torch.cat([D.shard(batches[0], r, 2) for r in range(2)]), batches[0])
@@ -95,7 +95,7 @@ def test_global_batches_shard_exactly():
 @pytest.mark.timeout(600)
 def test_ddp_two_processes_equal_one_process(tmp_path):
     """torchrun, 2 CPU processes (gloo), B/2 each == 1 process with batch B; manual all_reduce == DDP."""
-    from kit import distributed as D
+    from kit.techniques import distributed as D
     cfg = D.DDPConfig(epochs=1, batch_size=64, hidden=32, seed=0)
     ref = D.train_reference(cfg)
     res = D.launch(2, cfg, out=tmp_path / "ddp.json", timeout=600)
@@ -108,7 +108,7 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
 
 
 def test_multi_node_commands():
-    from kit import distributed as D
+    from kit.techniques import distributed as D
     cmds = D.multi_node_commands(nnodes=2, nproc_per_node=4, endpoint="h:29500")
     assert len(cmds) == 2 and "--node-rank=1" in cmds[1] and "--rdzv-backend=c10d" in cmds[0]
     assert all("--rdzv-endpoint=h:29500" in c and "--nnodes=2" in c for c in cmds)
@@ -116,7 +116,7 @@ def test_multi_node_commands():
 
 # ---------------------------------------------------------------- 13: privacy
 def test_splits_cover_every_example_once_and_dirichlet_skews():
-    from kit import privacy as P
+    from kit.techniques import privacy as P
     y = np.repeat(np.arange(10), 50)
     for parts in (P.iid_split(len(y), 7, 0), P.dirichlet_split(y, 7, 0.3, 0)):
         assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(len(y)))
@@ -127,13 +127,13 @@ def test_splits_cover_every_example_once_and_dirichlet_skews():
 
 
 def test_average_states_weights_by_size():
-    from kit import privacy as P
+    from kit.techniques import privacy as P
     out = P.average_states([{"w": torch.tensor([1.0, 0.0])}, {"w": torch.tensor([3.0, 4.0])}], [1, 3])
     assert torch.allclose(out["w"], torch.tensor([2.5, 3.0]))
 
 
 def test_per_sample_grads_and_clipping():
-    from kit import privacy as P
+    from kit.techniques import privacy as P
     m = _mlp((16,))
     X, y = torch.rand(5, 64), torch.randint(0, 10, (5,))
     g = P.per_sample_grads(m, X, y)
@@ -148,7 +148,7 @@ def test_per_sample_grads_and_clipping():
 
 def test_epsilon_decreases_as_noise_grows():
     pytest.importorskip("opacus")
-    from kit import privacy as P
+    from kit.techniques import privacy as P
     sigmas = [0.5, 1.0, 2.0, 4.0]
     for acc in ("rdp", "prv"):
         eps = [P.epsilon_for(s, 0.05, 200, 1e-5, acc) for s in sigmas]
@@ -159,7 +159,7 @@ def test_epsilon_decreases_as_noise_grows():
 
 def test_train_dp_reports_the_accountants_epsilon():
     pytest.importorskip("opacus")
-    from kit import privacy as P
+    from kit.techniques import privacy as P
     torch.manual_seed(0)
     X, y = torch.rand(256, 64), torch.randint(0, 10, (256,))
     runs = [P.train_dp(_mlp((16,)), (X, y), (X, y), noise_multiplier=1.0, epochs=1, batch_size=32, seed=0)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import kit.data as data
-from kit import explain as E
-from kit.augment import affine_matrices, apply_affine, augment, random_affine
+from kit.techniques import explain as E
+from kit.data.augment import affine_matrices, apply_affine, augment, random_affine
 from kit.data import Source
 from kit.data.vision_datasets import Images, _IdxDataset, read_idx, vision_split
 from kit.models.cnn import CNN, CNNConfig, as_images

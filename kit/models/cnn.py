@@ -7,7 +7,7 @@ Plain ``nn.Module`` configured by a dataclass (nanoGPT style)::
 
 Each block is ``[Conv → [BatchNorm] → ReLU] × convs_per_block → MaxPool(2)``; the head flattens (or
 global-average-pools) and applies ``[Dropout] → Linear``. ``model.conv_layers()`` lists the convolutions
-(for filters, feature maps and Grad-CAM in :mod:`kit.explain`).
+(for filters, feature maps and Grad-CAM in :mod:`kit.techniques.explain`).
 """
 from __future__ import annotations
 

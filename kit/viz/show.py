@@ -1,7 +1,7 @@
 """Show plotly figures so they render live in JupyterLab *and* in nbconvert HTML reports.
 
 Each figure is displayed as a bundle: the plotly mimetype (JupyterLab's renderer) plus ``text/html``
-without plotly.js (the report template inlines plotly.js once per page; see ``kit.report``).
+without plotly.js (the report template inlines plotly.js once per page; see ``kit.lessons.report``).
 """
 from __future__ import annotations
 

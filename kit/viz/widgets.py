@@ -13,7 +13,7 @@ def slider_plot(make_fig: Callable, **controls):
 
     In JupyterLab the controls and the figure live in one widget (an ``Output`` widget holds the
     figure, so updates from the controls' callbacks render). The same display message also carries the
-    initial figure as static HTML, which is what HTML reports show (``kit.report`` drops the widget
+    initial figure as static HTML, which is what HTML reports show (``kit.lessons.report`` drops the widget
     view there). Returns ``(box, output)``.
     """
     import ipywidgets as w

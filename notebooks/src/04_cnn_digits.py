@@ -94,12 +94,12 @@ print(model, f"\n{n_params(model):,} parameters")
 # `F.grid_sample` interpolates there. A digit rotated by 5° is still the same digit, so the labels
 # stay right while the network is forced to recognise shapes rather than memorise pixels.
 # %% [code]
-import kit.augment
+import kit.data.augment
 
-viz.source(kit.augment.affine_matrices, kit.augment.apply_affine)
-aug = kit.augment.random_affine(max_rotate=10, max_shift=0.1, scale=(0.9, 1.1)) if augment else None
+viz.source(kit.data.augment.affine_matrices, kit.data.augment.apply_affine)
+aug = kit.data.augment.random_affine(max_rotate=10, max_shift=0.1, scale=(0.9, 1.1)) if augment else None
 demo = X[tr[:1]].repeat(11, 1, 1, 1)
-warped = kit.augment.augment(demo, torch.Generator().manual_seed(seed))
+warped = kit.data.augment.augment(demo, torch.Generator().manual_seed(seed))
 viz.show(vv.image_grid(torch.cat([demo[:1], warped[1:]]), titles=["original"] + [f"random #{i}" for i in range(1, 11)],
                        cols=11, title="one training image and ten random warps of it"));
 # %% [md]
@@ -124,7 +124,7 @@ viz.show(viz.compare_curves({"learning rate": hist["lr"]}, title="one-cycle sche
 # The 1 000 test images played no part in training or in any choice above. Row = true class,
 # column = predicted class; everything off the diagonal is a mistake.
 # %% [code]
-from kit.explain import predict_proba
+from kit.techniques.explain import predict_proba
 from kit.metrics import classification_report, confusion
 
 probs = predict_proba(model, test[0])
@@ -150,7 +150,7 @@ viz.show(vv.filters(model.conv_layers()[0].weight, title=f"the {width} learned f
 # %% [code]
 import ipywidgets as w
 
-from kit.explain import confident_mistakes
+from kit.techniques.explain import confident_mistakes
 
 wrong = confident_mistakes(probs, test[1], k=12)
 start = int(wrong[0]) if len(wrong) else 0
@@ -193,7 +193,7 @@ answer_2 = 0.1 * 28 / 2
 _img = torch.zeros(1, 1, 28, 28)
 _img[..., 10:18, 10:18] = 1.0  # a square blob in the middle, far from the edges
 _theta = torch.tensor([[[1.0, 0.0, 0.1], [0.0, 1.0, 0.0]]])
-_moved = kit.augment.apply_affine(_img, _theta)
+_moved = kit.data.augment.apply_affine(_img, _theta)
 _cols = torch.arange(28, dtype=torch.float32)
 _centre = lambda im: float((im[0, 0].sum(0) * _cols).sum() / im.sum())
 expect_close("Exercise 2", answer_2, abs(_centre(_moved) - _centre(_img)), atol=0.1,

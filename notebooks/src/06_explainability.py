@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 import kit.data
-import kit.explain as ex
+import kit.techniques.explain as ex
 import kit.viz as viz
 import kit.viz.vision as vv
-from kit.augment import augment
+from kit.data.augment import augment
 from kit.data.vision_datasets import vision_split
 from kit.models.cnn import CNN, CNNConfig
 from kit.train import fit

@@ -40,8 +40,8 @@ import torch
 
 import kit.data
 import kit.viz as viz
-from kit import compress as C
-from kit import export as E
+from kit.techniques import compress as C
+from kit.techniques import export as E
 from kit.models import MLP, MLPConfig, n_params
 from kit.train import fit
 

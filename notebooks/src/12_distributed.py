@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 import kit.viz as viz
-from kit import distributed as D
-from kit import ddp_train
+from kit.techniques import distributed as D
+from kit.techniques import ddp_train
 
 cfg = D.DDPConfig(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, seed=seed)
 use_nccl = dev.type == "cuda" and torch.cuda.device_count() >= nproc

@@ -38,7 +38,7 @@ import torch
 
 import kit.data
 import kit.viz as viz
-from kit import privacy as P
+from kit.techniques import privacy as P
 from kit.models.mlp import MLP, MLPConfig
 from kit.train import fit
 

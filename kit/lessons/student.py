@@ -23,7 +23,7 @@ _ANSWER = re.compile(r"^answer_\d+$")
 
 def answer_names(source: str) -> list[str]:
     """``answer_N`` names a solution cell assigns at top level, in order of first assignment."""
-    from kit.run import parse_cell
+    from kit.lessons.run import parse_cell
     tree = parse_cell(source)
     names: list[str] = []
     if tree is None:  # fall back to a regular expression on unparsable cells
@@ -70,7 +70,7 @@ def make_student_copy(notebook: Path, out_dir: Path) -> Path:
 
 
 def make_student_copies(out_dir: Path, notebooks=None) -> list[Path]:
-    from kit.run import list_notebooks
+    from kit.lessons.run import list_notebooks
     return [make_student_copy(nb, out_dir) for nb in (notebooks or list_notebooks())]
 
 
@@ -86,7 +86,7 @@ class ExerciseResult:
 
 def _check_names(source: str) -> list[str]:
     """Names (first string argument) of ``expect_close``/``expect_true`` calls in a cell, in order."""
-    from kit.run import parse_cell
+    from kit.lessons.run import parse_cell
     tree = parse_cell(source)
     if tree is None:
         return []
@@ -146,12 +146,12 @@ def check_notebook(notebook: Path, out_dir: Path | None = None, parameters: dict
                    timeout: float | None = 600, stall_timeout: float | None = 45.0, progress: bool = False):
     """Execute ``notebook`` (``smoke=True`` where it has that parameter) and collect every exercise's result.
 
-    Runs through :func:`kit.run.execute` like every other run, continuing past failing cells.
+    Runs through :func:`kit.lessons.run.execute` like every other run, continuing past failing cells.
     Returns ``(results, other_errors, executed_path)``.
     """
     import nbformat
 
-    from kit.run import check_parameters, execute, notebook_parameters
+    from kit.lessons.run import check_parameters, execute, notebook_parameters
     notebook = Path(notebook)
     declared = notebook_parameters(notebook)
     params = {"smoke": True} if "smoke" in declared else {}

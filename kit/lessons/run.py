@@ -11,10 +11,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kit.execute import STALL_TIMEOUT, KernelStalled, RunError, run_notebook
+from kit.lessons.execute import STALL_TIMEOUT, KernelStalled, RunError, run_notebook
 from kit.params import ParameterError, check_names
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
 
@@ -289,7 +289,7 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: float | 
     parameter names fail before execution. ``timeout`` is each cell's time limit in seconds (``None``:
     none). A kernel that stops answering while idle for ``stall_timeout`` seconds is replaced once by a
     fresh kernel, which reruns the notebook (said on stderr); a second stall fails. Failures raise
-    :class:`kit.execute.RunError` (kernel died, stalled twice, cell over its time limit) or papermill's
+    :class:`kit.lessons.execute.RunError` (kernel died, stalled twice, cell over its time limit) or papermill's
     ``PapermillExecutionError`` (an error in a cell, unless ``allow_errors``), each with a one-line
     message (:func:`failure_message`); ``run.json`` records ``status`` and ``reason`` either way.
     """
@@ -339,7 +339,7 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: float | 
         seconds = time.perf_counter() - t0
         html_path = None
         if html and out_nb.exists():
-            from kit.report import notebook_to_html
+            from kit.lessons.report import notebook_to_html
             try:
                 html_path = notebook_to_html(out_nb)
             except Exception as e:  # noqa: BLE001 - the run itself is fine; say so and carry on

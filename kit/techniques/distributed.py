@@ -1,6 +1,6 @@
 """Data-parallel training with ``torch.distributed``: the shared pieces, and ``torchrun`` launching.
 
-The training script is :mod:`kit.ddp_train` (``python -m torch.distributed.run … -m kit.ddp_train``).
+The training script is :mod:`kit.techniques.ddp_train` (``python -m torch.distributed.run … -m kit.techniques.ddp_train``).
 Every process builds the same data and the same initial model; each step, the **same global batch** of
 ``batch_size`` examples is drawn for everyone and rank ``r`` takes its contiguous ``1/world`` share, so
 the all-reduced (averaged) gradient equals the single-process gradient of the whole batch — up to float
@@ -31,7 +31,7 @@ __all__ = ["DDPConfig", "free_port", "load_task", "make_model", "global_batches"
 
 @dataclass
 class DDPConfig:
-    """What :mod:`kit.ddp_train` trains: an MLP on the 8×8 digits, plain SGD with momentum, no dropout."""
+    """What :mod:`kit.techniques.ddp_train` trains: an MLP on the 8×8 digits, plain SGD with momentum, no dropout."""
     epochs: int = 3
     batch_size: int = 64      # the GLOBAL batch; each of ``world`` processes gets batch_size / world rows
     lr: float = 0.05
@@ -113,15 +113,15 @@ def train_reference(cfg: DDPConfig | None = None, **kw) -> dict:
 
 def torchrun_command(nproc: int, port: int, out: str | Path, cfg: DDPConfig, backend: str = "auto",
                      data: str | Path | None = None) -> list[str]:
-    """``python -m torch.distributed.run --nproc-per-node N --master-port P -m kit.ddp_train …``."""
+    """``python -m torch.distributed.run --nproc-per-node N --master-port P -m kit.techniques.ddp_train …``."""
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--nnodes=1",
-            "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "kit.ddp_train",
+            "--master-addr=127.0.0.1", f"--master-port={port}", "-m", "kit.techniques.ddp_train",
             f"--out={out}", f"--backend={backend}", *([f"--data={data}"] if data else []), *cfg.args()]
 
 
 def launch(nproc: int = 2, cfg: DDPConfig | None = None, out: str | Path | None = None, backend: str = "auto",
            timeout: float = 300, threads_per_process: int = 1, **kw) -> dict:
-    """Run :mod:`kit.ddp_train` under ``torchrun`` with ``nproc`` local processes; return rank 0's JSON.
+    """Run :mod:`kit.techniques.ddp_train` under ``torchrun`` with ``nproc`` local processes; return rank 0's JSON.
 
     The data are written once to ``<out>-task.pt`` for the workers. Each process gets ``OMP_NUM_THREADS=threads_per_process`` (processes × threads should not exceed the
     cores). Rank 0 also saves the final weights beside the JSON (``state`` in the result, a state_dict).
@@ -134,7 +134,7 @@ def launch(nproc: int = 2, cfg: DDPConfig | None = None, out: str | Path | None 
     out.unlink(missing_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_process), KIT_THREADS=str(threads_per_process),
                PYTHONUNBUFFERED="1")
-    root = str(Path(__file__).resolve().parents[1])  # so `-m kit.ddp_train` imports this kit
+    root = str(Path(__file__).resolve().parents[2])  # so `-m kit.techniques.ddp_train` imports this kit
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     loopback = _loopback_interface()
     if loopback and "GLOO_SOCKET_IFNAME" not in env:
@@ -179,7 +179,7 @@ def _loopback_interface() -> str | None:
 
 
 def multi_node_commands(nnodes: int = 2, nproc_per_node: int = 8, endpoint: str = "node0.example:29500",
-                        job_id: str = "kit-ddp", script: str = "-m kit.ddp_train --out=ddp.json") -> list[str]:
+                        job_id: str = "kit-ddp", script: str = "-m kit.techniques.ddp_train --out=ddp.json") -> list[str]:
     """The command to type on each machine (node ``i`` of ``nnodes``) for a multi-machine run."""
     return [f"torchrun --nnodes={nnodes} --nproc-per-node={nproc_per_node} --node-rank={i} "
             f"--rdzv-backend=c10d --rdzv-endpoint={endpoint} --rdzv-id={job_id} {script}"

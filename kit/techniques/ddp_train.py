@@ -1,6 +1,6 @@
 """Data-parallel training script, started by ``torchrun`` (one process per rank).
 
-    python -m torch.distributed.run --nproc-per-node=2 --master-port=29500 -m kit.ddp_train --out=ddp.json
+    python -m torch.distributed.run --nproc-per-node=2 --master-port=29500 -m kit.techniques.ddp_train --out=ddp.json
 
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` in each
 process's environment; :func:`torch.distributed.init_process_group` reads them. The backend is gloo on
@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from kit.distributed import DDPConfig, global_batches, load_task, make_model, shard
+from kit.techniques.distributed import DDPConfig, global_batches, load_task, make_model, shard
 
 
 def allreduce_gradients(model: torch.nn.Module) -> None:

@@ -3,7 +3,7 @@
 ``kit sweep 01 -p lr 0.01,0.1 -p seed 0,1 --jobs 2 --out sweeps/lr`` runs the 4 combinations, each in
 its own folder (``sweeps/lr/lr=0.01_seed=0/`` …, like ``kit run``'s), then writes
 ``sweeps/lr/compare-01_linear_regression.html`` and ``index.html``. Each job is a separate process (a
-``python -m kit.sweep`` child with its own kernel) and gets ``KIT_THREADS`` = threads ÷ jobs, which
+``python -m kit.lessons.sweep`` child with its own kernel) and gets ``KIT_THREADS`` = threads ÷ jobs, which
 ``kit.device.set_threads`` reads, so jobs do not oversubscribe the cores. Running the same command again
 skips every run that finished (``run.json`` with status ``ok``, the same parameters, and a
 ``metrics.json``): an interrupted sweep resumes.
@@ -63,7 +63,7 @@ def run_name(params: dict, swept: list[str]) -> str:
 
 def plan(notebook, grid: dict[str, list], out_dir: Path) -> list[SweepRun]:
     """Check every grid point's parameters (names and values, before anything runs) and name its folder."""
-    from kit.run import Lesson
+    from kit.lessons.run import Lesson
     lesson = Lesson.load(notebook)
     swept = [k for k, vs in grid.items() if len(vs) > 1]
     runs, seen = [], set()
@@ -80,7 +80,7 @@ def plan(notebook, grid: dict[str, list], out_dir: Path) -> list[SweepRun]:
 
 def is_finished(run: SweepRun) -> bool:
     """A run is done when its run.json says ``ok`` for the same parameters and metrics.json exists."""
-    from kit.run import RunRecord
+    from kit.lessons.run import RunRecord
     rec = RunRecord.read(run.out_dir)
     if rec is None:
         return False
@@ -90,7 +90,7 @@ def is_finished(run: SweepRun) -> bool:
 
 def failure_reason(run: SweepRun) -> str:
     """The one-line reason a run's record gives, or where to look."""
-    from kit.run import RunRecord
+    from kit.lessons.run import RunRecord
     rec = RunRecord.read(run.out_dir)
     return rec.reason if rec is not None and rec.reason else f"see {run.out_dir / 'sweep.log'}"
 
@@ -109,7 +109,7 @@ def _start(run: SweepRun, notebook: Path, timeout: float | None, stall_timeout: 
     env = dict(os.environ, KIT_THREADS=str(threads), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     run.log = open(run.out_dir / "sweep.log", "w")
     # Own session: a Ctrl-C in the terminal reaches only the sweep, which then stops its children itself.
-    run.proc = subprocess.Popen([sys.executable, "-m", "kit.sweep", "--one", spec], stdout=run.log,
+    run.proc = subprocess.Popen([sys.executable, "-m", "kit.lessons.sweep", "--one", spec], stdout=run.log,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
@@ -142,8 +142,8 @@ def sweep(notebook, grid: dict[str, list], out_dir, jobs: int = 1, timeout: floa
     """
     from tqdm.auto import tqdm
 
-    from kit.report import build_index
-    from kit.run import find_notebook
+    from kit.lessons.report import build_index
+    from kit.lessons.run import find_notebook
     nb = find_notebook(str(notebook)).resolve()
     out_dir = Path(out_dir)
     runs = plan(nb, grid, out_dir)  # raises ParameterError before anything runs
@@ -191,7 +191,7 @@ def sweep(notebook, grid: dict[str, list], out_dir, jobs: int = 1, timeout: floa
     build_index(out_dir, title=f"sweep of {nb.stem}")
     report = out_dir / f"compare-{nb.stem}.html"
     if not report.exists():  # fewer than two finished runs: still one comparison page
-        from kit.report import build_comparison
+        from kit.lessons.report import build_comparison
         report = build_comparison(out_dir, notebook=nb.stem)
     return runs, failed, report
 
@@ -202,8 +202,12 @@ def _main_thread() -> bool:
 
 
 def _one(spec: str) -> int:
-    """Child process: execute one grid point (``python -m kit.sweep --one '<json>'``)."""
-    from kit.run import execute, failure_message
+    """Child process: execute one grid point (``python -m kit.lessons.sweep --one '<json>'``)."""
+    from kit.lessons.run import execute, failure_message
+
+    def _on_term(signum, frame):  # the sweep stops its children with SIGTERM: shut the kernel down cleanly
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _on_term)
     s = json.loads(spec)
     try:
         res = execute(s["notebook"], s["out"], s["params"], timeout=s["timeout"], stall_timeout=s["stall_timeout"],

@@ -19,7 +19,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from kit.execute import STALL_TIMEOUT as STALL
+from kit.lessons.execute import STALL_TIMEOUT as STALL
 
 
 def _params(pairs) -> dict:
@@ -32,7 +32,7 @@ def _err(cmd: str, e: BaseException) -> int:
 
 
 def cmd_list(args) -> int:
-    from kit.run import Lesson, list_notebooks
+    from kit.lessons.run import Lesson, list_notebooks
     lessons = []
     for nb in list_notebooks():
         lesson = Lesson.load(nb)
@@ -54,7 +54,7 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from kit.params import ParameterError
-    from kit.run import Lesson, LessonError, execute, failure_message
+    from kit.lessons.run import Lesson, LessonError, execute, failure_message
     params = _params(args.p)
     if args.device:
         params["device"] = args.device
@@ -73,7 +73,7 @@ def cmd_run(args) -> int:
             raise
         print(f"kit run: {nb.stem} failed: {msg}\n         see {out}", file=sys.stderr)
         return 1
-    from kit.report import headline
+    from kit.lessons.report import headline
     print(f"{nb.stem}: ok in {res.seconds:.1f}s → {res.html or res.notebook}")
     if res.metrics:
         print(f"    {headline(res.metrics, k=6)}")
@@ -82,8 +82,8 @@ def cmd_run(args) -> int:
 
 def cmd_run_all(args) -> int:
     """Execute every lesson with its defaults (plus ``-p``) into ``--out`` and write ``index.html``."""
-    from kit.report import build_index
-    from kit.run import execute, failure_message, list_notebooks, notebook_parameters
+    from kit.lessons.report import build_index
+    from kit.lessons.run import execute, failure_message, list_notebooks, notebook_parameters
     out, failed = Path(args.out), []
     for nb in list_notebooks():
         params = {k: v for k, v in _params(args.p).items() if k in notebook_parameters(nb)}
@@ -104,8 +104,8 @@ def cmd_run_all(args) -> int:
 
 def cmd_sweep(args) -> int:
     from kit.params import ParameterError
-    from kit.run import find_notebook
-    from kit.sweep import command_line, split_values, sweep
+    from kit.lessons.run import find_notebook
+    from kit.lessons.sweep import command_line, split_values, sweep
     grid: dict[str, list] = {}
     for name, values in args.p or []:
         grid.setdefault(name, []).extend(split_values(values))
@@ -128,7 +128,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from kit.report import build_index
+    from kit.lessons.report import build_index
     runs = Path(args.runs)
     if not runs.is_dir():
         return _err("report", FileNotFoundError(f"no folder {runs}"))
@@ -140,8 +140,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_student(args) -> int:
-    from kit.run import find_notebook, list_notebooks
-    from kit.student import make_student_copies
+    from kit.lessons.run import find_notebook, list_notebooks
+    from kit.lessons.student import make_student_copies
     try:
         nbs = [find_notebook(n) for n in args.notebooks] if args.notebooks else list_notebooks()
     except FileNotFoundError as e:
@@ -154,8 +154,8 @@ def cmd_student(args) -> int:
 
 def cmd_check(args) -> int:
     from kit.params import ParameterError
-    from kit.run import find_notebook
-    from kit.student import check_notebook
+    from kit.lessons.run import find_notebook
+    from kit.lessons.student import check_notebook
     try:
         nb = find_notebook(args.notebook)
         results, other, executed = check_notebook(nb, args.out, _params(args.p), timeout=args.timeout,
@@ -163,7 +163,7 @@ def cmd_check(args) -> int:
     except (ParameterError, FileNotFoundError, ValueError) as e:
         return _err("check", e)
     except Exception as e:  # noqa: BLE001 - the kernel died or stalled: one message, never a traceback
-        from kit.run import failure_message
+        from kit.lessons.run import failure_message
         if failure_message(e) is None:
             raise
         print(f"kit check: {failure_message(e)}", file=sys.stderr)
@@ -197,7 +197,7 @@ def cmd_lab(args) -> int:
     import secrets
     import subprocess
 
-    from kit.run import NOTEBOOKS
+    from kit.lessons.run import NOTEBOOKS
     token = args.token or secrets.token_hex(16)
     root = Path(args.dir).resolve() if args.dir else NOTEBOOKS
     if not root.is_dir():

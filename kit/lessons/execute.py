@@ -13,7 +13,7 @@ client that
   a wake-up lost for any other reason costs at most a second;
 * has a stall watchdog: when the kernel reported the cell finished (``idle``) but no reply came, or
   never acknowledged the request while using no CPU, for ``stall_timeout`` seconds, it raises
-  :class:`KernelStalled` (``kit.run.execute`` retries once with a fresh kernel);
+  :class:`KernelStalled` (``kit.lessons.run.execute`` retries once with a fresh kernel);
 * applies an explicit per-cell time limit (:class:`CellTimeLimit`), and turns a dead kernel into
   :class:`KernelDied` within about a second, naming the cell.
 

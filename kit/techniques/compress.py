@@ -100,7 +100,7 @@ def measure(name: str, model, X: torch.Tensor, y: torch.Tensor, *, size: int | N
     """One measured row: ``variant, accuracy, size_kb, size_gz_kb, latency_ms_b<N>`` for each batch size
     ``N`` in ``batches`` (median over ``repeats`` calls), plus any ``extra`` columns.
 
-    ``model`` is an ``nn.Module`` or any callable ``X → logits`` (e.g. :func:`kit.export.ort_runner` of an
+    ``model`` is an ``nn.Module`` or any callable ``X → logits`` (e.g. :func:`kit.techniques.export.ort_runner` of an
     ONNX Runtime session; give its file ``size`` in bytes then).
     """
     if isinstance(model, nn.Module):

@@ -1,0 +1,45 @@
+# %% [md]
+# # NN — Title of the lesson
+
+**Goals.** One paragraph: what the learner will be able to do, and the number the lesson is judged by.
+
+**Data.** What it trains on (offline default first), from `kit.data.load`.
+# %% [code] parameters
+seed = 0            # random seed
+device = "auto"     # "auto", "cpu", "cuda" or "mps"
+smoke = False       # tiny run for tests (well under 30 s on 2 CPU cores)
+epochs = 20         # an example knob: every parameter gets a comment and a rule below
+lr = 1e-3           # learning rate
+# %% [code]
+import kit
+from kit.params import Float, Int, validate
+
+# seed, device and smoke are checked by validate itself; declare a rule for every other parameter
+validate(globals(), epochs=Int(1, 10_000), lr=Float(0, 10, lo_open=True))
+if smoke:
+    epochs = min(epochs, 2)
+dev = kit.setup(seed, device)
+# %% [md]
+# ## The idea
+# Narrative, the formula the lesson shows (checked numerically in tests/), then calls into kit.
+# %% [code]
+import torch
+
+import kit.data
+import kit.viz as viz
+from kit.models import MLP, MLPConfig
+from kit.train import fit
+
+digits = kit.data.load("digits")
+# … build the model, train it with fit, plot with kit.viz …
+# %% [code]
+# every number the markdown talks about comes from here; save_metrics records the validated parameters itself
+kit.save_metrics({"val_acc": 0.0}, timing={})
+# %% [md]
+# ## Exercises
+# **Exercise 1** (implement): write `my_fn(...)`, the lesson's key piece; kit checks it on fresh random inputs.
+# %% [code] solution
+answer_1 = None
+# %% [code]
+from kit.checks import expect_true
+expect_true("Exercise 1", answer_1 is not None, hint="start from the formula above")
