@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -54,20 +55,22 @@ def collect_runs(runs_dir: Path) -> list[dict]:
     """Every run folder (one with a ``run.json``) under ``runs_dir``, at any depth, in path order."""
     runs_dir = Path(runs_dir)
     runs = []
+    from kit.lessons.run import RunRecord
     for run_json in sorted(runs_dir.rglob("run.json")):
         if ".ipynb_checkpoints" in run_json.parts:
             continue
-        run = _read_json(run_json)
-        if "notebook" not in run:
-            continue
         folder = run_json.parent
+        rec = RunRecord.read(folder)
+        if rec is None:
+            continue
+        run = asdict(rec)
         doc = _read_json(folder / "metrics.json")
-        page = folder / Path(run["notebook"]).with_suffix(".html").name
+        page = folder / Path(rec.notebook).with_suffix(".html").name
         name = folder.relative_to(runs_dir).as_posix()
         runs.append({"name": folder.name if name == "." else name, "folder": folder,
-                     "notebook": Path(run["notebook"]).stem, "status": run.get("status", "?"),
-                     "seconds": run.get("seconds"), "overrides": run.get("parameters", {}),
-                     "params": run.get("all_parameters") or run.get("parameters", {}), "doc": doc,
+                     "notebook": Path(rec.notebook).stem, "status": rec.status,
+                     "seconds": rec.seconds, "overrides": rec.parameters,
+                     "params": rec.all_parameters or rec.parameters, "doc": doc,
                      "metrics": doc.get("metrics", {}), "timing": doc.get("timing", {}),
                      "page": page.relative_to(runs_dir).as_posix() if page.exists() else None, "run": run})
     return runs
