@@ -3,6 +3,7 @@ check and lab. Notebooks run with smoke=True; the network is blocked (conftest) 
 KIT_OFFLINE=1."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 
 from kit.lessons.cli import main
 from kit.lessons.run import find_notebook, list_notebooks
-from kit.lessons.student import _check_names, answer_names, student_notebook
+from kit.lessons.student import check_names, answer_names, student_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,7 +231,7 @@ def test_student_copy_keeps_checks_and_answer_names(nb):
         assert student.cells[i].source == "".join(f"{n} = None  # YOUR CODE HERE\n" for n in names)
         assert "solution" not in student.cells[i].metadata["tags"]
         check = next(c for c in doc.cells[i + 1:] if c.cell_type == "code")
-        assert _check_names(check.source), "a check cell follows each solution"
+        assert check_names(check.source), "a check cell follows each solution"
         assert all(n in check.source for n in names), "the check uses the placeholder's names"
     assert [c.source for i, c in enumerate(student.cells) if i not in solutions] == \
            [c.source for i, c in enumerate(doc.cells) if i not in solutions]
@@ -299,3 +300,49 @@ def test_lab_serves_with_a_token_only(tmp_path):
             proc.kill()
             proc.wait()
     assert f"http://127.0.0.1:{port}/lab?token={token}" in (tmp_path / "lab.log").read_text()
+
+
+# --------------------------------------------------------------------------------------------- grade book
+@pytest.mark.notebook
+def test_grade_book_of_a_workshop_with_broken_notebooks(tmp_path):
+    """Six learners: right, blank, kernel crash, endless loop, not a notebook, a deleted check cell."""
+    import csv
+
+    from kit.lessons.grade import grade
+    from kit.lessons.run import find_notebook
+    lesson = nbformat.read(str(find_notebook("00")), as_version=4)
+    blank = student_notebook(lesson)
+    answers = [i for i, c in enumerate(blank.cells) if "answer" in c.metadata.get("tags", [])]
+    sub = tmp_path / "submissions"
+
+    def hand_in(learner, nb=None, text=None):
+        (sub / learner).mkdir(parents=True)
+        path = sub / learner / "00_setup.ipynb"
+        path.write_text(text) if text is not None else nbformat.write(nb, str(path))
+
+    hand_in("alice", lesson)
+    hand_in("bob", blank)
+    crash = copy.deepcopy(blank)
+    crash.cells[answers[0]].source = "import os\nos._exit(1)"
+    hand_in("carol", crash)
+    loop = copy.deepcopy(blank)
+    loop.cells[answers[1]].source = "while True:\n    pass"
+    hand_in("dave", loop)
+    hand_in("erin", text="this is not a notebook")
+    deleted = copy.deepcopy(lesson)
+    deleted.cells.pop(next(i for i in range(answers[1] + 1, len(deleted.cells)) if "Exercise 2" in deleted.cells[i].source))
+    hand_in("frank", deleted)
+
+    csv_path, html_path, results = grade(sub, tmp_path / "grades", jobs=2, timeout=15, limit=240, progress=False)
+    rows = {r["learner"]: r for r in csv.DictReader(open(csv_path))}
+    assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank"]
+    ex1, ex2 = "00_setup: Exercise 1", "00_setup: Exercise 2"
+    assert (rows["alice"][ex1], rows["alice"][ex2], rows["alice"]["notes"]) == ("1", "1", "")
+    assert (rows["bob"][ex1], rows["bob"][ex2]) == ("0", "0")
+    assert "kernel died" in rows["carol"]["notes"]
+    assert "ran longer than its time limit" in rows["dave"]["notes"]
+    assert rows["erin"]["passed"] == "0" and rows["erin"]["notes"]
+    assert (rows["frank"][ex1], rows["frank"][ex2]) == ("1", "0")
+    page = html_path.read_text()
+    assert "pass rate" in page and "Most common failures" in page and "no answer yet" in page
+    assert "<script" not in page and "http" not in page.split("</style>")[1]  # offline, nothing to fetch

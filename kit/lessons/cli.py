@@ -7,7 +7,8 @@
   kit report runs                            index.html (+ comparison pages) over any run folders
   kit run-all --out reports                  every lesson with its defaults + index (make report)
   kit student workshop/                      student copies: solutions replaced by placeholders
-  kit check workshop/01_linear_regression.ipynb   run a completed copy's exercise checks (✓/✗)
+  kit check workshop/01_linear_regression.ipynb   run a completed copy's exercise checks (✓/✗; --json)
+  kit grade submissions/ --out grades         a grade book over every learner's notebooks (CSV + HTML)
   kit lab [--dir workshop/]                  JupyterLab on 127.0.0.1 with a token
 """
 from __future__ import annotations
@@ -153,9 +154,9 @@ def cmd_student(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from kit.params import ParameterError
-    from kit.lessons.run import find_notebook
+    from kit.lessons.run import failure_message, find_notebook
     from kit.lessons.student import check_notebook
+    from kit.params import ParameterError
     try:
         nb = find_notebook(args.notebook)
         results, other, executed = check_notebook(nb, args.out, _params(args.p), timeout=args.timeout,
@@ -163,22 +164,41 @@ def cmd_check(args) -> int:
     except (ParameterError, FileNotFoundError, ValueError) as e:
         return _err("check", e)
     except Exception as e:  # noqa: BLE001 - the kernel died or stalled: one message, never a traceback
-        from kit.lessons.run import failure_message
         if failure_message(e) is None:
             raise
+        if args.json:
+            print(json.dumps({"notebook": Path(args.notebook).name, "exercises": [], "error": failure_message(e)}))
         print(f"kit check: {failure_message(e)}", file=sys.stderr)
         return 1
-    print(f"{nb.name}:")
-    for r in results:
-        if r.ok:
-            print(f"  ✓ {r.name}: correct")
-        else:
-            print(f"  ✗ {r.message if r.message.startswith(r.name) else f'{r.name}: {r.message}'}")
-    for e in other:
-        print(f"  ! {e}")
     n_ok = sum(r.ok for r in results)
-    print(f"{n_ok} of {len(results)} exercises correct (executed notebook: {executed})")
+    if args.json:
+        print(json.dumps({"notebook": nb.name, "exercises": [{"name": r.name, "passed": r.ok, "message": r.message}
+                                                             for r in results], "errors": other}))
+    else:
+        print(f"{nb.name}:")
+        for r in results:
+            if r.ok:
+                print(f"  ✓ {r.name}: correct")
+            else:
+                print(f"  ✗ {r.message if r.message.startswith(r.name) else f'{r.name}: {r.message}'}")
+        for e in other:
+            print(f"  ! {e}")
+        print(f"{n_ok} of {len(results)} exercises correct (executed notebook: {executed})")
     return 0 if results and n_ok == len(results) and not other else 1
+
+
+def cmd_grade(args) -> int:
+    from kit.lessons.grade import grade
+    try:
+        csv_path, html_path, results = grade(Path(args.dir), Path(args.out), jobs=args.jobs, timeout=args.timeout,
+                                             limit=args.limit, progress=not args.quiet)
+    except FileNotFoundError as e:
+        return _err("grade", e)
+    learners = len({r.learner for r in results})
+    broken = sum(r.error is not None for r in results)
+    print(f"{len(results)} notebooks of {learners} learners checked ({broken} with problems, said in the notes)")
+    print(f"grade book: {csv_path}  {html_path}")
+    return 0
 
 
 def lab_command(port: int, token: str, root: Path) -> list[str]:
@@ -267,7 +287,17 @@ def main(argv=None) -> int:
     ck.add_argument("--timeout", type=float, default=600, help="time limit of each cell in seconds (default 600)")
     ck.add_argument("--stall", type=float, default=STALL, help=STALL_HELP)
     ck.add_argument("-q", "--quiet", action="store_true")
+    ck.add_argument("--json", action="store_true", help="print {notebook, exercises: [{name, passed, message}]} as JSON")
     ck.set_defaults(fn=cmd_check)
+
+    gr = sub.add_parser("grade", help="a teacher's grade book: check every learner's notebooks (DIR/<learner>/*.ipynb)")
+    gr.add_argument("dir", help="one sub-folder per learner, holding their notebooks")
+    gr.add_argument("--out", required=True, help="where grades.csv and grades.html go")
+    gr.add_argument("--jobs", "-j", type=int, default=2, help="notebooks checked at once")
+    gr.add_argument("--timeout", type=float, default=120, help="time limit of each cell in seconds (default 120)")
+    gr.add_argument("--limit", type=float, default=600, help="time limit of each notebook in seconds (default 600)")
+    gr.add_argument("-q", "--quiet", action="store_true")
+    gr.set_defaults(fn=cmd_grade)
 
     lab = sub.add_parser("lab", help="start JupyterLab on 127.0.0.1 with a token")
     lab.add_argument("--port", type=int, default=8888)

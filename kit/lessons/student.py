@@ -84,7 +84,7 @@ class ExerciseResult:
     message: str
 
 
-def _check_names(source: str) -> list[str]:
+def check_names(source: str) -> list[str]:
     """Names (first string argument) of ``expect_close``/``expect_true`` calls in a cell, in order."""
     from kit.lessons.run import parse_cell
     tree = parse_cell(source)
@@ -118,7 +118,7 @@ def exercise_results(executed_nb) -> tuple[list[ExerciseResult], list[str]]:
     for cell in executed_nb.cells:
         if cell.cell_type != "code":
             continue
-        names = _check_names(cell.source)
+        names = check_names(cell.source)
         err = _error(cell)
         if not names:
             if err is not None:
