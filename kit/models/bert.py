@@ -16,7 +16,6 @@ mapping every Hugging Face name onto this module's names explicitly (:func:`hf_n
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 

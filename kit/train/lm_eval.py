@@ -56,22 +56,3 @@ def unigram_entropy(ids: torch.Tensor, vocab_size: int | None = None, eval_ids: 
         return float(-(nz * np.log(nz)).sum())
     p = (counts + 1) / (counts.sum() + V)
     return float(-np.log(p[np.asarray(eval_ids.cpu())]).mean())
-
-
-def perplexity(loss: float) -> float:
-    """exp(mean cross-entropy in nats/token): the effective number of equally likely next tokens."""
-    return float(math.exp(loss))
-
-
-def unigram_entropy(ids: torch.Tensor, vocab_size: int | None = None, eval_ids: torch.Tensor | None = None) -> float:
-    """Cross-entropy (nats/token) of the unigram model — token frequencies counted on ``ids`` — on
-    ``eval_ids`` (default: ``ids`` itself, i.e. the entropy of the frequencies). Add-one smoothing
-    when ``eval_ids`` is given, so unseen tokens do not give infinity."""
-    V = int(vocab_size or int(ids.max()) + 1)
-    counts = np.bincount(np.asarray(ids.cpu()), minlength=V).astype(np.float64)
-    if eval_ids is None:
-        p = counts / counts.sum()
-        nz = p[p > 0]
-        return float(-(nz * np.log(nz)).sum())
-    p = (counts + 1) / (counts.sum() + V)
-    return float(-np.log(p[np.asarray(eval_ids.cpu())]).mean())
