@@ -156,3 +156,12 @@ def test_stress_consecutive_two_job_sweeps_never_stall(tmp_path):
         attempts += [RunRecord.read(r.out_dir).attempts for r in runs]
     assert attempts == [1] * 80, "a stalled kernel had to be replaced"
     assert max(times) < 30, f"slowest sweep {max(times):.1f} s"
+
+
+def test_the_report_index_says_why_a_run_failed(tmp_path):
+    from kit.lessons.report import build_index
+    nb = make_notebook(tmp_path / "bad.ipynb", "raise ValueError('no rows')")
+    with pytest.raises(Exception):
+        execute(nb, tmp_path / "runs" / "bad", html=False, progress=False)
+    page = build_index(tmp_path / "runs").read_text()
+    assert "failed" in page and "ValueError: no rows" in page

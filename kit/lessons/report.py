@@ -131,7 +131,8 @@ def build_index(runs_dir: Path, title: str = "kit — notebook runs", compare: b
         params = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "defaults"
         rows.append(f"<tr><td>{link}</td><td>{html.escape(r['notebook'])}</td>"
                     f"<td class='{html.escape(r['status'])}'>{html.escape(r['status'])}</td>{_cell(r['seconds'])}"
-                    f"<td>{html.escape(params)}</td><td>{html.escape(headline(r['doc']))}</td></tr>")
+                    f"<td>{html.escape(params)}</td>"
+                    f"<td>{html.escape(headline(r['doc']) or r['run'].get('reason') or '')}</td></tr>")
     links = []
     if compare:
         by_nb: dict[str, int] = {}
