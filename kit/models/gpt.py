@@ -257,8 +257,8 @@ class GPT(nn.Module):
 # ---------------------------------------------------------------- FLOPs and MFU
 def flops_per_token(cfg: GPTConfig, n_params: int, seq_len: int | None = None) -> float:
     """Training FLOPs per token: ``6·N`` (forward + backward through the weights, N = non-embedding
-    parameters) plus the attention scores and weighted sum, ``6·2·n_layer·T·n_embd`` with causal
-    masking halving the useful work (the PaLM appendix formula counts ``12·L·T·d`` without halving)."""
+    parameters) plus the attention scores and weighted sum, ``12·n_layer·T·n_embd`` — the PaLM appendix
+    formula, as nanoGPT counts it. Causal masking would halve the useful attention work; this count does not."""
     T = seq_len or cfg.block_size
     return 6 * n_params + 12 * cfg.n_layer * cfg.n_embd * T
 

@@ -72,8 +72,11 @@ print({n: round(a, 4) for n, a in final_acc.items()})
 # ## Overfitting, and four cures
 # With only a few training images and a wide network, training loss keeps falling while validation
 # loss turns back up: the network memorises. We compare
-# * **L2** — adds $\lambda\lVert w\rVert^2$ (here through Adam's `weight_decay`, which adds $\lambda w$ to each gradient),
-# * **L1** — adds $\lambda\sum|w|$, pushing many weights to exactly zero,
+# * **L2** — adds $\frac{\lambda}{2}\lVert w\rVert^2$, whose gradient is $\lambda w$ (here through Adam's `weight_decay`,
+#   which adds $\lambda w$ to each gradient *before* Adam rescales it — coupled L2; AdamW instead shrinks the
+#   weights directly, decoupled from the gradient's scaling),
+# * **L1** — adds $\lambda\sum|w|$, whose (sub)gradient $\lambda\,\mathrm{sign}(w)$ pushes small weights as hard as
+#   large ones towards zero; with SGD or Adam they end up near zero rather than exactly at it,
 # * **dropout** — randomly zeroes hidden units during training (never at evaluation),
 # * **early stopping** — keeps the weights of the best validation epoch and stops when it stops improving.
 # %% [code]

@@ -195,7 +195,7 @@ steps_total = finetune_epochs * -(-len(ft_idx) // batch_size)
 
 def warmup_linear(opt, total):  # 10 % warm-up, then linear decay to 0 (BERT's schedule)
     w = max(1, total // 10)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / w, max(0.0, (total - s) / (total - w))))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / w, max(0.0, (total - s) / max(1, total - w))))
 
 t0 = time.perf_counter()
 # the classifier returns its own loss given the labels: fit batches ids, masks and labels together

@@ -97,6 +97,11 @@ viz.show(viz.compare_curves(curves, title="FedAvg vs centralized training", xaxi
 # An **accountant** (Rényi-DP here) adds up the privacy loss of all the noisy steps, using the Poisson
 # sampling rate $q=B/n$: fewer steps, smaller $q$ and more noise σ give a smaller ε.
 #
+# **A caveat about this lesson's ε.** Opacus runs here with `secure_mode=False`, and its noise comes from the
+# lesson's public `seed`, so the runs are reproducible. Anyone who knows the seed can regenerate the noise and
+# subtract it: the ε computed below is the guarantee the *algorithm* would give, not one this run has. Real
+# use needs `secure_mode=True` (noise from a cryptographically secure generator, never seeded).
+#
 # ### Per-sample clipping, by hand
 # Ordinary backprop returns only the *sum* of the gradients in a batch. `torch.func` gives each example's
 # own gradient: `vmap` (vectorize over the batch) of `grad` (the gradient of one example's loss).
