@@ -2,8 +2,9 @@
 # # 10 — BERT: a pretrained encoder, sentence embeddings and fine-tuning
 
 **Goals.** Write a BERT encoder in plain PyTorch (post-LayerNorm blocks, as in the original BERT) and
-load **real pretrained weights** into it — all-MiniLM-L6-v2, a 6-layer, 22.7 M-parameter BERT trained
-by sentence-transformers — mapping every tensor name by hand. Check that our sentence embeddings
+load **real pretrained weights** into it — all-MiniLM-L6-v2, a 6-layer, 384-wide BERT trained by
+sentence-transformers (its parameter count, without the unused pooler, is printed when it loads) —
+mapping every tensor name by hand. Check that our sentence embeddings
 (mean pooling + L2 normalisation) equal the reference implementation's. Use them for semantic
 similarity and search; fine-tune on a labelled text set, first the head only, then the whole network,
 and compare with models trained from scratch. Finally see the **masked-language-model** objective that
