@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def test_notebook_smoke_and_deterministic(nb, tmp_path):
     first = _run(nb, tmp_path / "a", smoke=True, seed=0)
     m = first.metrics["metrics"]
     assert bar(nb.stem)(m), f"{nb.stem} metrics below the bar: {json.dumps(m, indent=1)}"
+    if os.environ.get("KIT_TEST_ONE_RUN") == "1":
+        return  # .ci/run's clean-clone pass: the bar on a new user's data; determinism is the main pass's job
     second = _run(nb, tmp_path / "b", smoke=True, seed=0)
     assert second.metrics["metrics"] == m, "same seed on CPU must give identical metrics"
 
