@@ -86,30 +86,6 @@ class _NextToken(nn.Module):
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
-class _Bar(Callback):
-    """tqdm over steps (or seconds of training), showing the last training and validation loss."""
-
-    def __init__(self, total, unit: str, desc: str):
-        self.total, self.unit, self.desc, self.bar = total, unit, desc, None
-
-    def on_fit_start(self, trainer):
-        from tqdm.auto import tqdm
-        self.bar = tqdm(total=self.total, unit=self.unit, desc=self.desc, mininterval=0.5)
-        self.val = float("nan")
-
-    def on_batch_end(self, trainer, loss):
-        self.bar.n = int(trainer.t_train) if self.unit == "s" else trainer.step
-        self.bar.set_postfix_str(f"loss {loss:.3f} val {self.val:.3f}", refresh=False)
-        self.bar.update(0)
-
-    def on_epoch_end(self, trainer, row):
-        self.val = row.get("val_loss", self.val)
-
-    def on_fit_end(self, trainer):
-        if self.bar is not None:
-            self.bar.close()
-
-
 class _LiveCurves(Callback):
     """Train and validation curves that update during training (lesson 07)."""
 
@@ -186,7 +162,7 @@ def train_lm(model, train_ids: torch.Tensor, val_ids: torch.Tensor | None = None
 
     val = None if val_ids is None else \
         (lambda m: evaluate_lm(model, val_ids, block_size, device=device, max_tokens=eval_tokens))
-    callbacks = [_Bar(steps, "step", title)] if progress else []
+    callbacks = []
     if live:
         callbacks.append(_LiveCurves(title))
     tokens = 0
@@ -199,7 +175,7 @@ def train_lm(model, train_ids: torch.Tensor, val_ids: torch.Tensor | None = None
     history = fit(net, counted, val, steps=steps, loss_fn=None, optimizer=optimizer, lr=lr,
                   weight_decay=weight_decay, decay_matrices_only=True, scheduler=scheduler, warmup=warmup,
                   min_lr=0.1 * lr, clip_grad=clip_grad, grad_norm=True, eval_every=eval_every, device=device,
-                  amp=amp, seed=seed, progress=False, callbacks=callbacks)
+                  amp=amp, seed=seed, progress=progress, desc=title, callbacks=callbacks)
     last = history.last
     return LMRun(history=history, seconds=last["seconds"], tokens=tokens,
                  tokens_per_s=tokens / max(last["seconds"], 1e-9), final_val_loss=last.get("val_loss", float("nan")))
@@ -233,7 +209,7 @@ def train_gpt(model, train_ids: torch.Tensor, val_ids: torch.Tensor, tc, *, seco
     def val(m):
         return evaluate_lm(model, val_ids, block, batch_size=64, device=device, max_tokens=tc.eval_tokens)
 
-    callbacks = [_Bar(int(seconds) if seconds else tc.steps, "s" if seconds else "step", "training")] if progress else []
+    callbacks = []
     if on_eval is not None:
         callbacks.append(_OnEval(on_eval))
     budget = dict(seconds=seconds, eval_every_s=eval_every_s, eval_marks=eval_marks) if seconds else \
@@ -241,7 +217,7 @@ def train_gpt(model, train_ids: torch.Tensor, val_ids: torch.Tensor, tc, *, seco
     history = fit(model, next_batch, val, loss_fn=None, optimizer="adamw", lr=tc.lr, weight_decay=tc.weight_decay,
                   betas=tc.betas, decay_matrices_only=True, fused=True, scheduler="cosine", warmup=tc.warmup,
                   min_lr=tc.min_lr, clip_grad=tc.clip_grad or None, eval_at_start=True, device=device, amp=amp,
-                  compile=compile, seed=seed, progress=False, callbacks=callbacks, **budget)
+                  compile=compile, seed=seed, progress=progress, desc="training", callbacks=callbacks, **budget)
     per_step = tc.batch_size * block
     history.data["tokens"] = [s * per_step for s in history["step"]]
     last = history.last
