@@ -47,16 +47,40 @@ def _run(nb, tmp_path, **params):
     return res
 
 
+def _run_student_copy(nb, tmp_path):
+    """The learner's copy with every answer blank, plus a last cell that looks for leaked answers."""
+    from kit.lessons.student import add_leak_probe, exercise_results, leaks_reported, student_notebook
+    copy = tmp_path / "student" / nb.name
+    copy.parent.mkdir(parents=True)
+    nbformat.write(add_leak_probe(student_notebook(nbformat.read(str(nb), as_version=4)), nb.stem[:2]), str(copy))
+    res = execute(copy, tmp_path / "b", {"smoke": True, "seed": 0}, timeout=TIMEOUT, html=False, progress=False,
+                  allow_errors=True)
+    executed = nbformat.read(str(res.notebook), as_version=4)
+    results, other = exercise_results(executed)
+    assert results and not other, f"errors outside the check cells of a blank copy: {other}"
+    assert all(not r.ok and "no answer yet" in r.message for r in results), \
+        [(r.name, r.message) for r in results if r.ok or "no answer yet" not in r.message]
+    leaks = leaks_reported(executed)
+    assert leaks == [], f"a learner could pass by copying: {leaks}"
+    return res
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_smoke_and_deterministic(nb, tmp_path):
-    """Run twice with the same seed: metrics meet the lesson's bar and are identical."""
+    """The lesson with its solutions (every check passes), then the learner's blank copy with the same seed.
+
+    Both meet the lesson's bar with identical metrics (determinism); in the blank copy every check says
+    "no answer yet", nothing else fails, and no variable in the kernel would pass an exercise if copied.
+    """
+    if os.environ.get("KIT_TEST_ONE_RUN") == "1":  # .ci/run's clean-clone pass: one run, as a new user's clone
+        m = _run_student_copy(nb, tmp_path).metrics["metrics"]
+        assert bar(nb.stem)(m), f"{nb.stem} metrics below the bar: {json.dumps(m, indent=1)}"
+        return
     first = _run(nb, tmp_path / "a", smoke=True, seed=0)
     m = first.metrics["metrics"]
     assert bar(nb.stem)(m), f"{nb.stem} metrics below the bar: {json.dumps(m, indent=1)}"
-    if os.environ.get("KIT_TEST_ONE_RUN") == "1":
-        return  # .ci/run's clean-clone pass: the bar on a new user's data; determinism is the main pass's job
-    second = _run(nb, tmp_path / "b", smoke=True, seed=0)
+    second = _run_student_copy(nb, tmp_path)
     assert second.metrics["metrics"] == m, "same seed on CPU must give identical metrics"
 
 

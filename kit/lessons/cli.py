@@ -157,6 +157,10 @@ def cmd_check(args) -> int:
     from kit.lessons.run import failure_message, find_notebook
     from kit.lessons.student import check_notebook
     from kit.params import ParameterError
+    if args.hints is not None:
+        if args.hints < 1:
+            return _err("check", ValueError(f"--hints must be 1 or more, got {args.hints}"))
+        os.environ["KIT_HINTS"] = str(args.hints)  # the kernel inherits it; failures show that many hints
     try:
         nb = find_notebook(args.notebook)
         results, other, executed = check_notebook(nb, args.out, _params(args.p), timeout=args.timeout,
@@ -288,6 +292,7 @@ def main(argv=None) -> int:
     ck.add_argument("--stall", type=float, default=STALL, help=STALL_HELP)
     ck.add_argument("-q", "--quiet", action="store_true")
     ck.add_argument("--json", action="store_true", help="print {notebook, exercises: [{name, passed, message}]} as JSON")
+    ck.add_argument("--hints", type=int, metavar="N", help="show up to N hints on each failing exercise (default 1)")
     ck.set_defaults(fn=cmd_check)
 
     gr = sub.add_parser("grade", help="a teacher's grade book: check every learner's notebooks (DIR/<learner>/*.ipynb)")

@@ -1,9 +1,10 @@
 """Student copies of the lessons, and checking a completed copy's exercises.
 
 * :func:`make_student_copy` replaces every cell tagged ``solution`` by a placeholder that keeps the
-  ``answer_N`` names its check cell uses (``answer_1 = None  # YOUR CODE HERE``); the check cells
-  (``kit.checks.expect_close`` / ``expect_true``) stay, so the notebook tells a learner whether an
-  answer is right.
+  names its check cell uses: ``answer_1 = None  # YOUR CODE HERE`` for a value, and for a function the
+  ``def`` line and docstring with a body that raises ``NotImplementedError``. The check cells
+  (``kit.exercises.check``) stay; they hold no answer, so the notebook tells a learner whether an answer is
+  right without giving it away.
 * :func:`check_notebook` executes a (completed) notebook with ``smoke=True`` and reports every
   exercise, continuing past failing checks (nbclient ``allow_errors=True``).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 SOLUTION_TAG = "solution"
 ANSWER_TAG = "answer"  # the placeholder cell in a student copy
-CHECK_FUNCS = ("expect_close", "expect_true")
+CHECK_FUNCS = ("check", "expect_close", "expect_true")
 _ANSWER = re.compile(r"^answer_\d+$")
 
 
@@ -39,11 +40,24 @@ def answer_names(source: str) -> list[str]:
     return list(dict.fromkeys(n for n in names if _ANSWER.match(n)))
 
 
+def function_stubs(source: str) -> list[str]:
+    """For each top-level ``def`` of a solution cell: its signature and docstring, and a body to write."""
+    from kit.lessons.run import parse_cell
+    tree = parse_cell(source)
+    stubs = []
+    for node in tree.body if tree is not None else []:
+        if isinstance(node, ast.FunctionDef):
+            returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+            doc = ast.get_docstring(node, clean=False)
+            body = f'    """{doc}"""\n' if doc else ""
+            stubs.append(f"def {node.name}({ast.unparse(node.args)}){returns}:\n{body}"
+                         f"    # YOUR CODE HERE\n    raise NotImplementedError\n")
+    return stubs
+
+
 def placeholder(source: str) -> str:
-    names = answer_names(source)
-    if not names:
-        return "# YOUR CODE HERE\n"
-    return "\n".join(f"{n} = None  # YOUR CODE HERE" for n in names) + "\n"
+    parts = [f"{n} = None  # YOUR CODE HERE\n" for n in answer_names(source)] + function_stubs(source)
+    return "\n".join(parts) if parts else "# YOUR CODE HERE\n"
 
 
 def student_notebook(nb):
@@ -58,6 +72,27 @@ def student_notebook(nb):
                 cell.source = placeholder(cell.source)
                 cell.metadata["tags"] = [t for t in tags if t != SOLUTION_TAG] + [ANSWER_TAG]
     return nb
+
+
+LEAK_MARK = "KIT-LEAKS "
+
+
+def add_leak_probe(nb, lesson: str):
+    """Append a cell that prints which names in the kernel would pass one of ``lesson``'s exercises if copied."""
+    import nbformat
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import json as _json\nfrom kit.exercises import find_leaks as _find_leaks\n"
+        f"print({LEAK_MARK!r} + _json.dumps(_find_leaks(globals(), {lesson!r})))"))
+    return nb
+
+
+def leaks_reported(executed_nb) -> list[str] | None:
+    """What :func:`add_leak_probe`'s cell printed (``None`` if it did not run)."""
+    import json
+    for line in _text(executed_nb.cells[-1], "stdout").splitlines():
+        if line.startswith(LEAK_MARK):
+            return json.loads(line[len(LEAK_MARK):])
+    return None
 
 
 def make_student_copy(notebook: Path, out_dir: Path) -> Path:

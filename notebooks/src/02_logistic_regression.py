@@ -24,6 +24,7 @@ if smoke:
 # %% [code]
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import kit.data
 import kit.viz as viz
@@ -97,20 +98,44 @@ kit.save_metrics({"grad_err_autograd": right["vs_autograd"], "grad_err_fd": righ
                   "train_acc": acc(Xtr, ytr), "val_acc": acc(Xva, yva), "test_acc": acc(Xte, yte)})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** Compute $\partial L/\partial z$ for a single example with $z = 0$ and $y = 1$ (the loss
-# is *not* averaged here). Use the formula derived above.
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("02.3", 2)` shows the next hint.
+#
+# **Exercise 02.1 (warm-up).** Write `predict_proba(X, w)` that returns the vector of probabilities
+# $p = \sigma(Xw)$, one per row of `X`.
 # %% [code] solution
-answer_1 = torch.sigmoid(torch.tensor(0.0)) - 1
+def predict_proba(X, w):
+    return torch.sigmoid(X @ w)
 # %% [code]
-from kit.checks import expect_close
-expect_close("Exercise 1", answer_1, -0.5, hint="σ(0) = 0.5, and ∂L/∂z = p − y.")
+from kit.exercises import check, hint
+check("02.1", predict_proba)
 # %% [md]
-# **Exercise 2.** The derivative of the sigmoid is $\sigma'(z) = \sigma(z)(1-\sigma(z))$. Compute it at
-# $z = 2$ with autograd (make `z` a tensor with `requires_grad=True`).
+# **Exercise 02.2 (stability).** Write `bce_loss(z, y)`: the mean binary cross-entropy computed from the
+# logits `z` (not from probabilities). It must stay finite and exact when a logit is $\pm 100$ — a model that is
+# confidently wrong has a large loss, not `inf` or `nan`.
 # %% [code] solution
-z = torch.tensor(2.0, requires_grad=True)
-torch.sigmoid(z).backward()
-answer_2 = z.grad
+def bce_loss(z, y):
+    return -(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z)).mean()
 # %% [code]
-expect_close("Exercise 2", answer_2, torch.sigmoid(torch.tensor(2.0)) * (1 - torch.sigmoid(torch.tensor(2.0))),
-             hint="Call torch.sigmoid(z).backward() and read z.grad.")
+check("02.2", bce_loss)
+# %% [md]
+# **Exercise 02.3 (implement: the key step for many classes).** With $K$ classes the model outputs a row of
+# logits $z$ per example, $p = \mathrm{softmax}(z)$ and $L = -\frac1n\sum_i \log p_{i,y_i}$. Derive
+# $\partial L/\partial Z$ (the same chain rule as above gives a familiar shape) and write
+# `softmax_ce_grad(Z, y)` for logits `Z` of shape `(n, K)` and integer labels `y`.
+# %% [code] solution
+def softmax_ce_grad(Z, y):
+    P = torch.softmax(Z, dim=1)
+    P[torch.arange(len(y)), y] -= 1
+    return P / len(y)
+# %% [code]
+check("02.3", softmax_ce_grad)
+# %% [md]
+# **Exercise 02.4 (regularisation).** Adding an L2 penalty gives $L(w) + \lambda\lVert w\rVert^2$. Write
+# `l2_logistic_grad(X, y, w, lam)`, its gradient with respect to `w`. Verify your factor with
+# `kit.checks.gradient_check` before you check it.
+# %% [code] solution
+def l2_logistic_grad(X, y, w, lam):
+    return X.T @ (torch.sigmoid(X @ w) - y) / len(y) + 2 * lam * w
+# %% [code]
+check("02.4", l2_logistic_grad)

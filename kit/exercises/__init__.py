@@ -1,0 +1,338 @@
+"""Checked exercises: kit holds each exercise's reference, checks a learner's answer at check time, and hints in levels.
+
+A lesson's check cell is only ``check("02.3", softmax_ce_grad)``: it never holds the answer and never computes
+it from notebook variables. The expected value is computed here, when the check runs:
+
+* a **value** exercise compares a learner's number/array with kit's own computation;
+* a **function** exercise ("implement") calls the learner's function and kit's reference on fresh random inputs
+  and edge cases (drawn anew at every check) and names the first case that differs;
+* a **property** exercise (e.g. "find a learning rate that diverges") runs kit's own test of the answer.
+
+A first failure nudges with hint 1; ``hint("02.3", 2)`` (or ``kit check --hints 2``, which sets ``KIT_HINTS``)
+shows more. Hints never give the answer. Each lesson's exercises live in ``kit/exercises/lessonNN.py`` and are
+loaded on first use.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import io
+import os
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any, Callable, Iterable
+
+from kit.checks import ExerciseError
+
+__all__ = ["Exercise", "ExerciseError", "check", "hint", "exercises", "value", "function", "prop", "compare",
+           "find_leaks", "Case"]
+
+_REGISTRY: dict[str, "Exercise"] = {}
+
+
+@dataclass
+class Case:
+    """One input to a function exercise: a label that names it in a failure message, and the arguments."""
+    label: str
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Exercise:
+    id: str                      # "02.3": lesson 02, exercise 3
+    title: str
+    kind: str                    # "value" | "function" | "property"
+    hints: tuple[str, ...]
+    judge: Callable[[Any], str | None]  # None when correct, else why not (without the hint)
+    probe: Callable[[], Any] | None = None  # value exercises: the expected value (for the no-leak test)
+    arity: Callable[[], Case] | None = None  # function exercises: one case, to find candidate functions
+
+    @property
+    def lesson(self) -> str:
+        return self.id.split(".")[0]
+
+
+def _register(ex: Exercise) -> Exercise:
+    if ex.id in _REGISTRY:
+        raise ValueError(f"exercise {ex.id} is defined twice")
+    if not 1 <= len(ex.hints):
+        raise ValueError(f"exercise {ex.id} needs at least one hint")
+    _REGISTRY[ex.id] = ex
+    return ex
+
+
+# ------------------------------------------------------------------------------------------ comparing
+
+
+def _numeric(x):
+    import numpy as np
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+        if x.dtype.is_complex:
+            return np.asarray(x)
+        return np.asarray(x.double() if x.is_floating_point() else x.long())
+    return np.asarray(x)
+
+
+def compare(got, want, atol: float = 1e-6, rtol: float = 1e-5, what: str = "the result") -> str | None:
+    """``None`` if ``got`` matches ``want`` (numbers, arrays, tensors, or tuples/lists/dicts of them), else why not."""
+    import numpy as np
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            return f"{what} should be a dict with keys {sorted(want)}, got {type(got).__name__}"
+        missing = [k for k in want if k not in got]
+        if missing:
+            return f"{what} lacks the key(s) {missing}"
+        for k in want:
+            msg = compare(got[k], want[k], atol, rtol, f"{what}[{k!r}]")
+            if msg:
+                return msg
+        return None
+    if isinstance(want, (tuple, list)) and any(hasattr(w, "shape") or isinstance(w, (tuple, list, dict)) for w in want):
+        if not isinstance(got, (tuple, list)) or len(got) != len(want):
+            return f"{what} should be {len(want)} values (a tuple), got {type(got).__name__}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            msg = compare(g, w, atol, rtol, f"{what}[{i}]")
+            if msg:
+                return msg
+        return None
+    if got is None:
+        return f"{what} is None — did you forget to return it?"
+    if isinstance(want, str):
+        return None if got == want else f"{what} is {got!r}, expected a different string"
+    try:
+        g, w = _numeric(got), _numeric(want)
+        g = g.astype(np.float64) if g.dtype != object else g
+        w = w.astype(np.float64)
+    except (TypeError, ValueError):
+        return f"{what} must be numeric (a number, array or tensor), got {type(got).__name__}"
+    if g.dtype == object:
+        return f"{what} must be numeric (a number, array or tensor), got {type(got).__name__}"
+    if g.shape != w.shape:
+        if g.size == w.size == 1:
+            g, w = g.reshape(()), w.reshape(())
+        else:
+            return f"{what} has shape {tuple(g.shape)}, expected {tuple(w.shape)}"
+    nan_g, nan_w = np.isnan(g), np.isnan(w)
+    if (nan_g != nan_w).any():
+        return f"{what} has NaN where it should not" if nan_g.any() and not nan_w.any() else \
+            f"{what} should be NaN at some positions"
+    same_inf = np.isinf(w) & (g == w)
+    ok = np.isclose(g, w, atol=atol, rtol=rtol) | nan_w | same_inf
+    if not ok.all():
+        diff = np.where(ok, 0.0, np.abs(np.nan_to_num(g - w, nan=np.inf)))
+        i = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()
+        where = f" at index {tuple(int(j) for j in i)}" if diff.ndim else ""
+        return f"{what} is off by {float(diff[i] if diff.ndim else diff):.3g}{where} (tolerance {atol:g} + {rtol:g}·|expected|)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------- defining
+
+
+def value(id: str, title: str, expected: Callable[[], Any], hints: Iterable[str], atol: float = 1e-6,
+          rtol: float = 1e-5) -> Exercise:
+    """An exercise whose answer is a value; ``expected()`` computes it inside kit when the check runs."""
+    def judge(answer):
+        return compare(answer, expected(), atol, rtol, "your answer")
+    return _register(Exercise(id, title, "value", tuple(hints), judge, probe=expected))
+
+
+def function(id: str, title: str, reference: Callable, cases: Callable[[Any], Iterable[Case]], hints: Iterable[str],
+             atol: float = 1e-6, rtol: float = 1e-5, same: Callable[[Any, Any], str | None] | None = None) -> Exercise:
+    """An "implement" exercise: the learner's function must agree with ``reference`` on every case.
+
+    ``cases(rng)`` yields :class:`Case` objects from a fresh ``numpy.random.Generator`` (random inputs and edge
+    cases: shapes, masks, extreme values); the learner's function gets copies, so it cannot change kit's inputs.
+    ``same(got, want)`` replaces the numeric comparison where needed.
+    """
+    def judge(fn):
+        if not callable(fn):
+            return f"your answer should be a function, got {type(fn).__name__}"
+        import numpy as np
+        n = 0
+        for case in cases(np.random.default_rng()):
+            want = reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+            try:
+                got = fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+            except NotImplementedError:
+                return "no answer yet — write the function's body"
+            except Exception as e:  # noqa: BLE001 - the learner's code: say what it raised, on which case
+                return f"on the case '{case.label}' your function raised {type(e).__name__}: {e}"
+            msg = same(got, want) if same else compare(got, want, atol, rtol, "its result")
+            if msg:
+                return f"on the case '{case.label}' {msg}"
+            n += 1
+        return None
+
+    def one_case():
+        import numpy as np
+        return next(iter(cases(np.random.default_rng(0))))
+    return _register(Exercise(id, title, "function", tuple(hints), judge, arity=one_case))
+
+
+def prop(id: str, title: str, test: Callable[[Any], str | None], hints: Iterable[str]) -> Exercise:
+    """An exercise judged by kit's own test of the answer (``test(answer)`` → ``None`` or why not)."""
+    return _register(Exercise(id, title, "property", tuple(hints), test))
+
+
+# ------------------------------------------------------------------------------------------ using
+
+
+def _load(lesson: str) -> None:
+    try:
+        import_module(f"kit.exercises.lesson{lesson}")
+    except ModuleNotFoundError as e:
+        if e.name != f"kit.exercises.lesson{lesson}":
+            raise
+
+
+def get(id: str) -> Exercise:
+    """The exercise ``id`` (e.g. ``"02.3"``), loading its lesson's module on first use."""
+    if id not in _REGISTRY:
+        _load(str(id).split(".")[0])
+    if id not in _REGISTRY:
+        raise ValueError(f"no exercise {id!r}: ids look like '02.3' (lesson 02, exercise 3)")
+    return _REGISTRY[id]
+
+
+def exercises(lesson: str) -> list[Exercise]:
+    """A lesson's exercises in order (``lesson`` like ``"02"``)."""
+    _load(lesson)
+    return sorted((e for e in _REGISTRY.values() if e.lesson == lesson), key=lambda e: int(e.id.split(".")[1]))
+
+
+def _hint_level() -> int:
+    try:
+        return max(1, int(os.environ.get("KIT_HINTS", "1")))
+    except ValueError:
+        return 1
+
+
+def _hints(ex: Exercise, level: int) -> str:
+    shown = ex.hints[:max(1, level)]
+    more = "" if level >= len(ex.hints) else f" (more: hint('{ex.id}', {min(level + 1, len(ex.hints))}))"
+    return " ".join(f"Hint {i + 1}: {h}" for i, h in enumerate(shown)) + more
+
+
+def hint(id: str, level: int | None = None) -> str:
+    """Print (and return) the hints of exercise ``id`` up to ``level`` (default: the next one)."""
+    ex = get(id)
+    text = _hints(ex, level or _hint_level())
+    print(text)
+    return text
+
+
+def _is_blank(answer) -> bool:
+    return answer is None or answer is ...
+
+
+def verdict(id: str, answer) -> str | None:
+    """``None`` if ``answer`` is right, else the reason (no hint, nothing printed)."""
+    ex = get(id)
+    if _is_blank(answer):
+        return "no answer yet — replace the placeholder with your code"
+    return ex.judge(answer)
+
+
+def check(id: str, answer) -> bool:
+    """Check a learner's answer to exercise ``id``; print ✓, or raise :class:`ExerciseError` with a hint."""
+    ex = get(id)
+    why = verdict(id, answer)
+    if why:
+        raise ExerciseError(f"{id}: {why if why.startswith('no answer yet') else 'not yet — ' + why}. "
+                            f"{_hints(ex, _hint_level())}")
+    extra = " (checked on fresh random inputs and edge cases)" if ex.kind == "function" else ""
+    print(f"✓ {id}: correct — {ex.title}{extra}")
+    return True
+
+
+# ------------------------------------------------------------------------------------------ no leaks
+
+
+def _plain_values(namespace: dict):
+    for name, v in namespace.items():
+        if name.startswith("_") and name != "_":
+            continue
+        if isinstance(v, (int, float, complex)) and not isinstance(v, bool):
+            yield name, v
+        elif hasattr(v, "shape") and hasattr(v, "dtype") and getattr(v, "size", None) is not None:
+            yield name, v
+        elif isinstance(v, (list, tuple)) and 0 < len(v) <= 10_000 and all(isinstance(x, (int, float)) for x in v):
+            yield name, v
+
+
+def _candidate_functions(namespace: dict):
+    """Functions in the namespace, and public functions of the kit modules bound in it."""
+    import types
+    seen = set()
+    for name, v in list(namespace.items()):
+        if name.startswith("_"):
+            continue
+        if isinstance(v, (types.FunctionType, types.BuiltinFunctionType)) or \
+                (callable(v) and not isinstance(v, (type, types.ModuleType)) and hasattr(v, "__call__") and
+                 isinstance(v, types.MethodType)):
+            if id(v) not in seen:
+                seen.add(id(v))
+                yield name, v
+        elif isinstance(v, types.ModuleType) and v.__name__.startswith("kit.") and \
+                not v.__name__.startswith("kit.exercises"):
+            for attr, f in vars(v).items():
+                if not attr.startswith("_") and isinstance(f, types.FunctionType) and id(f) not in seen:
+                    seen.add(id(f))
+                    yield f"{name}.{attr}", f
+
+
+def _binds(fn, case: Case) -> bool:
+    try:
+        inspect.signature(fn).bind(*case.args, **case.kwargs)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _quietly(fn, seconds: float = 3.0):
+    """Run ``fn()`` with output swallowed and (on Unix main thread) a time limit; exceptions → a message."""
+    import signal
+    import threading
+    use_alarm = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+
+    def _timeout(*_):
+        raise TimeoutError
+
+    old = signal.signal(signal.SIGALRM, _timeout) if use_alarm else None
+    if use_alarm:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            return fn()
+    except BaseException as e:  # noqa: BLE001 - a candidate that fails is simply not a leak
+        return f"raised {type(e).__name__}"
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+def find_leaks(namespace: dict, lesson: str) -> list[str]:
+    """Names in a notebook's namespace that would pass one of ``lesson``'s exercises if copied.
+
+    Value exercises: any number/array/tensor (or list of numbers) equal to the expected value. Function
+    exercises: any function in the namespace, or a public function of a kit module bound in it, that passes
+    the check. Property exercises are judged on the learner's own answer and are skipped.
+    """
+    leaks = []
+    for ex in exercises(lesson):
+        if ex.kind == "value":
+            want = ex.probe()
+            for name, v in _plain_values(namespace):
+                if _quietly(lambda: compare(v, want, 1e-6, 1e-5)) is None:
+                    leaks.append(f"{name} holds the answer to {ex.id}")
+        elif ex.kind == "function":
+            case = ex.arity()
+            for name, fn in _candidate_functions(namespace):
+                if _binds(fn, case) and _quietly(lambda: ex.judge(fn)) is None:
+                    leaks.append(f"{name} passes {ex.id}")
+    return leaks

@@ -1,0 +1,79 @@
+"""Lesson 02 exercises: logistic regression and backpropagation by hand."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kit.exercises import Case, function
+
+
+def _t(rng, *shape, scale=1.0):
+    return torch.tensor(rng.normal(size=shape) * scale, dtype=torch.float64)
+
+
+def _labels(rng, n):
+    return torch.tensor(rng.integers(0, 2, size=n), dtype=torch.float64)
+
+
+def _predict_cases(rng):
+    n, d = rng.integers(3, 40), rng.integers(1, 8)
+    yield Case(f"random X of shape ({n}, {d})", (_t(rng, n, d), _t(rng, d)))
+    yield Case("one example", (_t(rng, 1, 3), _t(rng, 3)))
+    yield Case("w = 0 (every p is ½)", (_t(rng, 5, 4), torch.zeros(4, dtype=torch.float64)))
+
+
+function("02.1", "predicted probabilities p = σ(Xw)",
+         reference=lambda X, w: torch.sigmoid(X @ w), cases=_predict_cases,
+         hints=("Compute the logits z first, one per row of X.",
+                "z = X @ w; then squash every z with the sigmoid (torch has one)."))
+
+
+def _bce_cases(rng):
+    n = int(rng.integers(4, 50))
+    yield Case(f"{n} random logits", (_t(rng, n, scale=3), _labels(rng, n)))
+    yield Case("confident and right: z = ±40", (torch.tensor([40.0, -40.0], dtype=torch.float64),
+                                                torch.tensor([1.0, 0.0], dtype=torch.float64)))
+    yield Case("confident and wrong: z = ±100", (torch.tensor([100.0, -100.0, 3.0], dtype=torch.float64),
+                                                 torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)))
+    yield Case("a single example", (_t(rng, 1), _labels(rng, 1)))
+
+
+function("02.2", "binary cross-entropy from logits, computed stably",
+         reference=lambda z, y: F.binary_cross_entropy_with_logits(z, y), cases=_bce_cases, atol=1e-8,
+         hints=("Your loss must stay finite when |z| is large: log(σ(100)) is fine, but log(1 − σ(100)) is log(0).",
+                "Write log σ(z) and log(1 − σ(z)) = log σ(−z) with a function that never takes log of 0 "
+                "(look at F.logsigmoid or F.softplus).",
+                "Average over the examples: the loss is a mean, not a sum."))
+
+
+def _softmax_cases(rng):
+    n, k = int(rng.integers(2, 30)), int(rng.integers(3, 8))
+    yield Case(f"random logits ({n} examples, {k} classes)", (_t(rng, n, k, scale=2), torch.tensor(rng.integers(0, k, n))))
+    yield Case("two classes", (_t(rng, 6, 2), torch.tensor(rng.integers(0, 2, 6))))
+    yield Case("huge logits (±80)", (torch.tensor([[80.0, -80.0, 0.0], [-80.0, 80.0, 1.0]], dtype=torch.float64),
+                                     torch.tensor([0, 2])))
+    yield Case("a single example", (_t(rng, 1, 4), torch.tensor([3])))
+
+
+function("02.3", "the gradient of the mean softmax cross-entropy with respect to the logits",
+         reference=lambda Z, y: (torch.softmax(Z, dim=1) - F.one_hot(y, Z.shape[1]).to(Z.dtype)) / len(y),
+         cases=_softmax_cases, atol=1e-9,
+         hints=("It generalises ∂L/∂z = p − y from two classes to K: one row of probabilities per example.",
+                "p = softmax over each row (subtract the row's max first, or use torch.softmax, so e^80 does not "
+                "overflow); y becomes a one-hot row.",
+                "Remember the loss is a mean over n examples."))
+
+
+def _l2_cases(rng):
+    n, d = int(rng.integers(5, 40)), int(rng.integers(2, 7))
+    yield Case(f"random ({n} examples, {d} weights), λ = 0.1", (_t(rng, n, d), _labels(rng, n), _t(rng, d), 0.1))
+    yield Case("λ = 0 (plain logistic regression)", (_t(rng, n, d), _labels(rng, n), _t(rng, d), 0.0))
+    yield Case("large λ = 5", (_t(rng, 8, 3), _labels(rng, 8), _t(rng, 3), 5.0))
+
+
+function("02.4", "the gradient of BCE + λ‖w‖²",
+         reference=lambda X, y, w, lam: X.T @ (torch.sigmoid(X @ w) - y) / len(y) + 2 * lam * w,
+         cases=_l2_cases, atol=1e-9,
+         hints=("The gradient of a sum is the sum of the gradients: the BCE part is the lesson's Xᵀ(p − y)/n.",
+                "Differentiate λ Σ wⱼ² one coordinate at a time; check your factor by finite differences "
+                "(kit.checks.gradient_check)."))
