@@ -220,6 +220,8 @@ def test_report_on_missing_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("nb", list_notebooks(), ids=lambda p: p.stem)
 def test_student_copy_keeps_checks_and_answer_names(nb):
+    """Solutions become placeholders that keep their names; every other cell, check cells included, is unchanged."""
+    from kit.lessons.student import function_stubs
     doc = nbformat.read(str(nb), as_version=4)
     student = student_notebook(doc)
     assert len(student.cells) == len(doc.cells)
@@ -227,14 +229,23 @@ def test_student_copy_keeps_checks_and_answer_names(nb):
     assert solutions, f"{nb.stem} has no exercises"
     for i in solutions:
         names = answer_names(doc.cells[i].source)
-        assert names, f"{nb.stem}: solution cell {i} assigns no answer_N"
-        assert student.cells[i].source == "".join(f"{n} = None  # YOUR CODE HERE\n" for n in names)
+        stubs = function_stubs(doc.cells[i].source)
+        assert names or stubs, f"{nb.stem}: solution cell {i} assigns no answer_N and defines no function"
+        placeholder = student.cells[i].source
         assert "solution" not in student.cells[i].metadata["tags"]
+        assert all(f"{n} = None  # YOUR CODE HERE" in placeholder for n in names)
+        assert placeholder.count("raise NotImplementedError") == len(stubs)
         check = next(c for c in doc.cells[i + 1:] if c.cell_type == "code")
         assert check_names(check.source), "a check cell follows each solution"
-        assert all(n in check.source for n in names), "the check uses the placeholder's names"
     assert [c.source for i, c in enumerate(student.cells) if i not in solutions] == \
            [c.source for i, c in enumerate(doc.cells) if i not in solutions]
+
+
+def test_function_stub_keeps_signature_and_docstring():
+    from kit.lessons.student import placeholder
+    src = 'import math\ndef f(x, y=2, *, z: int = 0) -> float:\n    """Return it."""\n    return x\nanswer_2 = 3\n'
+    assert placeholder(src) == ('answer_2 = None  # YOUR CODE HERE\n\ndef f(x, y=2, *, z: int=0) -> float:\n'
+                                '    """Return it."""\n    # YOUR CODE HERE\n    raise NotImplementedError\n')
 
 
 @pytest.mark.notebook
@@ -247,13 +258,24 @@ def test_student_copies_fail_their_checks_and_solutions_pass(tmp_path, capsys):
     blank = work / "00_setup.ipynb"
     assert main(["check", str(blank), "--out", str(tmp_path / "b"), "-q"]) == 1
     out = capsys.readouterr().out
-    assert "✗ Exercise 1: no answer yet — replace the placeholder with your code. Try torch.eye." in out
-    assert "✗ Exercise 2: no answer yet" in out, "a failing check does not stop the others"
-    assert "0 of 2 exercises correct" in out
+    assert "✗ 00.1: no answer yet — write the function's body. Hint 1: torch has a function for the identity" in out
+    assert "Hint 2" not in out, "one hint unless asked for more"
+    assert "✗ 00.3: no answer yet" in out, "a failing check does not stop the others"
+    assert "0 of 3 exercises correct" in out
+
+    assert main(["check", str(blank), "--out", str(tmp_path / "h"), "-q", "--hints", "2", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["notebook"] == "00_setup.ipynb" and [e["name"] for e in doc["exercises"]] == ["00.1", "00.2", "00.3"]
+    assert all(not e["passed"] and "Hint 2:" in e["message"] for e in doc["exercises"])
 
     assert main(["check", "00", "--out", str(tmp_path / "s"), "-q"]) == 0
     out = capsys.readouterr().out
-    assert "✓ Exercise 1: correct" in out and "✓ Exercise 2: correct" in out and "2 of 2 exercises correct" in out
+    assert "✓ 00.1: correct" in out and "✓ 00.3: correct" in out and "3 of 3 exercises correct" in out
+
+
+def test_check_rejects_a_bad_hint_level(capsys):
+    assert main(["check", "00", "--hints", "0"]) == 2
+    assert "--hints must be 1 or more" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------- lab
@@ -330,19 +352,27 @@ def test_grade_book_of_a_workshop_with_broken_notebooks(tmp_path):
     hand_in("dave", loop)
     hand_in("erin", text="this is not a notebook")
     deleted = copy.deepcopy(lesson)
-    deleted.cells.pop(next(i for i in range(answers[1] + 1, len(deleted.cells)) if "Exercise 2" in deleted.cells[i].source))
+    deleted.cells.pop(next(i for i in range(answers[1] + 1, len(deleted.cells)) if 'check("00.2"' in deleted.cells[i].source))
     hand_in("frank", deleted)
+    typo = copy.deepcopy(lesson)
+    typo.cells[answers[0]].source = "def scaled_identity(n, c)\n    return c * torch.eye(n)"
+    typo.cells[answers[1]].source = ("def pairwise_sq_dists(A, B):\n"
+                                     "    return ((A - B) ** 2).sum(-1)  # forgot to broadcast: pairs A[i] with B[i]")
+    hand_in("gina", typo)
 
     csv_path, html_path, results = grade(sub, tmp_path / "grades", jobs=2, timeout=15, limit=240, progress=False)
     rows = {r["learner"]: r for r in csv.DictReader(open(csv_path))}
-    assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank"]
-    ex1, ex2 = "00_setup: Exercise 1", "00_setup: Exercise 2"
-    assert (rows["alice"][ex1], rows["alice"][ex2], rows["alice"]["notes"]) == ("1", "1", "")
-    assert (rows["bob"][ex1], rows["bob"][ex2]) == ("0", "0")
+    assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank", "gina"]
+    ex1, ex2, ex3 = "00_setup: 00.1", "00_setup: 00.2", "00_setup: 00.3"
+    assert (rows["alice"][ex1], rows["alice"][ex2], rows["alice"][ex3], rows["alice"]["notes"]) == ("1", "1", "1", "")
+    assert (rows["bob"][ex1], rows["bob"][ex2], rows["bob"][ex3]) == ("0", "0", "0")
     assert "kernel died" in rows["carol"]["notes"]
     assert "ran longer than its time limit" in rows["dave"]["notes"]
     assert rows["erin"]["passed"] == "0" and rows["erin"]["notes"]
-    assert (rows["frank"][ex1], rows["frank"][ex2]) == ("1", "0")
+    assert (rows["frank"][ex1], rows["frank"][ex2], rows["frank"][ex3]) == ("1", "0", "1")
+    assert (rows["gina"][ex1], rows["gina"][ex2], rows["gina"][ex3]) == ("0", "0", "1")
+    assert "SyntaxError" in rows["gina"]["notes"]
     page = html_path.read_text()
     assert "pass rate" in page and "Most common failures" in page and "no answer yet" in page
+    assert "on the case" in page, "a wrong answer's message names the failing case"
     assert "<script" not in page and "http" not in page.split("</style>")[1]  # offline, nothing to fetch

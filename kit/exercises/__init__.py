@@ -90,9 +90,12 @@ def compare(got, want, atol: float = 1e-6, rtol: float = 1e-5, what: str = "the 
             if msg:
                 return msg
         return None
-    if isinstance(want, (tuple, list)) and any(hasattr(w, "shape") or isinstance(w, (tuple, list, dict)) for w in want):
+    structured = isinstance(want, (tuple, list)) and \
+        any(hasattr(w, "shape") or isinstance(w, (tuple, list, dict)) for w in want)
+    if structured or (isinstance(want, (tuple, list)) and isinstance(got, (tuple, list))):
         if not isinstance(got, (tuple, list)) or len(got) != len(want):
-            return f"{what} should be {len(want)} values (a tuple), got {type(got).__name__}"
+            return f"{what} should be {len(want)} values (a tuple), got " + \
+                (f"{len(got)}" if isinstance(got, (tuple, list)) else type(got).__name__)
         for i, (g, w) in enumerate(zip(got, want)):
             msg = compare(g, w, atol, rtol, f"{what}[{i}]")
             if msg:

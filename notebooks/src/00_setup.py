@@ -74,17 +74,37 @@ kit.save_metrics({"grad_error": grad_error, "dot": float((a @ b).item())},
                  params={"device": str(dev)}, timing={})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** Create a 3×3 matrix with 2 on the diagonal and 0 elsewhere.
+# Each lesson ends with exercises. You write the code in the cell marked `# YOUR CODE HERE`; the cell after it
+# checks your answer against kit's own reference **on fresh random inputs and edge cases**, every time it runs.
+# A failure names the first case that differs and gives a first hint; `hint("00.3", 2)` shows the next one
+# (from the command line: `kit check NOTEBOOK --hints 2`).
+#
+# **Exercise 00.1 (warm-up).** Write `scaled_identity(n, c)`: an $n\times n$ float tensor with `c` on the
+# diagonal and 0 elsewhere.
 # %% [code] solution
-answer_1 = 2 * torch.eye(3)
+def scaled_identity(n, c):
+    return c * torch.eye(n)
 # %% [code]
-from kit.checks import expect_close
-expect_close("Exercise 1", answer_1, np.diag([2.0, 2.0, 2.0]), hint="Try torch.eye.")
+from kit.exercises import check, hint
+check("00.1", scaled_identity)
 # %% [md]
-# **Exercise 2.** Use autograd to compute the derivative of $g(x) = x^3$ at $x = 2$ (expected: $3x^2 = 12$).
+# **Exercise 00.2 (broadcasting).** Write `pairwise_sq_dists(A, B)` for points `A` of shape $(m, d)$ and `B` of
+# shape $(k, d)$: the $(m, k)$ tensor of squared distances $\lVert a_i - b_j\rVert^2$ — without a Python loop.
 # %% [code] solution
-t = torch.tensor(2.0, requires_grad=True)
-(t ** 3).backward()
-answer_2 = t.grad
+def pairwise_sq_dists(A, B):
+    return ((A[:, None, :] - B[None, :, :]) ** 2).sum(-1)
 # %% [code]
-expect_close("Exercise 2", answer_2, 12.0, hint="Make a tensor with requires_grad=True, compute t**3, call .backward(), read .grad.")
+check("00.2", pairwise_sq_dists)
+# %% [md]
+# **Exercise 00.3 (autograd).** Write `tangent_line(f, x0)` that returns the slope and intercept of the
+# tangent to a scalar function `f` (written with torch operations) at the number `x0`, using autograd — not a
+# formula for the derivative, since `f` can be any function.
+# %% [code] solution
+def tangent_line(f, x0):
+    x = torch.tensor(float(x0), dtype=torch.float64, requires_grad=True)
+    y = f(x)
+    y.backward()
+    slope = x.grad.item()
+    return slope, y.item() - slope * x0
+# %% [code]
+check("00.3", tangent_line)
