@@ -1,4 +1,4 @@
-"""kit's folders are its layers, and imports flow one way: core → data → models → train → viz → techniques → lessons."""
+"""kit's folders are its layers, and imports flow one way: core → data → models → train → viz → techniques → exercises → lessons."""
 from __future__ import annotations
 
 import ast
@@ -6,7 +6,7 @@ from pathlib import Path
 
 KIT = Path(__file__).resolve().parents[1] / "kit"
 LAYER = {"device": 0, "params": 0, "results": 0, "checks": 0, "metrics": 0,
-         "data": 1, "models": 2, "train": 3, "text": 3, "viz": 4, "techniques": 5, "lessons": 6}
+         "data": 1, "models": 2, "train": 3, "text": 3, "viz": 4, "techniques": 5, "exercises": 6, "lessons": 7}
 # The one sanctioned upward import: fit(live=True) draws its plot with kit.viz, imported only when asked for.
 ALLOWED = {("kit/train/callbacks.py", "kit.viz"), ("kit/train/lm.py", "kit.viz"), ("kit/train/lm.py", "kit.viz.text")}
 
