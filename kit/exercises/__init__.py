@@ -282,7 +282,7 @@ def _candidate_functions(namespace: dict):
                 yield name, v
         elif isinstance(v, types.ModuleType) and v.__name__.startswith("kit.") and \
                 not v.__name__.startswith("kit.exercises"):
-            for attr, f in vars(v).items():
+            for attr, f in list(vars(v).items()):  # a judged function may add to it (__warningregistry__)
                 if not attr.startswith("_") and isinstance(f, types.FunctionType) and id(f) not in seen:
                     seen.add(id(f))
                     yield f"{name}.{attr}", f
