@@ -6,6 +6,9 @@
 process's environment; :func:`torch.distributed.init_process_group` reads them. The backend is gloo on
 CPU and nccl when each process has a GPU (``--backend=auto``).
 
+Each rank reads its share of every epoch through a :class:`~torch.utils.data.distributed.DistributedSampler`
+(:func:`make_loader`; ``sampler.set_epoch(epoch)`` reshuffles each epoch, the same way on every rank).
+
 Two replicas of the same model train side by side on the same shards:
 * ``ddp`` — wrapped in :class:`torch.nn.parallel.DistributedDataParallel`, which all-reduces gradient
   buckets *during* ``backward()`` (overlapping communication with computation);
@@ -27,7 +30,19 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from kit.techniques.distributed import DDPConfig, global_batches, load_task, make_model, shard
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+from kit.techniques.distributed import DDPConfig, load_task, make_model
+
+
+def make_loader(X: torch.Tensor, y: torch.Tensor, global_batch: int, rank: int, world: int, seed: int) -> DataLoader:
+    """Rank ``rank``'s data: a DistributedSampler (disjoint shards, shuffled with ``seed + epoch``) in a DataLoader
+    of ``global_batch / world`` rows per step. Both drop the incomplete tail, so every rank takes the same
+    number of steps (a rank with one step more would wait forever in its all-reduce)."""
+    sampler = DistributedSampler(TensorDataset(X, y), num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                 drop_last=True)
+    return DataLoader(TensorDataset(X, y), batch_size=global_batch // world, sampler=sampler, drop_last=True)
 
 
 def allreduce_gradients(model: torch.nn.Module) -> None:
@@ -77,7 +92,9 @@ def main(argv=None) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
 
     task = torch.load(a.data, weights_only=True) if a.data else load_task(cfg.seed)
-    Xtr, ytr, Xte, yte = (t.to(device) for t in task)
+    Xtr, ytr, Xte, yte = task
+    Xte, yte = Xte.to(device), yte.to(device)
+    loader = make_loader(Xtr, ytr, cfg.batch_size, rank, world, cfg.seed)
     ddp = DDP(make_model(cfg).to(device), device_ids=[local_rank] if use_cuda else None)
     manual = make_model(cfg).to(device)
     opt_ddp = torch.optim.SGD(ddp.parameters(), lr=cfg.lr, momentum=cfg.momentum)
@@ -88,9 +105,9 @@ def main(argv=None) -> None:
     dist.barrier()
     t0 = time.perf_counter()
     for epoch in range(cfg.epochs):
-        for idx in global_batches(len(Xtr), cfg.batch_size, epoch, cfg.seed):
-            mine = shard(idx, rank, world).to(device)
-            xb, yb = Xtr[mine], ytr[mine]
+        loader.sampler.set_epoch(epoch)  # without it every epoch repeats epoch 0's order
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
             # DDP: the all-reduce happens inside backward()
             t = time.perf_counter()
             loss = F.cross_entropy(ddp(xb), yb)
@@ -125,6 +142,7 @@ def main(argv=None) -> None:
         state_path = out.with_suffix(".pt")
         torch.save({k: v.cpu() for k, v in ddp.module.state_dict().items()}, state_path)
         doc = {"world_size": world, "backend": backend, "config": vars(cfg), "per_process_batch": cfg.batch_size // world,
+               "steps_per_epoch": len(loader), "sampler": type(loader.sampler).__name__,
                "losses_ddp": losses_ddp, "losses_manual": losses_manual, "first_step_grad_max_diff": grad_diff,
                "replica_max_diff": spread, "test_acc": acc, "seconds": seconds,
                "seconds_ddp": t_ddp, "seconds_manual": t_manual, "state_path": str(state_path),

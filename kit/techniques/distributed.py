@@ -1,9 +1,12 @@
 """Data-parallel training with ``torch.distributed``: the shared pieces, and ``torchrun`` launching.
 
 The training script is :mod:`kit.techniques.ddp_train` (``python -m torch.distributed.run … -m kit.techniques.ddp_train``).
-Every process builds the same data and the same initial model; each step, the **same global batch** of
-``batch_size`` examples is drawn for everyone and rank ``r`` takes its contiguous ``1/world`` share, so
-the all-reduced (averaged) gradient equals the single-process gradient of the whole batch — up to float
+Every process builds the same data and the same initial model. Each rank reads its share of the data through
+:class:`torch.utils.data.distributed.DistributedSampler` (with ``set_epoch`` every epoch): the sampler shuffles
+with ``seed + epoch`` and deals the permutation out like cards (rank ``r`` gets positions ``r, r+W, r+2W, …``),
+so at step ``s`` the ranks' batches of ``batch_size / W`` together are exactly positions ``s·B … (s+1)·B − 1``
+of that permutation — :func:`global_batches`, what one process with the whole batch ``B`` uses. The
+all-reduced (averaged) gradient therefore equals the single-process gradient of the whole batch, up to float
 rounding. :func:`train_reference` is that single process, run in the notebook itself.
 
     res = launch(nproc=2, epochs=3, batch_size=64)       # torchrun, 2 CPU processes (gloo)
@@ -25,7 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DDPConfig", "free_port", "load_task", "make_model", "global_batches", "shard", "train_reference",
+__all__ = ["DDPConfig", "free_port", "load_task", "make_model", "global_batches", "shard", "linear_scaled_lr",
+           "train_reference",
            "torchrun_command", "launch", "multi_node_commands"]
 
 
@@ -69,8 +73,12 @@ def make_model(cfg: DDPConfig) -> torch.nn.Module:
 
 def global_batches(n: int, batch_size: int, epoch: int, seed: int) -> list[torch.Tensor]:
     """Index tensors of one epoch's global batches: a seeded permutation cut into full batches (the last,
-    incomplete batch is dropped so that every batch splits evenly across processes)."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+    incomplete batch is dropped so that every batch splits evenly across processes).
+
+    The permutation is ``DistributedSampler``'s (``randperm(n)`` from a generator seeded with ``seed + epoch``),
+    so the ranks' sampler batches at step ``s`` are together exactly batch ``s`` here.
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
     return [order[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
 
 
@@ -80,6 +88,14 @@ def shard(idx: torch.Tensor, rank: int, world: int) -> torch.Tensor:
         raise ValueError(f"a global batch of {len(idx)} does not split evenly over {world} processes")
     per = len(idx) // world
     return idx[rank * per:(rank + 1) * per]
+
+
+def linear_scaled_lr(base_lr: float, base_batch: int, global_batch: int) -> float:
+    """The linear scaling rule (Goyal et al., 2017): a global batch ``m`` times larger gets an ``m`` times larger
+    learning rate, so that one step on ``m·B`` examples moves the weights about as far as ``m`` steps on ``B``."""
+    if base_batch <= 0 or global_batch <= 0:
+        raise ValueError(f"batch sizes must be positive, got {base_batch} and {global_batch}")
+    return base_lr * global_batch / base_batch
 
 
 @torch.no_grad()

@@ -54,11 +54,41 @@ print(cfg, f"→ {nproc} processes × {batch_size // nproc} examples per step, b
 # and every rank takes the same optimizer step, so the copies never drift apart.
 #
 # For the curves to match a single process *exactly* (up to float rounding), both runs must see the
-# same examples in the same order: one seeded permutation per epoch, cut into global batches
-# (the last, incomplete one is dropped so every batch splits evenly), each rank taking its slice.
-# There is no dropout, whose random masks would differ between the runs.
+# same examples at each step. Each rank reads its data through PyTorch's
+# `torch.utils.data.distributed.DistributedSampler`: every rank draws **the same** permutation of the
+# $n$ training examples (a generator seeded with `seed + epoch`) and takes every $W$-th position, starting
+# at its rank — dealt out like cards, so the shards are disjoint and together cover the data. A
+# `DataLoader` then cuts the rank's shard into batches of $B/W$. At step $s$ rank $r$ takes positions
+# $(sB/W + j)\,W + r$, $j < B/W$; over all ranks these are exactly the positions $sB, …, (s+1)B-1$ — the
+# contiguous global batch $s$ of the same permutation, which is what the one-process reference trains on
+# (`global_batches`). The last, incomplete batch is dropped (`drop_last=True` in both sampler and loader),
+# so every rank takes the same number of steps: a rank with one step more would wait forever in its
+# all-reduce. There is no dropout, whose random masks would differ between the runs.
+#
+# **`set_epoch`.** The sampler's shuffle depends on `seed + epoch`, and the epoch is whatever you last
+# told it: call `sampler.set_epoch(epoch)` at the start of every epoch, or every epoch repeats the first
+# one's order.
 # %% [code]
-viz.source(D.global_batches, D.shard, ddp_train.allreduce_gradients)
+viz.source(ddp_train.make_loader, D.global_batches, ddp_train.allreduce_gradients)
+# %% [code]
+from torch.utils.data.distributed import DistributedSampler
+
+n_train = len(D.load_task(seed)[0])
+world_demo = max(nproc, 2)
+samplers = [DistributedSampler(range(n_train), num_replicas=world_demo, rank=r, shuffle=True, seed=seed, drop_last=True)
+            for r in range(world_demo)]
+shards = [list(s_) for s_ in samplers]
+union = set().union(*shards)
+print(f"{world_demo} ranks × {len(shards[0])} indices; disjoint: {sum(map(len, shards)) == len(union)}; "
+      f"they cover {len(union)} of the {n_train} examples (drop_last drops {n_train - len(union)})")
+per_rank = batch_size // world_demo
+step0 = sorted(i for sh in shards for i in sh[:per_rank])
+print(f"step 0: the ranks' batches of {per_rank} together are global batch 0: "
+      f"{step0 == sorted(D.global_batches(n_train, per_rank * world_demo, 0, seed)[0].tolist())}")
+again = list(samplers[0])[:8]  # a second pass, without set_epoch
+samplers[0].set_epoch(1)
+print(f"rank 0 starts epoch 0 with {shards[0][:8]}; a second pass without set_epoch: {again} "
+      f"(the same order: {again == shards[0][:8]}); after set_epoch(1): {list(samplers[0])[:8]}")
 # %% [md]
 # ## One process, global batch B
 # The reference, trained right here (on the CPU).
@@ -130,6 +160,38 @@ viz.show(viz.bar({"1 process": ref["seconds"], f"DDP step, {nproc} proc.": res["
                   f"manual all-reduce, {nproc} proc.": res["seconds_manual"]},
                  title="training-loop seconds on this machine (noisy: shared cores)", yaxis="seconds"))
 # %% [md]
+# ## More processes: the global batch and the learning rate
+# Above, the global batch $B$ stays fixed and each process gets $B/W$. In practice one usually keeps the
+# **per-process** batch (what fits on one GPU) and adds processes, so the global batch grows to $W$ times
+# as large and an epoch takes $W$ times fewer steps. With the same learning rate, training then moves
+# the weights much less per epoch. The **linear scaling rule** (Goyal et al., 2017) multiplies the learning
+# rate by the same factor as the global batch, $\eta = \eta_\text{base}\cdot B_\text{global}/B_\text{base}$
+# (`D.linear_scaled_lr`): one step on $mB$ examples then moves the weights about as far as $m$ steps on
+# $B$ did. It holds up to a point — large rates are unstable early in training, hence a **warm-up** that
+# ramps the rate up over the first steps (exercise 12.2) — and it fails for very large batches.
+#
+# Measured here with the one-process trainer (the DDP run gives the same numbers, as checked above): the
+# lesson's batch and rate, a global batch `scale` times larger with the same rate, and with the scaled rate.
+# %% [code]
+scale = 4
+runs = {f"B = {batch_size}, lr = {lr:g}": D.DDPConfig(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, seed=seed),
+        f"B = {scale * batch_size}, lr = {lr:g}": D.DDPConfig(epochs=epochs, batch_size=scale * batch_size, lr=lr,
+                                                              hidden=hidden, seed=seed)}
+lr_scaled = D.linear_scaled_lr(lr, batch_size, scale * batch_size)
+runs[f"B = {scale * batch_size}, lr = {lr_scaled:g} (scaled)"] = D.DDPConfig(epochs=epochs, batch_size=scale * batch_size,
+                                                                            lr=lr_scaled, hidden=hidden, seed=seed)
+scaling = {}
+for name, c in runs.items():
+    out = D.train_reference(c)
+    per_epoch = len(out["losses"]) // epochs
+    scaling[name] = {"steps": len(out["losses"]), "last_epoch_loss": float(np.mean(out["losses"][-per_epoch:])),
+                     "test_acc": out["test_acc"]}
+    print(f"{name:32s} {scaling[name]['steps']:4d} steps; mean training loss in the last epoch "
+          f"{scaling[name]['last_epoch_loss']:.4f}; test accuracy {scaling[name]['test_acc']:.4f}")
+base_run, big_same, big_scaled = scaling.values()
+print(f"the {scale}× larger batch at the same rate ends at loss {big_same['last_epoch_loss']:.3f} "
+      f"(vs {base_run['last_epoch_loss']:.3f}); the scaled rate brings it to {big_scaled['last_epoch_loss']:.3f}")
+# %% [md]
 # ## On several machines
 # The script does not change. On each of the machines start `torchrun` with the number of machines
 # (`--nnodes`), processes per machine, and one **rendezvous** endpoint that all can reach (a host and a
@@ -147,25 +209,64 @@ kit.save_metrics({"nproc": nproc, "world_size": res["world_size"], "steps": len(
                   "manual_vs_ddp_max_loss_diff": manual_vs_ddp, "first_step_grad_max_diff": res["first_step_grad_max_diff"],
                   "replica_max_diff": res["replica_max_diff"], "final_loss_single": float(single[-1]),
                   "final_loss_ddp": float(ddp[-1]), "test_acc_single": ref["test_acc"], "test_acc_ddp": res["test_acc"],
-                  "rtol": tol},
+                  "rtol": tol, "lr_scale": scale, "lr_scaled": lr_scaled,
+                  "loss_base_batch": base_run["last_epoch_loss"], "loss_big_batch_same_lr": big_same["last_epoch_loss"],
+                  "loss_big_batch_scaled_lr": big_scaled["last_epoch_loss"], "acc_big_batch_same_lr": big_same["test_acc"],
+                  "acc_big_batch_scaled_lr": big_scaled["test_acc"]},
                  timing=timing,
                  params={"device": str(dev), "backend": backend})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** Three ranks hold the gradients $[1, 2]$, $[3, 4]$ and $[5, 9]$. What does every rank
-# hold after `all_reduce(SUM)` followed by division by the world size?
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("12.2", 2)` shows the next hint.
+#
+# **Exercise 12.1 (warm-up: the all-reduce).** Simulate the all-reduce DDP performs. Write
+# `all_reduce_mean(grads_per_rank)`: given a list with one gradient tensor per rank (all the same shape), return
+# a list with one tensor per rank, each holding the element-wise **mean** over the ranks — what every rank has
+# after `all_reduce(SUM)` and the division by the world size.
 # %% [code] solution
-answer_1 = [(1 + 3 + 5) / 3, (2 + 4 + 9) / 3]
+def all_reduce_mean(grads_per_rank):
+    total = torch.zeros_like(grads_per_rank[0])
+    for g in grads_per_rank:
+        total = total + g
+    return [total / len(grads_per_rank) for _ in grads_per_rank]
 # %% [code]
-from kit.checks import expect_close
-expect_close("Exercise 1", answer_1, torch.tensor([[1., 2.], [3., 4.], [5., 9.]]).mean(0),
-             hint="Sum element by element over the ranks, then divide by 3.")
+from kit.exercises import check, hint
+check("12.1", all_reduce_mean)
 # %% [md]
-# **Exercise 2.** With the 1 257 training images, a global batch of 64 and the last incomplete batch
-# dropped, how many optimizer steps does one epoch take — with 1 process, and with 4?
+# **Exercise 12.2 (the learning rate for a larger global batch).** Write
+# `warmup_scaled_lr(base_lr, base_batch, global_batch, step, warmup_steps)`: the learning rate at optimizer step
+# `step` (0, 1, …) for training with `global_batch` examples per step, when `base_lr` was tuned for `base_batch`.
+# The target rate follows the linear scaling rule; during the first `warmup_steps` steps the rate rises
+# linearly from `base_lr` (at step 0) towards the target (reached at step `warmup_steps`), then stays there.
+# `warmup_steps = 0` means no warm-up.
 # %% [code] solution
-answer_2 = [1257 // 64, 1257 // 64]
+def warmup_scaled_lr(base_lr, base_batch, global_batch, step, warmup_steps):
+    target = base_lr * (global_batch / base_batch)
+    if warmup_steps == 0 or step >= warmup_steps:
+        return target
+    return base_lr + (target - base_lr) * (step / warmup_steps)
 # %% [code]
-_n = len(D.load_task(seed)[0])
-expect_close("Exercise 2", answer_2, [len(D.global_batches(_n, 64, 0, seed))] * 2,
-             hint="The global batch, not the per-process one, sets the number of steps; more processes share each step.")
+check("12.2", warmup_scaled_lr)
+# %% [md]
+# **Exercise 12.3 (implement: DistributedSampler's shard).** Write
+# `shard_indices(n, rank, world_size, seed, epoch, drop_last=False)` that returns, as a list of ints, the indices
+# rank `rank` reads in epoch `epoch` — exactly what
+# `DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=drop_last)`
+# yields after `set_epoch(epoch)`, including when `n` is not divisible by `world_size`. Do not use
+# `DistributedSampler` itself: shuffle with a `torch.Generator`, then shard.
+# %% [code] solution
+def shard_indices(n, rank, world_size, seed, epoch, drop_last=False):
+    g = torch.Generator().manual_seed(seed + epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    if drop_last and n % world_size:
+        per_rank = -(-(n - world_size) // world_size)
+    else:
+        per_rank = -(-n // world_size)
+    total = per_rank * world_size
+    while len(order) < total:  # pad by wrapping around (several times when n < world_size)
+        order = order + order[:total - len(order)]
+    order = order[:total]
+    return order[rank:total:world_size]
+# %% [code]
+check("12.3", shard_indices)
