@@ -3,6 +3,13 @@
     h_t = tanh(W_x x_t + W_h h_{t-1} + b)          (RNNCell)
     logits_t = W_out h_t                            (a linear head over the vocabulary)
 
+    LSTM (:func:`lstm_step`, PyTorch's layout: the four gates stacked i, f, g, o):
+    i_t = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)   input gate
+    f_t = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)   forget gate
+    g_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg) candidate cell
+    o_t = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)   output gate
+    c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t,   h_t = o_t ⊙ tanh(c_t)
+
 Both models follow :mod:`kit.text`'s recurrent protocol: ``recurrent = True`` and
 ``forward(idx (B, T), state=None) -> (logits (B, T, V), state)``, so ``kit.text.train_lm`` trains
 them with truncated backpropagation through time and ``kit.text.generate`` samples from them.
@@ -69,6 +76,45 @@ class RNNCell(nn.Module):
             if keep is not None:
                 keep.append(h)
         return torch.stack(outs, 1), h
+
+
+def lstm_step(x_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor, W_ih: torch.Tensor, W_hh: torch.Tensor,
+              b_ih: torch.Tensor, b_hh: torch.Tensor):
+    """One LSTM step, every gate written out. ``x_t`` (B, D), ``h`` and ``c`` (B, H) → the new ``(h, c)``.
+
+    The weights have ``nn.LSTM``'s layout (``weight_ih_l0`` (4H, D), ``weight_hh_l0`` (4H, H), two biases
+    (4H,)): the rows are the gates' blocks in the order input i, forget f, candidate g, output o.
+    """
+    z = x_t @ W_ih.T + b_ih + h @ W_hh.T + b_hh  # (B, 4H): all four gates' pre-activations at once
+    zi, zf, zg, zo = z.chunk(4, dim=-1)
+    i = torch.sigmoid(zi)      # input gate: how much of the candidate to write
+    f = torch.sigmoid(zf)      # forget gate: how much of the old cell to keep
+    g = torch.tanh(zg)         # candidate values
+    o = torch.sigmoid(zo)      # output gate: how much of the cell to show
+    c = f * c + i * g          # the additive cell update
+    h = o * torch.tanh(c)
+    return h, c
+
+
+def lstm_unroll(lstm: nn.LSTM, x: torch.Tensor, state=None):
+    """Run :func:`lstm_step` over ``x`` (B, T, D) with the weights of a one-layer, ``batch_first`` ``nn.LSTM``.
+
+    Returns ``(outputs (B, T, H), (h_T, c_T))`` shaped like ``lstm(x, state)``: the same numbers, one
+    step at a time in a Python loop (tests/test_language_models.py checks them against ``nn.LSTM``).
+    """
+    if lstm.num_layers != 1 or not lstm.batch_first or lstm.bidirectional or lstm.proj_size or not lstm.bias:
+        raise ValueError("lstm_unroll needs a one-layer, batch_first, unidirectional nn.LSTM with biases and no projection")
+    B, T, _ = x.shape
+    if state is None:
+        h = c = x.new_zeros(B, lstm.hidden_size)
+    else:
+        h, c = state[0][0], state[1][0]
+    w = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+    outs = []
+    for t in range(T):
+        h, c = lstm_step(x[:, t], h, c, *w)
+        outs.append(h)
+    return torch.stack(outs, 1), (h[None], c[None])
 
 
 class CharRNN(nn.Module):

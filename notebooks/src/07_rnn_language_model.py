@@ -3,8 +3,9 @@
 
 **Goals.** Build a character-level language model that reads text one character at a time and
 predicts the next one. Write the recurrence $h_t = \tanh(W_x x_t + W_h h_{t-1} + b)$ yourself (kit's
-`RNNCell`), see why its gradients vanish or explode through time, train it with **truncated
-backpropagation through time** and **gradient clipping**, compare it with an LSTM, measure
+`RNNCell`), see why its gradients vanish or explode through time, write the LSTM's gates out and check
+them against PyTorch's `nn.LSTM`, train both with **truncated backpropagation through time** and
+**gradient clipping** for the same number of steps, measure
 **perplexity**, and sample new text at different **temperatures**.
 
 **Data.** Tiny Shakespeare (1.1 MB, Karpathy's char-rnn), shipped with kit, so the lesson trains on the
@@ -13,8 +14,7 @@ same text online and offline.
 seed = 0            # random seed
 device = "auto"     # "auto", "cpu", "cuda" or "mps"
 smoke = False       # tiny run for tests
-steps = 2000        # LSTM training steps
-rnn_steps = 1000    # training steps for kit's plain RNN (a Python loop over time, so fewer)
+steps = 1500        # training steps, the same for kit's RNN and the LSTM
 hidden = 256        # recurrent state size
 block_size = 64     # truncated-BPTT length: characters per chunk
 batch_size = 32     # parallel text streams per step
@@ -25,13 +25,12 @@ temperature = 0.8   # sampling temperature for the final samples
 import kit
 from kit.params import Float, Int, validate
 
-validate(globals(), steps=Int(1, 1_000_000),
-         rnn_steps=Int(1, 1_000_000), hidden=Int(1, 8192), block_size=Int(2, 4096), batch_size=Int(1, 4096),
+validate(globals(), steps=Int(1, 1_000_000), hidden=Int(1, 8192), block_size=Int(2, 4096), batch_size=Int(1, 4096),
          lr=Float(0, 10, lo_open=True), clip=Float(0, 1e6), temperature=Float(0, 10, lo_open=True))
 dev = kit.setup(seed, device)
 eval_tokens = 20_000  # validation characters per evaluation during training
 if smoke:
-    steps, rnn_steps, hidden, block_size = min(steps, 100), min(rnn_steps, 80), min(hidden, 128), min(block_size, 64)
+    steps, hidden, block_size = min(steps, 100), min(hidden, 128), min(block_size, 64)
     eval_tokens = 10_000
 # %% [code]
 import math
@@ -42,7 +41,8 @@ import torch.nn.functional as F
 import kit.data
 import kit.viz as viz
 import kit.viz.text as vt
-from kit.models.rnn import CharRNN, RNNCell, RNNConfig, hidden_grad_norms
+from kit.models.rnn import CharRNN, RNNCell, RNNConfig, hidden_grad_norms, lstm_unroll
+from kit.models.rnn import lstm_step as kit_lstm_step
 from kit.models import n_params
 from kit.text import (CharVocab, evaluate_lm, generate, perplexity, split_ids, stream_batches, train_lm,
                       unigram_entropy)
@@ -110,9 +110,35 @@ print(f"gradient at t=1 relative to t=60: scale 0.5 → {vanish_ratio:.1e}, scal
 # * **Gradient clipping** stops the explosions: if the global gradient norm exceeds a threshold
 #   $c$, rescale it to $c$ (same direction, smaller step): $g \leftarrow g \cdot \min(1, c/\lVert g\rVert)$.
 # * **Gating** (the LSTM) fights the vanishing: a separate cell state is updated *additively*,
-#   $c_t = f_t \odot c_{t-1} + i_t \odot \tilde c_t$, so the gradient can flow through many steps when the
-#   forget gate $f_t$ stays near 1.
+#   so the gradient can flow through many steps when the forget gate stays near 1.
 #
+# ## The LSTM, gate by gate
+# An LSTM carries two vectors, the output $h_t$ and the cell $c_t$. From the input $x_t$ and the previous
+# output $h_{t-1}$ it computes four gates ($\sigma$ is the logistic sigmoid, $\odot$ the element-wise product):
+# $$\begin{aligned}
+# i_t &= \sigma(W_{ii} x_t + W_{hi} h_{t-1} + b_i) &&\text{input gate: how much of the candidate to write}\\
+# f_t &= \sigma(W_{if} x_t + W_{hf} h_{t-1} + b_f) &&\text{forget gate: how much of the old cell to keep}\\
+# g_t &= \tanh(W_{ig} x_t + W_{hg} h_{t-1} + b_g) &&\text{candidate values}\\
+# o_t &= \sigma(W_{io} x_t + W_{ho} h_{t-1} + b_o) &&\text{output gate: how much of the cell to show}\\
+# c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+# h_t &= o_t \odot \tanh(c_t).
+# \end{aligned}$$
+# Backpropagating through $c_t = f_t \odot c_{t-1} + \dots$ multiplies by $f_t$ only — no weight matrix, no
+# $\tanh'$ — which is why the cell can remember across many steps. kit's `lstm_step` is these six lines,
+# with the four $W_{i\cdot}$ (and $W_{h\cdot}$) stacked in one matrix as `nn.LSTM` stores them (order i, f, g, o);
+# run over a sequence with `nn.LSTM`'s own weights, it gives the same numbers as PyTorch's fused LSTM:
+# %% [code]
+viz.source(kit_lstm_step)
+torch.manual_seed(seed)
+torch_lstm = torch.nn.LSTM(3, 4, batch_first=True).double()
+x = torch.randn(2, 9, 3, dtype=torch.float64)
+ours, (h_ours, c_ours) = lstm_unroll(torch_lstm, x)
+with torch.no_grad():
+    ref, (h_ref, c_ref) = torch_lstm(x)
+lstm_vs_torch = max((ours - ref).abs().max().item(), (c_ours - c_ref).abs().max().item())
+print(f"kit lstm_step over 9 steps vs torch.nn.LSTM (same weights): max difference {lstm_vs_torch:.1e}")
+assert lstm_vs_torch < 1e-12
+# %% [md]
 # ## Truncated backpropagation through time
 # The text is cut into `batch_size` long streams read side by side; each training step takes the next
 # `block_size` characters of every stream. The state is carried from one chunk to the next (the model
@@ -126,8 +152,10 @@ print(f"targets are the inputs shifted by one: {vocab.decode(x0[0, :20])!r} → 
 # %% [md]
 # ## Training kit's RNN and an LSTM
 # Both models are `embedding → recurrence → linear head`; `kit.text.train_lm` runs the loop (AdamW with
-# a cosine schedule, clipping, truncated BPTT, periodic validation). The RNN steps through time in a
-# Python loop; the LSTM uses PyTorch's fused `nn.LSTM` — much faster per character.
+# a cosine schedule, clipping, truncated BPTT, periodic validation). For a fair comparison both get the same
+# number of steps, so they see the same characters in the same order; the LSTM has more parameters (four
+# gates instead of one tanh layer; printed below) and its own speed per step (printed after training).
+# The RNN steps through time in a Python loop; the LSTM uses PyTorch's fused `nn.LSTM`.
 # %% [code]
 viz.source(train_lm)
 # %% [code]
@@ -139,7 +167,7 @@ common = dict(block_size=block_size, batch_size=batch_size, lr=lr, clip_grad=cli
               seed=seed, eval_tokens=eval_tokens)
 rnn = make("rnn")
 print(f"RNN: {n_params(rnn):,} parameters")
-rnn_run = train_lm(rnn, train_ids, val_ids, steps=rnn_steps, eval_every=max(1, rnn_steps // 10),
+rnn_run = train_lm(rnn, train_ids, val_ids, steps=steps, eval_every=max(1, steps // 10),
                    title="kit RNN", **common)
 lstm = make("lstm")
 print(f"LSTM: {n_params(lstm):,} parameters")
@@ -166,6 +194,15 @@ for name, loss in table.items():
 viz.show(viz.bar({k: perplexity(v) for k, v in table.items()}, title="validation perplexity (lower is better)",
                  yaxis="perplexity"))
 print(f"training speed: RNN {rnn_run.tokens_per_s:,.0f} chars/s, LSTM {lstm_run.tokens_per_s:,.0f} chars/s")
+from IPython.display import Markdown, display
+
+better, worse = ("LSTM", "kit RNN") if val_loss_lstm < val_loss_rnn else ("kit RNN", "LSTM")
+display(Markdown(
+    f"**Same budget of steps.** After {steps:,} steps each ({steps * batch_size * block_size:,} training characters), "
+    f"the {better} reaches validation perplexity {perplexity(min(val_loss_lstm, val_loss_rnn)):.2f} and the {worse} "
+    f"{perplexity(max(val_loss_lstm, val_loss_rnn)):.2f} (unigram bar: {perplexity(unigram):.2f}). "
+    f"The LSTM has {n_params(lstm):,} parameters, the RNN {n_params(rnn):,}; in wall-clock time the RNN took "
+    f"{rnn_run.seconds:.0f} s and the LSTM {lstm_run.seconds:.0f} s on this machine."))
 # %% [md]
 # ## Sampling with temperature
 # To generate, feed a prompt, then repeatedly sample the next character from
@@ -203,28 +240,53 @@ kit.save_metrics({"val_loss": val_loss_lstm, "perplexity": perplexity(val_loss_l
                   "val_loss_rnn": val_loss_rnn, "perplexity_rnn": perplexity(val_loss_rnn),
                   "unigram_val_loss": unigram, "uniform_loss": uniform_loss, "vocab_size": len(vocab),
                   "grad_ratio_scale_0.5": vanish_ratio, "grad_ratio_scale_3": explode_ratio,
-                  "rnn_vs_hand": rnn_vs_hand},
+                  "rnn_vs_hand": rnn_vs_hand, "lstm_vs_torch": lstm_vs_torch, "steps_each": steps},
                  timing={"tokens_per_s_lstm": lstm_run.tokens_per_s, "tokens_per_s_rnn": rnn_run.tokens_per_s,
                          "seconds_lstm": lstm_run.seconds, "seconds_rnn": rnn_run.seconds},
                  params={"device": str(dev), "data": corpus.source})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** A model that gives every one of the $V$ characters the same probability: what is its
-# cross-entropy (in nats) on any text? Write it using `len(vocab)`.
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("07.3", 2)` shows the next hint.
+#
+# **Exercise 07.1 (warm-up).** Write `uniform_model_loss(V)`: the cross-entropy, in nats per character, of a
+# model that gives each of $V$ characters the same probability, whatever the text.
 # %% [code] solution
-answer_1 = math.log(len(vocab))
+def uniform_model_loss(V):
+    return math.log(V)
 # %% [code]
-from kit.checks import expect_close
-_uniform = F.cross_entropy(torch.zeros(len(val_ids[:1000]), len(vocab)), val_ids[:1000]).item()
-expect_close("Exercise 1", answer_1, _uniform, hint="p = 1/V for every character, and the loss is −log p.")
+from kit.exercises import check, hint
+check("07.1", uniform_model_loss)
 # %% [md]
-# **Exercise 2.** A scalar RNN has $w_x = 0.5$, $w_h = -1$, $b = 0.1$ and starts from $h_0 = 0$.
-# Compute $h_2$ by hand for the inputs $x_1 = 1$, $x_2 = 2$ (use `math.tanh`).
+# **Exercise 07.2 (perplexity).** A model read $n$ characters and gave the true next character the
+# probability $p_1, \dots, p_n$. Write `perplexity_from_logprobs(logp)`: given the tensor of
+# $\log p_t$ (natural log, shape `(n,)`), return the perplexity of the model on those characters.
 # %% [code] solution
-answer_2 = math.tanh(0.5 * 2 + (-1) * math.tanh(0.5 * 1 + 0.1) + 0.1)
+def perplexity_from_logprobs(logp):
+    return torch.exp(-logp.mean())
 # %% [code]
-_cell = RNNCell(1, 1).double()
-with torch.no_grad():
-    _cell.in_x.weight.fill_(0.5); _cell.in_x.bias.fill_(0.1); _cell.in_h.weight.fill_(-1.0)
-_h2 = _cell.unroll(torch.tensor([[[1.0], [2.0]]], dtype=torch.float64))[1].item()
-expect_close("Exercise 2", answer_2, _h2, atol=1e-9, hint="h₁ = tanh(0.5·1 + 0.1); then h₂ = tanh(0.5·2 − h₁ + 0.1).")
+check("07.2", perplexity_from_logprobs)
+# %% [md]
+# **Exercise 07.3 (implement: the recurrence).** Write `rnn_step(x, h, W_xh, W_hh, b)`: one step
+# $h_t = \tanh(W_{xh} x_t + W_{hh} h_{t-1} + b)$ for a batch. `x` is `(B, D)` and `h` is `(B, H)` (one row
+# per example); `W_xh` is `(H, D)`, `W_hh` is `(H, H)` (the shapes of `nn.Linear` weights) and `b` is `(H,)`.
+# %% [code] solution
+def rnn_step(x, h, W_xh, W_hh, b):
+    return torch.tanh(x @ W_xh.T + h @ W_hh.T + b)
+# %% [code]
+check("07.3", rnn_step)
+# %% [md]
+# **Exercise 07.4 (implement: the LSTM step).** Many textbooks write the LSTM with one matrix acting on the
+# concatenation $[h_{t-1}; x_t]$ (the previous output first): $z = W [h_{t-1}; x_t] + b$, with `W` of shape
+# `(4H, H + D)` and `b` of shape `(4H,)`; the four blocks of $H$ rows of $z$ are the pre-activations of the
+# gates $i, f, g, o$, in that order. Write `lstm_step(x, h, c, W, b)` returning the pair `(h_t, c_t)`, using
+# the gate equations above. Kit checks it on fresh inputs, including the first step ($h = c = 0$) and
+# saturated gates.
+# %% [code] solution
+def lstm_step(x, h, c, W, b):
+    z = torch.cat([h, x], dim=-1) @ W.T + b
+    zi, zf, zg, zo = z.chunk(4, dim=-1)
+    c = torch.sigmoid(zf) * c + torch.sigmoid(zi) * torch.tanh(zg)
+    return torch.sigmoid(zo) * torch.tanh(c), c
+# %% [code]
+check("07.4", lstm_step)
