@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["CharVocab", "WordVocab", "words"]
+__all__ = ["CharVocab", "WordVocab", "words", "train_bpe", "tokens_per_char"]
 
 
 class CharVocab:
@@ -106,3 +106,31 @@ class WordVocab:
 
     def __repr__(self) -> str:
         return f"WordVocab({len(self)} tokens: {self.itos[:12]}…)"
+
+
+def train_bpe(text: str, vocab_size: int):
+    """A byte-level BPE tokenizer (GPT-2's scheme) trained on ``text`` with the ``tokenizers`` library.
+
+    It starts from the 256 bytes and merges the most frequent adjacent pair until ``vocab_size`` tokens
+    exist; words are split on spaces first (a leading space belongs to the word, as in GPT-2), so merges
+    never cross words. Deterministic for a given text. Returns a ``tokenizers.Tokenizer``:
+    ``tok.encode(s).ids``, ``tok.decode(ids)``, ``tok.get_vocab_size()``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    if vocab_size < 256:
+        raise ValueError(f"a byte-level BPE needs vocab_size >= 256 (the bytes), got {vocab_size}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    lines = text.splitlines(keepends=True)
+    tok.train_from_iterator(("".join(lines[i:i + 200]) for i in range(0, len(lines), 200)), trainer)
+    return tok
+
+
+def tokens_per_char(tokenizer, text: str) -> float:
+    """How many tokens ``tokenizer`` makes of ``text``, per character (a ``CharVocab`` gives exactly 1)."""
+    if not text:
+        raise ValueError("tokens_per_char needs a non-empty text")
+    n = len(tokenizer.encode(text)) if isinstance(tokenizer, (CharVocab, WordVocab)) else len(tokenizer.encode(text).ids)
+    return n / len(text)

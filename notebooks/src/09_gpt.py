@@ -56,6 +56,46 @@ print(f"{len(text):,} characters, {len(vocab)} distinct; train {len(train_ids):,
 unigram = unigram_entropy(train_ids, len(vocab), eval_ids=val_ids)
 print(f"bars: uniform guess {math.log(len(vocab)):.3f} nats/char, unigram model {unigram:.3f}")
 # %% [md]
+# ## Tokens: characters or subwords?
+# This lesson's tokens are **characters**: a tiny vocabulary, every text representable, but long
+# sequences — a context of `block_size` tokens sees only `block_size` characters, and the model must
+# spend its capacity learning to spell. Real LLMs use **subword** tokens, learned by *byte-pair
+# encoding* (BPE): start from the 256 bytes and repeatedly merge the most frequent adjacent pair into a
+# new token, until the vocabulary has the size you asked for. Frequent words become one token, rare ones
+# stay in pieces. The trade-off, measured on this text (BPE trained with the `tokenizers` library on the
+# training part, counted on the validation part):
+# * a bigger vocabulary → **fewer tokens per character**, so the same window covers more text and
+#   training sees more text per step;
+# * but the embedding (and tied output) matrix has $V \times d$ parameters and every next-token
+#   prediction is a softmax over $V$ classes, each seen less often in training.
+#
+# (Losses per token are not comparable across tokenizers: compare nats per **character**, i.e. the loss
+# per token × tokens per character.)
+# %% [code]
+from kit.data.tokenizers import tokens_per_char, train_bpe
+
+bpe_text = corpus.text[:len(train_ids)] if not smoke else corpus.text[:200_000]  # the training part (smoke: less)
+val_text = text[len(train_ids):]
+d_model = gpt.preset(size)[0].n_embd
+window = gpt.preset(size)[0].block_size
+tok_rows = [{"tokenizer": "characters (this lesson)", "vocab": len(vocab), "tokens_per_char": 1.0}]
+bpe = {}
+for V in ((512, 1024) if smoke else (512, 1024, 4096)):
+    bpe[V] = train_bpe(bpe_text, V)
+    tok_rows.append({"tokenizer": f"byte-level BPE, {V} tokens", "vocab": bpe[V].get_vocab_size(),
+                     "tokens_per_char": tokens_per_char(bpe[V], val_text)})
+for r in tok_rows:
+    r["chars_per_window"] = window / r["tokens_per_char"]
+    r["embedding_params"] = r["vocab"] * d_model
+print(f"{'tokenizer':28} {'vocab':>6} {'tokens/char':>12} {f'chars in {window} tokens':>18} {f'V×d (d={d_model})':>14}")
+for r in tok_rows:
+    print(f"{r['tokenizer']:28} {r['vocab']:6,} {r['tokens_per_char']:12.3f} {r['chars_per_window']:18.0f} "
+          f"{r['embedding_params']:14,}")
+V_show = max(bpe)
+line = val_text[val_text.find("\n") + 1:].split("\n")[0]
+pieces = [bpe[V_show].decode([i]) for i in bpe[V_show].encode(line).ids]
+print(f"\n{line!r}: {len(line)} characters → {len(pieces)} BPE-{V_show} tokens: {pieces}")
+# %% [md]
 # ## The model
 # A GPT reads a window of `block_size` characters and predicts, at **every** position, the next one.
 #
@@ -131,7 +171,12 @@ print(f"{run.steps:,} steps, {run.tokens:,} tokens in {run.seconds:.1f} s of tra
 h = run.history
 val_loss = run.final_val_loss
 val_60 = run.val_loss_at(60.0) if budget else None
-bars = {"1.88 (CPU bar at 60 s)": 1.88, "1.70 (CPU bar at 180 s)": 1.70} if size == "cpu" else {}
+# the CPU preset's bars were measured on tiny-shakespeare: draw them only when that is the text loaded
+shakespeare = corpus.description.startswith("tiny-shakespeare")
+bars = {"1.88 (tiny-shakespeare CPU bar at 60 s)": 1.88, "1.70 (tiny-shakespeare CPU bar at 180 s)": 1.70} \
+    if size == "cpu" and shakespeare else {}
+if size == "cpu" and not shakespeare:
+    print(f"the CPU bars (1.88 / 1.70) were set on tiny-shakespeare; not drawn for {corpus.description!r}")
 viz.show(vl.loss_vs_seconds(h, title=f"{size} GPT: loss against training time",
                             marks={"60 s": 60.0} if budget and budget > 60 else None,
                             bars=bars | {"unigram": unigram}, y_range=(min(h["val_loss"]) - 0.05, unigram + 0.25)))
@@ -220,7 +265,8 @@ vt.text_samples(samples, title="samples (the prompt is the first line)")
 # %% [code]
 metrics = {"val_loss": val_loss, "perplexity": perplexity(val_loss), "n_params": n_params,
            "unigram_val_loss": unigram, "kv_cache_same_greedy": same["greedy"],
-           "kv_cache_same_sampled": same["sampled"], "causal_leak": leak, "vocab_size": len(vocab)}
+           "kv_cache_same_sampled": same["sampled"], "causal_leak": leak, "vocab_size": len(vocab)} | \
+          {f"bpe{V}_tokens_per_char": r["tokens_per_char"] for V, r in zip(bpe, tok_rows[1:])}
 timing = {"tokens_per_s": run.tokens_per_s, "train_seconds": run.seconds, "steps": run.steps,
           "tokens": run.tokens, "flops_per_token": fpt, "mfu": util if util is not None else "not applicable (CPU)",
           "generate_tokens_per_s_cache": speed["with cache"], "generate_tokens_per_s_no_cache": speed["no cache"],
@@ -234,24 +280,57 @@ kit.save_metrics(metrics, timing=timing,
                  params={"preset": size, "model": vars(cfg), "train": vars(tc) | {"betas": list(tc.betas)}, "device": str(dev), "data": corpus.source});
 # %% [md]
 # ## Exercises
-# **Exercise 1.** How many parameters does `GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=2,
-# n_head=2, n_embd=64))` have, **including** the position table? (No biases; each block has two
-# LayerNorm gains, an attention with a $d\times 3d$ and a $d\times d$ matrix, an MLP $d\times 4d$ and
-# $4d\times d$; the output matrix is the token embedding.)
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("09.4", 2)` shows the next hint.
+#
+# **Exercise 09.1 (warm-up: temperature).** Write `temperature_probs(logits, temperature)`: the next-token
+# probabilities $\operatorname{softmax}(z/\tau)$ over the last dimension, for a vector of logits or a batch of rows
+# (`temperature` > 0). It must stay exact for logits in the hundreds.
 # %% [code] solution
-d = 64
-answer_1 = 65 * d + 64 * d + 2 * (2 * d + 3 * d * d + d * d + 4 * d * d + 4 * d * d) + d
+def temperature_probs(logits, temperature):
+    z = logits / temperature
+    z = z - z.max(dim=-1, keepdim=True).values
+    e = z.exp()
+    return e / e.sum(dim=-1, keepdim=True)
 # %% [code]
-from kit.checks import expect_close
-expect_close("Exercise 1", answer_1,
-             GPT(gpt.GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=2, n_embd=64)).n_params(non_embedding=False),
-             hint="Per block 12d² + 2d; plus the token table 65·d, the position table 64·d and the final LayerNorm d.")
+from kit.exercises import check, hint
+check("09.1", temperature_probs)
 # %% [md]
-# **Exercise 2.** The next-token probabilities are `[0.5, 0.3, 0.15, 0.05]`. With top-p = 0.7, how many
-# tokens can still be sampled? (Sort by probability and keep tokens until their total reaches p.)
+# **Exercise 09.2 (implement: top-k).** Write `top_k_filter(probs, k)`: given next-token probabilities (a vector,
+# or rows of a batch), set every probability below the $k$-th largest of its row to 0 and renormalise the rest so
+# each row sums to 1. Tokens **tied** with the $k$-th largest are kept too.
 # %% [code] solution
-answer_2 = 2
+def top_k_filter(probs, k):
+    k = min(k, probs.shape[-1])
+    kth = probs.sort(dim=-1, descending=True).values[..., k - 1:k]
+    kept = probs * (probs >= kth)
+    return kept / kept.sum(dim=-1, keepdim=True)
 # %% [code]
-from kit.text import filter_logits
-_kept = int(torch.isfinite(filter_logits(torch.tensor([0.5, 0.3, 0.15, 0.05]).log(), top_p=0.7)).sum())
-expect_close("Exercise 2", answer_2, _kept, hint="0.5 < 0.7, 0.5 + 0.3 = 0.8 ≥ 0.7: stop there.")
+check("09.2", top_k_filter)
+# %% [md]
+# **Exercise 09.3 (count).** Write `gpt_n_params(vocab_size, block_size, n_layer, n_embd)`: the number of
+# parameters of `GPT(GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd))` (no biases, the default),
+# **including** the position table. Each block has two LayerNorm gains, an attention with a $d\times 3d$ and a
+# $d\times d$ matrix, an MLP $d\times 4d$ and $4d\times d$; the output matrix is the token embedding (tied).
+# Why does `n_head` not appear?
+# %% [code] solution
+def gpt_n_params(vocab_size, block_size, n_layer, n_embd):
+    d = n_embd
+    per_block = 2 * d + 3 * d * d + d * d + 4 * d * d + 4 * d * d
+    return vocab_size * d + block_size * d + n_layer * per_block + d
+# %% [code]
+check("09.3", gpt_n_params)
+# %% [md]
+# **Exercise 09.4 (implement: nucleus sampling).** Write `top_p_filter(probs, p)`: keep, in each row, the
+# smallest set of most likely tokens whose probabilities add up to at least $p$ — a token is kept when the total
+# probability of the tokens **more likely than it** is still below $p$ — set the others to 0 and renormalise.
+# Tokens with equal probability are kept or dropped together; with $p = 1$ nothing is removed, and the most
+# likely token is always kept.
+# %% [code] solution
+def top_p_filter(probs, p):
+    bigger = probs.unsqueeze(-2) > probs.unsqueeze(-1)        # [..., i, j]: token j is more likely than token i
+    mass_above = (probs.unsqueeze(-2) * bigger).sum(dim=-1)
+    kept = torch.where(mass_above < p, probs, torch.zeros_like(probs))
+    return kept / kept.sum(dim=-1, keepdim=True)
+# %% [code]
+check("09.4", top_p_filter)
