@@ -35,3 +35,18 @@ def gd_by_hand(X, y, lr: float, steps: int, w0: torch.Tensor | None = None):
         w = w - lr * mse_grad(X, y, w)
         path.append(w.clone())
     return w, losses, torch.stack(path)
+
+
+def hessian(X: torch.Tensor) -> torch.Tensor:
+    """H = (2/n) XᵀX, the (constant) Hessian of the mean squared error L(w) = (1/n) ‖Xw − y‖²."""
+    return 2.0 / len(X) * X.T @ X
+
+
+def condition_number(X: torch.Tensor) -> float:
+    """κ = λ_max / λ_min of the MSE's Hessian (2/n) XᵀX: how elongated the loss bowl is.
+
+    Gradient descent with its best constant learning rate 2/(λ_max + λ_min) shrinks the error along the slowest
+    direction by (κ − 1)/(κ + 1) per step, so a large κ means many steps.
+    """
+    ev = torch.linalg.eigvalsh(hessian(X.double()))
+    return float(ev.max() / ev.min())

@@ -131,6 +131,39 @@ lr_slider = w.FloatLogSlider(value=lr, base=10, min=-3, max=0.3, step=0.05, desc
                              style={"description_width": "initial"})
 viz.slider_plot(lr_figure, lr=lr_slider);
 # %% [md]
+# ## Why standardise the features?
+# We standardised every feature at the start without saying why. The reason is the same $\lambda$'s: gradient
+# descent's speed is set by the *condition number* $\kappa = \lambda_{max}/\lambda_{min}$ of $H$. With its best
+# constant learning rate $2/(\lambda_{max}+\lambda_{min})$ it shrinks the error along the flattest direction by
+# $(\kappa-1)/(\kappa+1)$ per step. Raw features on very different scales (square metres in the hundreds,
+# bedrooms in single digits) make the bowl a long thin valley. Below: the same problem in raw units, its
+# condition number, and gradient descent on it for the same number of steps at its best learning rate (the
+# lesson's `lr` would diverge there).
+# %% [code]
+from IPython.display import Markdown, display
+
+Xtr_raw = linear.add_bias(torch.tensor(houses.X[train_idx], dtype=torch.float64))
+ev_raw = torch.linalg.eigvalsh(linear.hessian(Xtr_raw))
+lr_raw = 2 / (ev_raw.max() + ev_raw.min()).item()
+w_raw, losses_raw, _ = linear.gd_by_hand(Xtr_raw, ytr, lr_raw, steps)
+kappa = {"standardised": linear.condition_number(Xtr), "raw units": linear.condition_number(Xtr_raw)}
+loss_after = {"standardised": losses_hand[-1], "raw units": losses_raw[-1]}
+display(Markdown(
+    "| features | κ of H | largest stable lr | training MSE after " + f"{steps} steps |\n|---|---|---|---|\n"
+    + f"| standardised | {kappa['standardised']:.3g} | {2 / lam_max:.3g} | {loss_after['standardised']:.6g} |\n"
+    + f"| raw units | {kappa['raw units']:.3g} | {2 / ev_raw.max().item():.3g} | {loss_after['raw units']:.6g} |\n\n"
+    + f"The raw problem's κ is **{kappa['raw units'] / kappa['standardised']:,.0f}×** the standardised one; "
+    + f"the lesson's lr = {lr} is {lr / (2 / ev_raw.max().item()):,.0f}× the raw problem's stability limit. "
+    + f"At its best learning rate ({lr_raw:.3g}) the raw run still ends {loss_after['raw units'] - L_star:.4g} above "
+    + f"the optimum {L_star:.6g} (standardised: {max(loss_after['standardised'] - L_star, 0):.2g} above): "
+    + "at the best learning rate the slowest error shrinks per step by a factor "
+    + f"{(kappa['raw units'] - 1) / (kappa['raw units'] + 1):.6f} in raw units, "
+    + f"{(kappa['standardised'] - 1) / (kappa['standardised'] + 1):.3f} standardised."))
+viz.show(viz.compare_curves({"standardised (lr = " + f"{lr:.3g})": [max(l - L_star, 1e-12) for l in losses_hand],
+                             f"raw units (lr = {lr_raw:.3g})": [max(l - L_star, 1e-12) for l in losses_raw]},
+                            log_y=True, xaxis="step", yaxis="training MSE − optimum",
+                            title="same problem, same steps: standardising makes the bowl round"))
+# %% [md]
 # ## The loss surface
 # The loss over two of the weights (the first feature's weight and the bias, the others held at their
 # optimum) is a bowl; gradient descent walks down it.
@@ -160,20 +193,59 @@ viz.show(viz.scatter_fit(yte.numpy(), pred, [yte.min().item(), yte.max().item()]
 kit.save_metrics({"max_weight_diff": max(agree.values()), "hand_vs_autograd": agree["hand vs autograd"],
                   "test_mse": test["mse"], "test_r2": test["r2"], "baseline_mse": baseline["mse"],
                   "final_gd_loss": losses_hand[-1], "fit_val_mse": fit_val_mse, "closed_form_loss": L_star, "max_stable_lr": 2 / lam_max,
-                  "n_train": len(train_idx)},
+                  "n_train": len(train_idx), "cond_scaled": kappa["standardised"], "cond_raw": kappa["raw units"],
+                  "raw_gd_loss": loss_after["raw units"]},
                  params={"data": houses.source})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** Compute the test-set MSE of the baseline that always predicts the *training* mean price.
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("01.3", 2)` shows the next hint.
+# Inputs are float64 tensors unless said otherwise.
+#
+# **Exercise 01.1 (warm-up).** Write `mse(y, y_hat)`: the mean squared error
+# $\frac1n\sum_i (\hat y_i - y_i)^2$ between targets `y` and predictions `y_hat` (two vectors of length $n$).
 # %% [code] solution
-answer_1 = ((yte - ytr.mean()) ** 2).mean()
+def mse(y, y_hat):
+    return ((y_hat - y) ** 2).mean()
 # %% [code]
-from kit.checks import expect_close
-expect_close("Exercise 1", answer_1, baseline["mse"], atol=1e-6, hint="Use ytr.mean() as the prediction for every test house.")
+from kit.exercises import check, hint
+check("01.1", mse)
 # %% [md]
-# **Exercise 2.** Compute the largest stable learning rate $2/\lambda_{max}$ of $H = \frac{2}{n}X^\top X$ yourself
-# (hint: `torch.linalg.eigvalsh`).
+# **Exercise 01.2 (standardising).** Write `standardise(X_train, X_test)` for two NumPy arrays with the same
+# columns: return `(Z_train, Z_test)`, each column shifted and scaled to $(x - \mu_j)/\sigma_j$ where $\mu_j$ and
+# $\sigma_j$ are the mean and the (population, `ddof=0`) standard deviation of column $j$ **of the training set**.
 # %% [code] solution
-answer_2 = 2 / torch.linalg.eigvalsh(2 / len(Xtr) * Xtr.T @ Xtr).max()
+def standardise(X_train, X_test):
+    mu, sd = X_train.mean(0), X_train.std(0)
+    return (X_train - mu) / sd, (X_test - mu) / sd
 # %% [code]
-expect_close("Exercise 2", answer_2, 2 / lam_max, atol=1e-9, hint="H = 2/n · Xtrᵀ Xtr; take its largest eigenvalue.")
+check("01.2", standardise)
+# %% [md]
+# **Exercise 01.3 (implement: one step of gradient descent).** Write `gd_step(X, y, w, lr)`: one step
+# $w \leftarrow w - \eta\,\nabla L(w)$ on $L(w) = \frac1n\lVert Xw - y\rVert^2$, with the gradient derived by hand
+# (no autograd). Return the new `w`; `X` already holds the column of ones.
+# %% [code] solution
+def gd_step(X, y, w, lr):
+    return w - lr * 2 / len(X) * X.T @ (X @ w - y)
+# %% [code]
+check("01.3", gd_step)
+# %% [md]
+# **Exercise 01.4 (the stability limit).** Write `max_stable_lr(X)`: the largest learning rate for which
+# gradient descent on the MSE with design matrix `X` converges, $2/\lambda_{max}(H)$ for the Hessian $H$ of $L$.
+# %% [code] solution
+def max_stable_lr(X):
+    return 2 / torch.linalg.eigvalsh(2 / len(X) * X.T @ X).max()
+# %% [code]
+check("01.4", max_stable_lr)
+# %% [md]
+# **Exercise 01.5 (implement: the closed form).** Write `normal_equation(X, y)` for a feature matrix `X`
+# **without** the column of ones: fit $\hat y = Xw + b$ by least squares and return `(w, b)` — `w` a vector with
+# one weight per column of `X`, `b` a number. Solve the normal equations yourself (`torch.linalg.solve` or
+# `lstsq`; not `linear.closed_form`).
+# %% [code] solution
+def normal_equation(X, y):
+    A = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
+    wb = torch.linalg.solve(A.T @ A, A.T @ y)
+    return wb[:-1], wb[-1]
+# %% [code]
+check("01.5", normal_equation)
