@@ -27,7 +27,7 @@ from kit.models.base import accuracy
 
 __all__ = ["BertConfig", "Bert", "BertLayer", "BertSelfAttention", "minilm_dir", "load_tokenizer",
            "hf_name_map", "load_weights", "load_minilm", "mean_pool", "SentenceEncoder", "BertClassifier",
-           "MLMHead", "mask_tokens", "tokenize"]
+           "MLMHead", "mask_tokens", "tokenize", "warmup_linear", "warmup_linear_factor"]
 
 
 @dataclass
@@ -343,3 +343,18 @@ def mask_tokens(ids: torch.Tensor, attention_mask: torch.Tensor, mask_id: int, v
     out[swap] = rand_tok[swap]
     targets = torch.where(chosen, ids, torch.full_like(ids, -100))
     return out, targets
+
+
+# ---------------------------------------------------------------- fine-tuning schedule
+def warmup_linear_factor(step: int, total: int, warmup_frac: float = 0.1) -> float:
+    """BERT's learning-rate multiplier at (0-based) ``step`` of ``total``: a linear rise over
+    ``w = max(1, int(total · warmup_frac))`` steps to 1, then a linear decay towards 0 at ``total``.
+
+    Never divides by zero: with a single step (``total = 1``) the one step gets the full learning rate."""
+    w = max(1, int(total * warmup_frac + 1e-9))  # the 1e-9: 0.1 is not exact in binary
+    return min((step + 1) / w, max(0.0, (total - step) / max(1, total - w)))
+
+
+def warmup_linear(optimizer, total: int, warmup_frac: float = 0.1):
+    """A ``LambdaLR`` applying :func:`warmup_linear_factor` (pass as ``fit(scheduler=warmup_linear)``)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_linear_factor(s, total, warmup_frac))

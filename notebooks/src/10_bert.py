@@ -194,15 +194,15 @@ clf.head.load_state_dict(probe.state_dict())
 clf.encoder.emb.tok.weight.requires_grad_(False)  # the 30 522-word table: half the weights, kept frozen
 steps_total = finetune_epochs * -(-len(ft_idx) // batch_size)
 
-def warmup_linear(opt, total):  # 10 % warm-up, then linear decay to 0 (BERT's schedule)
-    w = max(1, total // 10)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / w, max(0.0, (total - s) / max(1, total - w))))
+viz.source(bert.warmup_linear_factor)  # 10 % warm-up, then linear decay to 0 (BERT's schedule)
+print("learning-rate factor over the run:", [round(bert.warmup_linear_factor(s, steps_total), 2)
+                                            for s in np.linspace(0, steps_total - 1, 8).astype(int)])
 
 t0 = time.perf_counter()
 # the classifier returns its own loss given the labels: fit batches ids, masks and labels together
 hist_ft = fit(clf, (*encoded(ft_idx), y[ft_idx]), (*encoded(va), y[va]), loss_fn=None, epochs=finetune_epochs,
               batch_size=batch_size,
-              optimizer="adamw", lr=finetune_lr, weight_decay=0.01, scheduler=warmup_linear, clip_grad=1.0,
+              optimizer="adamw", lr=finetune_lr, weight_decay=0.01, scheduler=bert.warmup_linear, clip_grad=1.0,
               device=dev, seed=seed, eval_batch_size=128)
 finetune_seconds = time.perf_counter() - t0
 
@@ -257,12 +257,11 @@ for k, v in results.items():
 # keeps only the encoder, and then trained it further for sentence similarity). So we demonstrate the
 # objective the way it is set up: a fresh BERT MLM head (dense → GELU → LayerNorm → scores against the
 # tied word-embedding matrix) trained for a few hundred steps on top of the **frozen** encoder, with
-# the sentences masked once and the encoder run once (so the steps are cheap). The masked-token
-# accuracy starts at zero and climbs to about 10 % — above always guessing the commonest token, but
-# mostly frequent words and punctuation: this encoder was tuned to summarise *sentences*, its
-# vectors no longer spell out the missing word, and a head trained on a few thousand blanks cannot
-# recover much. Real pre-training trains the encoder and the head together on billions of blanks;
-# this is a demonstration of the objective, not a re-creation of it.
+# the sentences masked once and the encoder run once (so the steps are cheap). What the head reaches is
+# printed below the training: this encoder was tuned to summarise *sentences*, its vectors no longer
+# spell out the missing word, and a head trained on a few thousand blanks cannot recover much. Real
+# pre-training trains the encoder and the head together on billions of blanks; this is a demonstration
+# of the objective, not a re-creation of it.
 # %% [code]
 for p in model.parameters():
     p.requires_grad_(False)
@@ -307,6 +306,12 @@ for step in range(1, mlm_steps + 1):
 mlm_after = mlm_accuracy()
 print(f"{len(Ttr)} masked training tokens; held-out masked-token accuracy {mlm_before:.3f} → {mlm_after:.3f} "
       f"(always guessing {tok.id_to_token(int(most_frequent))!r}: {mlm_unigram:.3f})")
+from IPython.display import Markdown, display
+vs_guess = "above" if mlm_after > mlm_unigram else "not above"
+display(Markdown(f"The held-out masked-token accuracy went from {mlm_before:.1%} to **{mlm_after:.1%}** in {mlm_steps} "
+                 f"steps — {vs_guess} always guessing the commonest masked token "
+                 f"({tok.id_to_token(int(most_frequent))!r}, {mlm_unigram:.1%}); the fill-ins below show which words "
+                 f"it gets."))
 viz.show(viz.compare_curves({"masked-token accuracy (held out)": mlm_curve}, title="training the MLM head on the frozen encoder",
                             yaxis="accuracy", xaxis=f"evaluation (every {max(1, mlm_steps // 10)} steps)"))
 # %% [code]
@@ -333,19 +338,47 @@ kit.save_metrics({"parity_max_abs_err": parity, "paraphrase_cosine": para_sim, "
                  params={"finetune_examples": len(ft_idx), "device": str(dev), "data": ds.source, "weights": str(path)});
 # %% [md]
 # ## Exercises
-# **Exercise 1.** Two sentence embeddings are already L2-normalised. Their cosine similarity is then
-# simply their dot product. Compute the cosine similarity of `sentences[0]` and `sentences[1]` from
-# `E` (the normalised embeddings above).
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("10.3", 2)` shows the next hint.
+#
+# **Exercise 10.1 (warm-up: similarity).** Write `cosine_matrix(A, B)`: for vectors in the rows of `A` $(n, d)$ and
+# `B` $(m, d)$ — not normalised — the $(n, m)$ matrix of cosine similarities
+# $\cos(a, b) = a\cdot b / (\lVert a\rVert\,\lVert b\rVert)$. (For the encoder's unit-length vectors this is just
+# `E @ E.T`, as in the heat map above.)
 # %% [code] solution
-answer_1 = float(E[0] @ E[1])
+def cosine_matrix(A, B):
+    A = A / A.norm(dim=1, keepdim=True)
+    B = B / B.norm(dim=1, keepdim=True)
+    return A @ B.T
 # %% [code]
-from kit.checks import expect_close
-expect_close("Exercise 1", answer_1, F.cosine_similarity(E[0:1], E[1:2]).item(), atol=1e-5,
-             hint="For unit vectors, cos(a, b) = a·b / (|a||b|) = a·b.")
+from kit.exercises import check, hint
+check("10.1", cosine_matrix)
 # %% [md]
-# **Exercise 2.** In a batch with 400 real, non-special tokens, how many `[MASK]` tokens does BERT's
-# recipe insert *on average*? (15 % are chosen, and 80 % of the chosen become `[MASK]`.)
+# **Exercise 10.2 (implement: the sentence vector).** Write `mean_pool_padded(hidden, is_pad)`: the mean of the
+# token vectors `hidden` $(B, T, H)$ over the **real** tokens of each sentence → $(B, H)$. Here the mask follows
+# PyTorch's `key_padding_mask` convention: `is_pad` $(B, T)$ is `True` at **padding** (the opposite of BERT's
+# attention mask). Padding must not change the result, whatever numbers sit there.
 # %% [code] solution
-answer_2 = 400 * 0.15 * 0.8
+def mean_pool_padded(hidden, is_pad):
+    real = (~is_pad).to(hidden.dtype).unsqueeze(-1)
+    return (hidden * real).sum(dim=1) / real.sum(dim=1)
 # %% [code]
-expect_close("Exercise 2", answer_2, 48.0, hint="400 × 0.15 chosen, then × 0.8.")
+check("10.2", mean_pool_padded)
+# %% [md]
+# **Exercise 10.3 (implement: BERT's corruption).** Write `bert_mask(ids, special, r, random_ids, mask_id)`. The
+# randomness is passed in, so the rule can be checked exactly: `r` holds one uniform number per position,
+# `random_ids` one random token per position. A position is **chosen** when it is not `special` and $r < 0.15$.
+# Of the chosen, those with $r < 0.12$ (80 % of them) become `mask_id`, those with $0.12 \le r < 0.135$ (10 %) become
+# `random_ids` at that position, the rest (10 %) stay unchanged. Return `(corrupted, targets)`: `targets` holds the
+# original id at every chosen position and $-100$ (ignored by `F.cross_entropy`) elsewhere; leave `ids` unchanged.
+# %% [code] solution
+def bert_mask(ids, special, r, random_ids, mask_id):
+    chosen = ~special & (r < 0.15)
+    out = ids.clone()
+    out[chosen & (r < 0.12)] = mask_id
+    swap = chosen & (r >= 0.12) & (r < 0.135)
+    out[swap] = random_ids[swap]
+    targets = torch.where(chosen, ids, torch.full_like(ids, -100))
+    return out, targets
+# %% [code]
+check("10.3", bert_mask)
