@@ -97,10 +97,13 @@ viz.show(viz.compare_curves(curves, title="FedAvg vs centralized training", xaxi
 # An **accountant** (Rényi-DP here) adds up the privacy loss of all the noisy steps, using the Poisson
 # sampling rate $q=B/n$: fewer steps, smaller $q$ and more noise σ give a smaller ε.
 #
-# **A caveat about this lesson's ε.** Opacus runs here with `secure_mode=False`, and its noise comes from the
-# lesson's public `seed`, so the runs are reproducible. Anyone who knows the seed can regenerate the noise and
-# subtract it: the ε computed below is the guarantee the *algorithm* would give, not one this run has. Real
-# use needs `secure_mode=True` (noise from a cryptographically secure generator, never seeded).
+# **A caveat about this lesson's ε: it is not a guarantee for these runs.** Opacus runs here with
+# `secure_mode=False`, and its noise comes from a generator seeded with the lesson's public `seed` (so the runs
+# are reproducible; kit also hides Opacus's "Secure RNG turned off" warning). Anyone who knows the seed can
+# regenerate exactly the noise that was added and subtract it, which leaves the clipped, *noise-free* gradients:
+# the guarantee is void. The ε computed below is what the *algorithm* guarantees when its noise is secret — it
+# says nothing about the models trained in this notebook. Real use needs `secure_mode=True` (noise from a
+# cryptographically secure generator, never seeded) and a seed that is not published.
 #
 # ### Per-sample clipping, by hand
 # Ordinary backprop returns only the *sum* of the gradients in a batch. `torch.func` gives each example's
@@ -141,6 +144,7 @@ for sigma in [0.0] + noise_multipliers:
     dp[sigma] = P.train_dp(make_model(), train, test, noise_multiplier=sigma, max_grad_norm=max_grad_norm,
                            epochs=dp_epochs, batch_size=64, lr=0.5, delta=delta, seed=seed, accountant="rdp")
     print(f"σ = {sigma:<4g} ε = {dp[sigma]['epsilon']:8.3f} (δ = {delta:g})   test accuracy {dp[sigma]['test_acc'][-1]:.4f}")
+print("(ε of the algorithm with secret noise; these runs used seeded noise, secure_mode=False: no guarantee)")
 # %% [code]
 noisy = [s for s in noise_multipliers]
 eps = [dp[s]["epsilon"] for s in noisy]
@@ -183,19 +187,65 @@ kit.save_metrics({"fedavg_iid_acc": fed["IID"]["test_acc"][-1], "fedavg_noniid_a
                  params={"device": str(dev)})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** Three clients hold 100, 300 and 600 examples and return the weights 1.0, 2.0 and 4.0
-# (one number each, for simplicity). What is the FedAvg average?
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("13.2", 2)` shows the next hint.
+#
+# **Exercise 13.1 (FedAvg's server step).** Many federated systems treat the averaged client update as a
+# step the server takes with its own learning rate η: $w \leftarrow w + \eta\sum_k \frac{n_k}{n}(w_k - w)$, with
+# $n = \sum_k n_k$ (η = 1 is the lesson's FedAvg). Write `fedavg_round(global_weights, client_weights, client_sizes,
+# server_lr=1.0)`: `global_weights` is a state dict (name → tensor), `client_weights` a list of state dicts with
+# the same keys, `client_sizes` their numbers of examples; return the new state dict.
 # %% [code] solution
-answer_1 = (100 * 1.0 + 300 * 2.0 + 600 * 4.0) / 1000
+def fedavg_round(global_weights, client_weights, client_sizes, server_lr=1.0):
+    n = sum(client_sizes)
+    new = {}
+    for name, w in global_weights.items():
+        step = torch.zeros_like(w)
+        for state, size in zip(client_weights, client_sizes):
+            step += size / n * (state[name] - w)
+        new[name] = w + server_lr * step
+    return new
 # %% [code]
-from kit.checks import expect_close
-expect_close("Exercise 1", answer_1,
-             P.average_states([{"w": torch.tensor(1.0)}, {"w": torch.tensor(2.0)}, {"w": torch.tensor(4.0)}],
-                              [100, 300, 600])["w"], hint="Weight each client by its share of the data.")
+from kit.exercises import check, hint
+check("13.1", fedavg_round)
 # %% [md]
-# **Exercise 2.** An example's gradient is $(3, 4)$ and the clipping norm is C = 1. What is its clipped gradient?
+# **Exercise 13.2 (implement: per-example clipping).** Write `clip_per_example(grads, C)`: `grads` has one
+# example's flattened gradient per row, shape `(n, d)`; return the same shape with every row $g_i$ scaled to
+# norm at most $C$: $g_i \cdot \min(1, C/\lVert g_i\rVert)$. Rows with norm < C must come back unchanged, and a
+# row of zeros must not become NaN.
 # %% [code] solution
-answer_2 = [3 / 5, 4 / 5]
+def clip_per_example(grads, C):
+    norms = torch.linalg.vector_norm(grads, dim=1, keepdim=True)
+    scale = torch.clamp(C / torch.clamp(norms, min=1e-12), max=1.0)
+    return grads * scale
 # %% [code]
-_c, _, _ = P.clip_per_sample({"w": torch.tensor([[3.0, 4.0]])}, 1.0)
-expect_close("Exercise 2", answer_2, _c["w"][0], atol=1e-5, hint="Scale by min(1, C/‖g‖); ‖(3, 4)‖ = 5.")
+check("13.2", clip_per_example)
+# %% [md]
+# **Exercise 13.3 (implement: the noisy mean, checked by its statistics).** One DP-SGD step averages the
+# clipped gradients of a batch of $n$ examples and adds Gaussian noise to their **sum**:
+# $\tilde g = \frac1n\big(\sum_i \mathrm{clip}_C(g_i) + \mathcal N(0, \sigma^2C^2 I)\big)$. Write
+# `noisy_clipped_mean(grads, C, sigma)` (grads of shape `(n, d)`, noise from `torch.randn`). The check calls
+# it hundreds of times and tests its mean and the size of its noise.
+# %% [code] solution
+def noisy_clipped_mean(grads, C, sigma):
+    clipped = clip_per_example(grads, C)
+    noise = torch.randn(grads.shape[1], dtype=grads.dtype) * sigma * C
+    return (clipped.sum(dim=0) + noise) / grads.shape[0]
+# %% [code]
+check("13.3", noisy_clipped_mean)
+# %% [md]
+# **Exercise 13.4 (membership inference).** A trained model usually has a lower loss on its training examples
+# (members) than on others. The simplest attack guesses "member" when an example's loss is $\le \tau$.
+# Write `attack_accuracy(member_losses, nonmember_losses)`: the best **balanced accuracy**
+# $\frac12\big(\text{fraction of members with loss} \le \tau + \text{fraction of non-members with loss} > \tau\big)$
+# over all thresholds τ (a τ below every loss gives ½). Differential privacy bounds how far above ½ any such
+# attack can get: with (ε, 0)-DP, its true-positive rate is at most $e^\varepsilon$ times its false-positive rate.
+# %% [code] solution
+def attack_accuracy(member_losses, nonmember_losses):
+    m, o = np.asarray(member_losses, dtype=float), np.asarray(nonmember_losses, dtype=float)
+    best = 0.5
+    for tau in np.concatenate([m, o]):
+        best = max(best, 0.5 * (np.mean(m <= tau) + np.mean(o > tau)))
+    return best
+# %% [code]
+check("13.4", attack_accuracy)
