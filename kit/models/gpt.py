@@ -34,6 +34,12 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = False      # biases in Linear and LayerNorm (GPT-2: True; a little faster without)
+    activation: str = "gelu"  # the MLP's GELU: "gelu" (exact) or "gelu_tanh" (GPT-2's tanh approximation)
+    ln_eps: float = 1e-5    # LayerNorm epsilon (GPT-2: 1e-5)
+
+    def __post_init__(self):
+        if self.activation not in ("gelu", "gelu_tanh"):
+            raise ValueError(f"GPTConfig.activation must be 'gelu' or 'gelu_tanh', got {self.activation!r}")
 
 
 @dataclass
@@ -145,9 +151,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
+        self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
 
     def forward(self, x):
-        return self.drop(self.c_proj(F.gelu(self.c_fc(x))))
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
@@ -155,9 +162,9 @@ class Block(nn.Module):
 
     def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.ln_eps, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg, layer)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.ln_eps, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
     def forward(self, x, cache: KVCache | None = None):
@@ -175,7 +182,7 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)   # learned position embedding
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.ln_eps, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight                  # weight tying: one matrix, used twice
         self.apply(self._init_weights)
@@ -191,6 +198,19 @@ class GPT(nn.Module):
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str, device=None) -> "GPT":
+        """A Hugging Face GPT-2 checkpoint (a folder, or a hub name such as ``"gpt2"``) as kit's GPT.
+
+        See :mod:`kit.models.gpt2_format` (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)."""
+        from kit.models.gpt2_format import load_gpt2
+        return load_gpt2(name_or_dir, device=device)
+
+    def save_pretrained(self, folder) -> None:
+        """Write this model in Hugging Face's GPT-2 format (loadable by ``transformers`` and :meth:`from_pretrained`)."""
+        from kit.models.gpt2_format import save_gpt2
+        save_gpt2(self, folder)
 
     def n_params(self, non_embedding: bool = True) -> int:
         """Parameters (the tied matrix counted once); ``non_embedding`` leaves out the position table."""
