@@ -49,7 +49,7 @@ import kit.viz as viz
 import kit.viz.text as vt
 from kit.models import n_params
 from kit.models.transformer import (MultiHeadAttention, TransformerClassifier, TransformerConfig, attention,
-                                    sinusoidal_positions)
+                                    attention_head_stats, position_to_token_ratio, sinusoidal_positions)
 from kit.text import WordVocab, pad_batch, words
 # %% [md]
 # ## Attention, written out
@@ -158,6 +158,16 @@ print("example:", texts[tr[0]], "\n   →", X_tr[0].tolist())
 # ## The classifier
 # `embedding (× √d) + positions → n_layer × [x + MHA(LN(x)); x + MLP(LN(x))] → LN → mean over real
 # tokens → linear`, trained with `kit.train.fit` (AdamW, one-cycle schedule, gradient clipping).
+#
+# **Scales.** Token vectors and position codes are *added*, so their sizes matter: if one is much larger,
+# the other is a faint signal the first layer must dig out. A sinusoidal code has coordinates of
+# root-mean-square $1/\sqrt2$ (norm $\sqrt{d/2}$). kit draws the token table from $\mathcal N(0, 1/d)$ and
+# multiplies by $\sqrt d$ (as in the original Transformer), so a token vector has coordinates of standard
+# deviation 1 (norm about $\sqrt d$); learned position vectors start with the sinusoids' RMS, $1/\sqrt2$, so
+# both kinds of positions start at the same scale and the comparison below is about *fixed vs learned*,
+# not about loudness. (Drawing tokens from $\mathcal N(0, 1)$ before the $\times\sqrt d$ would make the
+# sinusoidal codes $1/\sqrt{2d}$ of the tokens' size.) The ratio of the mean norms, measured on the two
+# models before training:
 # %% [code]
 from kit.train import fit
 
@@ -171,9 +181,12 @@ def make(positions):
 train_kw = dict(epochs=epochs, batch_size=batch_size, optimizer="adamw", lr=lr, weight_decay=0.01,
                 scheduler="onecycle", clip_grad=1.0, device=dev, seed=seed)
 model = make("sinusoidal")
+model_learned = make("learned")
+init_ratio = {p: position_to_token_ratio(m.encoder) for p, m in (("sinusoidal", model), ("learned", model_learned))}
+for p, r in init_ratio.items():
+    print(f"{p:>10} positions: ‖position code‖ / ‖token vector × √d‖ = {r:.2f} at initialisation")
 print(model, f"\n{n_params(model):,} parameters")
 hist = fit(model, (X_tr, y[tr]), (X_va, y[va]), live=True, **train_kw)
-model_learned = make("learned")
 hist_learned = fit(model_learned, (X_tr, y[tr]), (X_va, y[va]), progress=False, **train_kw)
 viz.show(viz.compare_curves({"sinusoidal positions": hist["val_acc"], "learned positions": hist_learned["val_acc"]},
                             title=f"validation accuracy (bag of words: {bow_val_acc:.3f})", yaxis="accuracy"))
@@ -198,12 +211,44 @@ viz.show(viz.bar(results, title="test accuracy", yaxis="accuracy"))
 viz.show(viz.heatmap(confusion(y[te], pred), x=ds.classes, y=ds.classes,
                      title="Transformer confusion matrix (rows: true class, columns: predicted)"))
 print({k: round(float(v), 4) for k, v in results.items()})
+from IPython.display import Markdown, display
+
+acc_s, acc_l = float(rep["accuracy"]), float(test_acc_learned)
+gap = acc_s - acc_l
+display(Markdown(
+    f"**Sinusoidal vs learned positions (this run).** Test accuracy {acc_s:.3f} with sinusoidal codes, "
+    f"{acc_l:.3f} with learned ones (validation {hist['val_acc'][-1]:.3f} vs {hist_learned['val_acc'][-1]:.3f}); "
+    f"one test sentence is {1 / len(te):.3f} of accuracy, so the gap of {abs(gap):.3f} is "
+    f"{abs(gap) * len(te):.0f} sentence(s) in favour of "
+    f"{'sinusoidal' if gap > 0 else 'learned' if gap < 0 else 'neither'} codes. "
+    f"Bag of words: {bow_test_acc:.3f}. A gap of a few sentences on one seed is within the noise of a single run."))
+# %% [md]
+# ## What the heads look at, measured
+# For every head of the trained (sinusoidal) model, over all test sentences: **evenness** — the entropy of
+# a query's attention divided by its largest possible value, $\log L$ (1: spread evenly over the sentence;
+# 0: all on one token); the weight on the query's **neighbours** (the tokens right before and after it)
+# next to what even attention would give; and the words that receive the most attention relative to
+# even attention (**lift** 2 = twice their share; words seen at least 5 times).
+# %% [code]
+head_stats = attention_head_stats(model, X_te, vocab.pad_id)
+for st in head_stats:
+    top = ", ".join(f"{vocab.itos[t]!r} ×{lift:.1f}" for t, lift, _ in st["lift"][:5])
+    print(f"layer {st['layer']} head {st['head']}: evenness {st['evenness']:.2f}, neighbours "
+          f"{st['neighbours']:.2f} (even: {st['neighbours_uniform']:.2f}), self {st['self']:.2f}; most attended: {top}")
+most_even = max(head_stats, key=lambda st: st["evenness"])
+most_focused = min(head_stats, key=lambda st: st["evenness"])
+most_local = max(head_stats, key=lambda st: st["neighbours"] / st["neighbours_uniform"])
+display(Markdown(
+    f"In this run the most even head is layer {most_even['layer']} head {most_even['head']} (evenness "
+    f"{most_even['evenness']:.2f}), the most focused layer {most_focused['layer']} head {most_focused['head']} "
+    f"({most_focused['evenness']:.2f}; its most attended words: "
+    f"{', '.join(repr(vocab.itos[t]) for t, _, _ in most_focused['lift'][:5])}), and the one that looks most at "
+    f"neighbours layer {most_local['layer']} head {most_local['head']} ({most_local['neighbours']:.2f} of its weight "
+    f"vs {most_local['neighbours_uniform']:.2f} for even attention)."))
 # %% [md]
 # ## Attention-map explorer
-# Pick a test sentence, a layer and a head: row $i$ shows where token $i$ looks. Some heads spread their
-# attention evenly (averaging the sentence), some lock onto a few informative words (`tensor`, `array`,
-# `estimator` …), some onto neighbours — position codes at work. In JupyterLab the controls redraw the
-# figure; the report keeps the first one.
+# Pick a test sentence, a layer and a head: row $i$ shows where token $i$ looks; compare with the
+# numbers above. In JupyterLab the controls redraw the figure; the report keeps the first one.
 # %% [code]
 import ipywidgets as w
 
@@ -232,25 +277,59 @@ kit.save_metrics({"test_acc": rep["accuracy"], "test_f1": rep["f1"], "val_acc": 
                   "val_loss": hist["val_loss"][-1], "test_acc_learned_positions": test_acc_learned,
                   "val_acc_learned_positions": hist_learned["val_acc"][-1], "bow_val_acc": bow_val_acc,
                   "bow_test_acc": bow_test_acc, "chance": chance, "n_classes": len(ds.classes),
-                  "attn_diff_float64": attn_diff_f64, "attn_diff_float32": attn_diff_f32, "mha_diff": mha_diff},
+                  "attn_diff_float64": attn_diff_f64, "attn_diff_float32": attn_diff_f32, "mha_diff": mha_diff,
+                  "init_ratio_sinusoidal": init_ratio["sinusoidal"], "init_ratio_learned": init_ratio["learned"]},
                  timing={"train_seconds": train_seconds, "tokens_per_s": tokens_per_s,
                          "seconds_learned_positions": sum(hist_learned["seconds"])},
                  params={"device": str(dev), "data": ds.source})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** How many parameters does `MultiHeadAttention(64, 4)` have? ($W_Q, W_K, W_V, W_O$ are
-# each $64\times64$ with a bias.) Does the number of heads change it?
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("08.3", 2)` shows the next hint.
+#
+# **Exercise 08.1 (warm-up).** Write `mha_param_count(d, n_head)`: the number of parameters of multi-head
+# attention on $d$-dimensional tokens with `n_head` heads, where $W_Q, W_K, W_V$ and $W_O$ are linear layers
+# with biases (as in kit's `MultiHeadAttention`).
 # %% [code] solution
-answer_1 = 4 * (64 * 64 + 64)
+def mha_param_count(d, n_head):
+    return 4 * (d * d + d)
 # %% [code]
-from kit.checks import expect_close
-expect_close("Exercise 1", answer_1, n_params(MultiHeadAttention(64, 4)),
-             hint="Heads split the 64 dimensions; they do not add parameters.")
+from kit.exercises import check, hint
+check("08.1", mha_param_count)
 # %% [md]
-# **Exercise 2.** One query $q = (1, 0)$ and two keys $k_1 = (2, 0)$, $k_2 = (0, 2)$ ($d = 2$). What
-# weight does attention give to $k_1$? (Scores are $q\cdot k/\sqrt 2$, then a softmax.)
+# **Exercise 08.2 (position codes).** kit interleaves sines and cosines (even dimensions sines, odd
+# dimensions cosines). Another common layout puts all the sines first: for $i = 0, \dots, d/2 - 1$,
+# $$PE[p, i] = \sin(p\,\omega_i), \qquad PE[p, d/2 + i] = \cos(p\,\omega_i), \qquad \omega_i = 10000^{-2i/d}.$$
+# Write `sincos_positions(T, d)` returning this `(T, d)` table for positions $p = 0, \dots, T-1$ ($d$ even).
 # %% [code] solution
-answer_2 = 1 / (1 + math.exp(-2 / math.sqrt(2)))
+def sincos_positions(T, d):
+    angles = torch.arange(T, dtype=torch.float64)[:, None] * 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
 # %% [code]
-_, _w = attention(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.eye(2), return_weights=True)
-expect_close("Exercise 2", answer_2, _w[0, 0].item(), atol=1e-6, hint="softmax([2/√2, 0])[0] = 1 / (1 + e^(−√2)).")
+check("08.2", sincos_positions)
+# %% [md]
+# **Exercise 08.3 (implement: causal attention).** Write `causal_attention(q, k, v)` for `q` and `k` of shape
+# `(…, T, d)` and `v` of shape `(…, T, d_v)`: scaled dot-product attention in which query $i$ sees only keys
+# $j \le i$. Kit compares it with PyTorch on fresh shapes, including sequence length 1, values wider than the
+# keys and huge scores.
+# %% [code] solution
+def causal_attention(q, k, v):
+    T = q.shape[-2]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ v
+# %% [code]
+check("08.3", causal_attention)
+# %% [md]
+# **Exercise 08.4 (implement: padding).** A batch of sentences of different lengths is padded to $T$ tokens.
+# Write `padded_attention(q, k, v, lengths)`: `q`, `k`, `v` of shape `(B, T, d)` and `lengths` of shape `(B,)`
+# (sentence $b$ has real tokens at positions $0, \dots, \text{lengths}[b]-1$). Each query attends (scaled,
+# not causal) only to its sentence's real tokens, and the output at padding positions is all zeros.
+# %% [code] solution
+def padded_attention(q, k, v, lengths):
+    real = torch.arange(q.shape[1])[None, :] < lengths[:, None]  # (B, T)
+    scores = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(~real[:, None, :], float("-inf"))
+    return (torch.softmax(scores, dim=-1) @ v) * real[..., None]
+# %% [code]
+check("08.4", padded_attention)
