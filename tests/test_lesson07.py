@@ -141,3 +141,15 @@ def test_rnn_and_lstm_train_for_the_same_number_of_steps():
     assert "rnn_steps" not in src
     calls = re.findall(r"train_lm\((\w+), train_ids, val_ids, steps=(\w+)", src)
     assert [m for m, _ in calls] == ["rnn", "lstm"] and len({s for _, s in calls}) == 1, calls
+
+
+def test_cell_path_jacobian_is_the_forget_gate():
+    """The lesson's claim: with h_{t−1} and x_t fixed, ∂c_t/∂c_{t−1} = diag(f_t)."""
+    torch.manual_seed(1)
+    D, H = 3, 5
+    W_ih, W_hh = torch.randn(4 * H, D, dtype=torch.float64), torch.randn(4 * H, H, dtype=torch.float64)
+    b_ih, b_hh = torch.randn(4 * H, dtype=torch.float64), torch.randn(4 * H, dtype=torch.float64)
+    x, h, c = torch.randn(1, D, dtype=torch.float64), torch.randn(1, H, dtype=torch.float64), torch.randn(1, H, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(lambda c: lstm_step(x, h, c, W_ih, W_hh, b_ih, b_hh)[1], c)[0, :, 0, :]
+    f = torch.sigmoid((x @ W_ih.T + b_ih + h @ W_hh.T + b_hh)[0, H:2 * H])
+    assert torch.allclose(J, torch.diag(f), atol=1e-12)

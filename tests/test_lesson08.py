@@ -167,3 +167,18 @@ def test_attention_head_stats_reads_known_patterns():
     assert abs(even["neighbours"] - even["neighbours_uniform"]) < 1e-6
     assert all(abs(lift - 1) < 1e-6 for _, lift, _ in even["lift"])
     assert st[1]["evenness"] < 1
+
+
+@pytest.mark.parametrize("d", [16, 64, 128])
+def test_the_scales_the_lesson_states(d):
+    """Sinusoidal codes have norm √(d/2); with the old N(0, 1) × √d tokens the ratio was 1/√(2d) (0.088 at d = 64)."""
+    from kit.models.transformer import sinusoidal_positions
+    pe = sinusoidal_positions(48, d)
+    assert torch.allclose(pe.norm(dim=1), torch.full((48,), math.sqrt(d / 2)), atol=1e-5)
+    torch.manual_seed(0)
+    m = TransformerClassifier(TransformerConfig(vocab_size=4000, n_classes=3, max_len=48, n_embd=d, n_head=4))
+    tok = m.encoder.token_vectors(torch.arange(1, 4000))
+    assert abs(tok.pow(2).mean().sqrt().item() - 1) < 0.02       # coordinates of std 1 after × √d
+    with torch.no_grad():
+        torch.nn.init.normal_(m.encoder.embed.weight, std=1.0)  # the old initialisation
+    assert abs(position_to_token_ratio(m.encoder) * math.sqrt(2 * d) - 1) < 0.03

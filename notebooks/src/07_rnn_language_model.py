@@ -123,8 +123,9 @@ print(f"gradient at t=1 relative to t=60: scale 0.5 → {vanish_ratio:.1e}, scal
 # c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
 # h_t &= o_t \odot \tanh(c_t).
 # \end{aligned}$$
-# Backpropagating through $c_t = f_t \odot c_{t-1} + \dots$ multiplies by $f_t$ only — no weight matrix, no
-# $\tanh'$ — which is why the cell can remember across many steps. kit's `lstm_step` is these six lines,
+# Along the cell's own path, $\partial c_t/\partial c_{t-1} = \operatorname{diag}(f_t)$: backpropagating from
+# $c_t$ to $c_{t-1}$ multiplies by the forget gate only — no weight matrix, no $\tanh'$ — which is why the
+# cell can carry a gradient across many steps while $f_t$ stays near 1. kit's `lstm_step` is these six lines,
 # with the four $W_{i\cdot}$ (and $W_{h\cdot}$) stacked in one matrix as `nn.LSTM` stores them (order i, f, g, o);
 # run over a sequence with `nn.LSTM`'s own weights, it gives the same numbers as PyTorch's fused LSTM:
 # %% [code]
