@@ -43,3 +43,11 @@ def l1_penalty(strength: float):
     def penalty(model: nn.Module) -> torch.Tensor:
         return strength * sum(p.abs().sum() for n, p in model.named_parameters() if p.ndim > 1)
     return penalty
+
+
+def weight_sparsity(model: nn.Module, tol: float = 1e-3) -> dict:
+    """Over the weight matrices (what ``l1_penalty`` penalises, not biases): the fraction of weights that are
+    exactly 0.0 and the fraction with |w| < ``tol``."""
+    w = torch.cat([p.detach().flatten() for p in model.parameters() if p.ndim > 1])
+    return {"exact_zero": (w == 0).double().mean().item(), "below_tol": (w.abs() < tol).double().mean().item(),
+            "n_weights": w.numel()}
