@@ -107,3 +107,17 @@ def test_standardising_shrinks_the_condition_number_on_the_lessons_data():
         _, losses, _ = linear.gd_by_hand(X, y, 2 / (ev.max() + ev.min()).item(), 1000)
         ends[name] = losses[-1] - L_star
     assert ends["scaled"] < 1e-6 and ends["raw"] > 1e3 * max(ends["scaled"], 1e-9)
+
+
+def test_best_lr_shrinks_the_slowest_error_by_kappa_formula():
+    """The lesson's claim: at lr = 2/(λmax + λmin) the error along the flattest direction shrinks by (κ−1)/(κ+1)."""
+    g = torch.Generator().manual_seed(0)
+    X = linear.add_bias(torch.randn(40, 3, generator=g, dtype=torch.float64) * torch.tensor([5.0, 1.0, 0.2],
+                                                                                             dtype=torch.float64))
+    y = torch.randn(40, generator=g, dtype=torch.float64)
+    ev, vecs = torch.linalg.eigh(linear.hessian(X))
+    kappa = linear.condition_number(X)
+    w_star = linear.closed_form(X, y)
+    _, _, path = linear.gd_by_hand(X, y, 2 / (ev.max() + ev.min()).item(), 5)
+    slow = (path - w_star) @ vecs[:, 0]  # the error's component along λmin's eigenvector
+    assert torch.allclose(slow[1:] / slow[:-1], torch.full((5,), (kappa - 1) / (kappa + 1), dtype=torch.float64))
