@@ -86,29 +86,60 @@ models, hists = {}, {}
 for name, k, lam in [("biases only", 0, l2), ("MF, λ = 0", factors, 0.0), (f"MF, λ = {l2:g}", factors, l2)]:
     models[name], hists[name] = train_mf(k, lam)
 viz.show(viz.compare_curves({n: mf.val_rmse(h) for n, h in hists.items()}, yaxis="validation RMSE",
-                            title="without L2 the factors overfit: validation RMSE turns back up"))
+                            title="validation RMSE per epoch, with and without L2"))
 test_rmse = {"global mean": mf.rmse(torch.full_like(test[1], mu), test[1])}
 test_rmse |= {n: mf.rmse(predict(m, test[0]), test[1]) for n, m in models.items()}
 viz.show(viz.bar(test_rmse, title="test RMSE (lower is better)", yaxis="RMSE"))
-best = models[f"MF, λ = {l2:g}"]
+from IPython.display import Markdown, display
+curve0, curve_l2 = mf.val_rmse(hists["MF, λ = 0"]), mf.val_rmse(hists[f"MF, λ = {l2:g}"])
+e0 = int(np.argmin(curve0))
+rise0 = curve0[-1] - curve0[e0]
+if e0 < len(curve0) - 1 and rise0 > 0:
+    l2_says = (f"**Without L2** the validation RMSE is lowest after epoch {e0 + 1} ({curve0[e0]:.4f}) and then turns "
+               f"back up, to {curve0[-1]:.4f} after epoch {len(curve0)} (+{rise0:.4f}): the factors fit the training "
+               f"ratings' noise. ")
+else:
+    l2_says = (f"**Without L2** the validation RMSE is still falling at the last epoch ({curve0[-1]:.4f}): in "
+               f"{len(curve0)} epochs it has not started to overfit. ")
+l2_says += (f"With λ = {l2:g} it ends at {curve_l2[-1]:.4f}; on the test set {test_rmse['MF, λ = 0']:.4f} without L2 "
+            f"vs {test_rmse[f'MF, λ = {l2:g}']:.4f} with it.")
+display(Markdown(l2_says))
 # %% [code]
-k_sweep = {}
-if not smoke:  # how many factors? choose k on the validation set
-    for k in (1, 2, 4, 8, 16, 32):
-        _, h = train_mf(k, l2)
-        k_sweep[k] = min(mf.val_rmse(h))
-    viz.show(viz.compare_curves({"best validation RMSE": list(k_sweep.values())}, xaxis="k (1, 2, 4, 8, 16, 32)",
-                                yaxis="RMSE", title="number of factors k"))
-    print({k: round(v, 4) for k, v in k_sweep.items()})
+# The number of factors $k$ is a hyperparameter: train one model per $k$, **choose the $k$ with the lowest
+# validation RMSE** (of the trained model, after its last epoch), and only then look at the test set, once, for
+# the chosen model — which is the model used for the rest of the lesson.
+# %% [code]
+k_grid = (1, 2, 4, 8, 16, 32) if not smoke else (2, factors)
+k_sweep, k_models = {}, {}
+for k in sorted(set(k_grid) | {factors}):
+    if k == factors:  # already trained above
+        k_models[k], h = models[f"MF, λ = {l2:g}"], hists[f"MF, λ = {l2:g}"]
+    else:
+        k_models[k], h = train_mf(k, l2)
+    k_sweep[k] = mf.val_rmse(h)[-1]
+chosen_k = min(k_sweep, key=k_sweep.get)
+best = k_models[chosen_k]
+rmse_chosen = mf.rmse(predict(best, test[0]), test[1])
+viz.show(viz.compare_curves({"validation RMSE after training": list(k_sweep.values())},
+                            xaxis=f"k ({', '.join(map(str, k_sweep))})", yaxis="RMSE", title="number of factors k"))
+print("validation RMSE per k:", {k: round(v, 4) for k, v in k_sweep.items()})
+print(f"chosen on validation: k = {chosen_k}; its test RMSE {rmse_chosen:.4f} "
+      f"(the lesson's k = {factors}: {test_rmse[f'MF, λ = {l2:g}']:.4f})")
 # %% [md]
 # ### Ranking quality of the rating predictions
 # Within each user's held-out ratings, does the predicted order match the true one? NDCG@k
-# (`sklearn.metrics.ndcg_score`) with the ratings as graded relevance: 1 = perfect order.
+# (`sklearn.metrics.ndcg_score`) with the ratings as graded relevance: 1 = perfect order. With graded
+# relevance every item earns something, so even a **random order** scores far above 0: it is the baseline
+# to beat, not 0.
 # %% [code]
 pred_test = predict(best, test[0]).numpy()
 ndcg_explicit = mf.per_user_ndcg(r.users[te], r.ratings[te], pred_test, k=top_k)
 ndcg_bias = mf.per_user_ndcg(r.users[te], r.ratings[te], predict(models["biases only"], test[0]).numpy(), k=top_k)
-print(f"NDCG@{top_k} over users' held-out ratings: MF {ndcg_explicit:.4f}, biases only {ndcg_bias:.4f}")
+rng_random = np.random.default_rng(seed + 1)  # the random-order baseline: mean over 5 random orders
+ndcg_random = float(np.mean([mf.per_user_ndcg(r.users[te], r.ratings[te], rng_random.random(len(te)), k=top_k)
+                             for _ in range(5)]))
+print(f"NDCG@{top_k} over users' held-out ratings: MF (k = {chosen_k}) {ndcg_explicit:.4f}, biases only {ndcg_bias:.4f}, "
+      f"random order {ndcg_random:.4f}")
 # %% [md]
 # ## Did it recover the truth? (synthetic data)
 # The synthetic ratings are $\mu + b_u + b_i + p_u\cdot q_i$ plus noise of standard deviation σ, with the
@@ -144,10 +175,16 @@ if synthetic:
                              yaxis="predicted rating", title="held-out pairs: prediction vs truth (line: y = x)"))
 else:
     print("real data: no ground truth to compare with (run offline to see recovery)")
-# %% [md]
-# Recovery is better on held-out pairs than on pairs nobody rated: people rate what they chose to watch,
-# which they tend to like (the synthetic users do too), so the observed ratings are not a random sample of
-# the matrix — the classic *missing-not-at-random* problem of recommender data.
+# %% [code]
+if synthetic:
+    ct, cu = recovery["corr_truth_test"], recovery["corr_truth_unobserved"]
+    display(Markdown(
+        f"Correlation with the noise-free ratings: {ct:.3f} on held-out pairs, {cu:.3f} on pairs nobody rated. "
+        + (f"Recovery is better on held-out pairs: people rate what they chose to watch, which they tend to like "
+           f"(the synthetic users do too, with selection strength {r.truth['selection']:g}), so the observed ratings are "
+           f"not a random sample of the matrix — the classic *missing-not-at-random* problem of recommender data."
+           if ct > cu else
+           "Here recovery is no worse on pairs nobody rated: in this run the choice of what to rate did not bias it.")))
 # %% [md]
 # ## Implicit feedback: Bayesian personalized ranking
 # Often there are no ratings — only clicks, plays, purchases: positives, and a sea of unknowns (not
@@ -159,7 +196,8 @@ else:
 # Evaluation: for each user, 20 % of the positives are held out; the model ranks every item the user
 # has not got as a training positive, and we score the top `top_k` — **precision@k** (fraction of the list
 # that is relevant), **recall@k** (fraction of the held-out positives found), **NDCG@k** (rewards hits
-# near the top). The baseline recommends the most popular items to everyone.
+# near the top). Two baselines: a **random order** (the mean of 3 random rankings: what NDCG@k is worth by
+# chance) and **popularity**, the most popular items for everyone.
 # %% [code]
 viz.source(mf.BPRMF.forward, mf.bpr_loss, mf.resample_negatives)
 liked = r.ratings >= like_threshold
@@ -182,7 +220,10 @@ h_bpr = fit(bpr, (triples,), loss_fn=None, augment=mf.resample_negatives(r.n_ite
             device=dev, seed=seed, progress=False)
 bpr = bpr.cpu().eval()
 popularity = np.bincount(I[~held], minlength=r.n_items).astype(float)
-ranking = {"popularity": mf.ranking_metrics(np.tile(popularity, (r.n_users, 1)), train_pos, test_pos, top_k),
+random_runs = [mf.ranking_metrics(rng_random.random((r.n_users, r.n_items)), train_pos, test_pos, top_k) for _ in range(3)]
+ranking = {"random order": {k: float(np.mean([m[k] for m in random_runs])) if k != "users" else v
+                            for k, v in random_runs[0].items()},
+           "popularity": mf.ranking_metrics(np.tile(popularity, (r.n_users, 1)), train_pos, test_pos, top_k),
            "BPR-MF": mf.ranking_metrics(bpr.scores().numpy(), train_pos, test_pos, top_k)}
 import plotly.graph_objects as go
 fig = go.Figure()
@@ -193,6 +234,10 @@ fig.update_layout(title=f"top-{top_k} recommendations scored on held-out positiv
                   barmode="group", template="plotly_white", height=380)
 viz.show(fig)
 print({n: {k: round(v, 4) for k, v in m.items()} for n, m in ranking.items()})
+nd = {n: m[f"ndcg@{top_k}"] for n, m in ranking.items()}
+display(Markdown(f"NDCG@{top_k}: random order {nd['random order']:.4f}, popularity {nd['popularity']:.4f} "
+                 f"({nd['popularity'] / nd['random order']:.1f}× random), BPR-MF {nd['BPR-MF']:.4f} "
+                 f"({nd['BPR-MF'] / nd['random order']:.1f}× random, {nd['BPR-MF'] / nd['popularity']:.2f}× popularity)."))
 # %% [md]
 # ## Recommendations for one user
 # %% [code]
@@ -206,9 +251,11 @@ print("(✓ = a held-out positive)")
 # %% [code]
 metrics = {"rmse_global_mean": test_rmse["global mean"], "rmse_biases": test_rmse["biases only"],
            "rmse_mf_no_l2": test_rmse["MF, λ = 0"], "rmse_mf": test_rmse[f"MF, λ = {l2:g}"],
-           "ndcg_explicit": ndcg_explicit, "ndcg_explicit_biases": ndcg_bias, "synthetic": synthetic,
+           "ndcg_explicit": ndcg_explicit, "ndcg_explicit_biases": ndcg_bias, "ndcg_explicit_random": ndcg_random,
+           "chosen_k": chosen_k, "rmse_mf_chosen_k": rmse_chosen, "synthetic": synthetic,
+           "val_rmse_no_l2_min": float(curve0[e0]), "val_rmse_no_l2_final": float(curve0[-1]),
            "n_ratings": len(r), "n_users": r.n_users, "n_items": r.n_items}
-for name, key in [("popularity", "pop"), ("BPR-MF", "bpr")]:
+for name, key in [("random order", "random"), ("popularity", "pop"), ("BPR-MF", "bpr")]:
     metrics |= {f"{key}_{k.replace('@', '_at_')}": v for k, v in ranking[name].items() if k != "users"}
 metrics |= {f"recovery_{k}": v for k, v in recovery.items()}
 metrics |= {f"k_sweep_val_rmse_{k}": v for k, v in k_sweep.items()}
@@ -216,25 +263,42 @@ kit.save_metrics(metrics, timing={"mf_seconds": sum(hists[f"MF, λ = {l2:g}"]["s
                  params={"device": str(dev), "data": r.source})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** With $\mu = 3.5$, $b_u = 0.2$, $b_i = -0.3$, $p_u = (1, 2)$ and $q_i = (0.5, -0.25)$, what
-# rating does the model predict?
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("14.2", 2)` shows the next hint.
+#
+# **Exercise 14.1 (implement: the model's prediction).** Write `mf_predict(mu, b_u, b_i, P, Q, users, items)`:
+# the predicted ratings $\hat r = \mu + b_u + b_i + p_u\cdot q_i$ for the pairs `(users[n], items[n])`, as a
+# tensor of shape `(N,)`. `b_u` has one bias per user, `b_i` one per item, `P` is `(n_users, k)`, `Q` is
+# `(n_items, k)`, `users` and `items` are integer index tensors of the same length (indices may repeat).
 # %% [code] solution
-answer_1 = 3.5 + 0.2 - 0.3 + (1 * 0.5 + 2 * -0.25)
+def mf_predict(mu, b_u, b_i, P, Q, users, items):
+    return mu + b_u[users] + b_i[items] + (P[users] * Q[items]).sum(dim=1)
 # %% [code]
-from kit.checks import expect_close
-_m = mf.MatrixFactorization(1, 1, k=2, mu=3.5)
-with torch.no_grad():
-    _m.P.weight[:] = torch.tensor([[1.0, 2.0]]); _m.Q.weight[:] = torch.tensor([[0.5, -0.25]])
-    _m.bu.weight[:] = 0.2; _m.bi.weight[:] = -0.3
-expect_close("Exercise 1", answer_1, _m.eval()(torch.tensor([[0, 0]])).item(), atol=1e-5,
-             hint="μ + b_u + b_i + p·q, and p·q = 1·0.5 + 2·(−0.25).")
+from kit.exercises import check, hint
+check("14.1", mf_predict)
 # %% [md]
-# **Exercise 2.** A top-3 list has relevances (1, 0, 1) — hits at ranks 1 and 3 — and the user has
-# exactly two relevant items. With DCG = Σ rel / log₂(rank + 1), what is NDCG@3 = DCG / ideal DCG?
+# **Exercise 14.2 (implement: the BPR loss, stably).** Write `bpr_loss(pos_scores, neg_scores)`: the mean over
+# the pairs of $-\log\sigma(x_{ui} - x_{uj})$, where `pos_scores[n]` is the score of a user's positive item and
+# `neg_scores[n]` that of a sampled item. It must stay finite and exact when the difference is ±1000 (a negative
+# ranked far above the positive costs about 1000, not `inf`).
 # %% [code] solution
-import math
-answer_2 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+def bpr_loss(pos_scores, neg_scores):
+    return F.softplus(neg_scores - pos_scores).mean()
 # %% [code]
-from sklearn.metrics import ndcg_score
-expect_close("Exercise 2", answer_2, ndcg_score([[1, 0, 1]], [[3, 2, 1]], k=3), atol=1e-6,
-             hint="Ideal order puts both relevant items at ranks 1 and 2.")
+check("14.2", bpr_loss)
+# %% [md]
+# **Exercise 14.3 (implement: NDCG@k).** Write `ndcg_at_k(relevance, k)`: `relevance` lists the relevance grades
+# (numbers ≥ 0) of a recommendation list **in the order the model ranked it**, best first. With
+# $\mathrm{DCG@k} = \sum_{i=1}^{k} \mathrm{rel}_i / \log_2(i + 1)$, return $\mathrm{DCG@k}$ divided by the DCG@k of
+# the ideal order (the same grades sorted from high to low) — and 0.0 when nothing in the list is relevant. `k`
+# may exceed the list's length.
+# %% [code] solution
+def ndcg_at_k(relevance, k):
+    rel = np.asarray(relevance, dtype=float)
+    def dcg(values):
+        top = values[:k]
+        return float(np.sum(top / np.log2(np.arange(2, len(top) + 2))))
+    ideal = dcg(np.sort(rel)[::-1])
+    return dcg(rel) / ideal if ideal > 0 else 0.0
+# %% [code]
+check("14.3", ndcg_at_k)
