@@ -16,18 +16,21 @@ smoke = False     # tiny run for tests
 k_folds = 5       # folds for cross-validation
 threshold = 0.5   # initial decision threshold of the binary classifier
 epochs = 60       # training epochs of the small torch classifiers
+n_resplits = 200  # random halvings of the held-out data that measure the optimism of tuning on test
 # %% [code]
 import kit
 from kit.params import Float, Int, validate
 
 validate(globals(), k_folds=Int(2, 20),
-         threshold=Float(0, 1), epochs=Int(1, 10_000))
+         threshold=Float(0, 1), epochs=Int(1, 10_000), n_resplits=Int(1, 100_000))
 dev = kit.setup(seed, device)
 if smoke:
-    epochs, k_folds = min(epochs, 15), min(k_folds, 3)
+    epochs, k_folds, n_resplits = min(epochs, 15), min(k_folds, 3), min(n_resplits, 50)
 # %% [code]
 import numpy as np
+import plotly.graph_objects as go
 import torch
+from IPython.display import Markdown, display
 
 import kit.data
 import kit.metrics as km
@@ -51,18 +54,31 @@ def train_classifier(X, y, tr, va, hidden=(), n_classes=2):
             return torch.softmax(model(T(idx).to(dev)), -1).cpu().numpy()
     return proba
 # %% [md]
-# ## 1. A binary classifier and its scores
+# ## 1. Three sets, three jobs
 # We detect **malignant** tumours (positive class = 1), with logistic regression trained by `kit.train.fit`.
-# The model outputs a probability; a *threshold* turns it into a decision.
+# The model outputs a probability; a *threshold* turns it into a decision. The data is split once into three
+# sets, and each has one job:
+#
+# * **training** (60 %) fits the weights;
+# * **validation** (20 %) is where we make every other choice — here, the decision threshold (elsewhere also
+#   the number of epochs, the learning rate, which model to keep);
+# * **test** (20 %) is looked at **once**, at the very end, to report how the finished system will do on new
+#   patients.
+#
+# If the test set influences a choice, information about it *leaks* into the system: the choice is fitted to
+# those particular tumours, and the test score stops being an estimate for new data — it becomes
+# optimistic. Section 1c measures by how much.
 # %% [code]
 cancer = kit.data.load("breast_cancer")
 y_mal = (cancer.y == 0).astype(np.int64)  # scikit-learn codes malignant as 0; we make it the positive class
 tr, va, te = kit.data.split(len(cancer), (0.6, 0.2, 0.2), seed=seed, stratify=y_mal)
 proba = train_classifier(cancer.X, y_mal, tr, va)
-scores = proba(te)[:, 1]
-y_te = y_mal[te]
-at_half = km.binary_at_threshold(y_te, scores, 0.5)
-print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in at_half.items()})
+y_va, s_va = y_mal[va], proba(va)[:, 1]   # validation: for choosing
+y_te, s_te = y_mal[te], proba(te)[:, 1]   # test: scored once, in 1b
+print(f"{len(tr)} training, {len(va)} validation, {len(te)} test tumours "
+      f"({y_va.mean():.0%} / {y_te.mean():.0%} malignant in validation / test)")
+at_half = km.binary_at_threshold(y_va, s_va, 0.5)
+print("validation, threshold 0.5:", {k: (round(float(v), 4) if isinstance(v, float) else v) for k, v in at_half.items()})
 # %% [md]
 # * **precision** $= \frac{TP}{TP+FP}$: of the tumours we flag, how many are malignant;
 # * **recall** $= \frac{TP}{TP+FN}$: of the malignant tumours, how many we catch;
@@ -71,21 +87,79 @@ print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in at_half.items
 #   probability that a random positive scores above a random negative;
 # * **PR curve**: precision against recall; its average precision (AP) summarises it.
 #
-# Move the threshold: lowering it catches more malignant tumours (recall ↑) at the price of more false alarms
-# (precision ↓). The red marker is the operating point.
+# Move the threshold — on the **validation** scores, since we are still choosing: lowering it catches more
+# malignant tumours (recall ↑) at the price of more false alarms (precision ↓). The red marker is the operating
+# point.
 # %% [code]
 import ipywidgets as w
 
 slider = w.FloatSlider(value=threshold, min=0.01, max=0.99, step=0.01, description="threshold")
-viz.slider_plot(lambda threshold: ev.roc_pr(y_te, scores, threshold), threshold=slider);
-roc_auc = km.roc(y_te, scores)["auc"]
-ap = km.pr(y_te, scores)["average_precision"]
+viz.slider_plot(lambda threshold: ev.roc_pr(y_va, s_va, threshold), threshold=slider);
+# %% [md]
+# The sweep below is also on validation. `km.choose_threshold` takes **only validation labels and scores** and
+# returns the threshold with the best validation F1 (every distinct validation score is a candidate).
 # %% [code]
 thresholds = np.linspace(0.05, 0.95, 19)
-ops = [km.binary_at_threshold(y_te, scores, t) for t in thresholds]
+ops = [km.binary_at_threshold(y_va, s_va, t) for t in thresholds]
 fig = viz.compare_curves({k: [o[k] for o in ops] for k in ("precision", "recall", "f1")},
-                         title="precision, recall and F1 as the threshold moves", yaxis="value", xaxis="threshold")
+                         title="validation precision, recall and F1 as the threshold moves", yaxis="value",
+                         xaxis="threshold")
 fig.update_traces(x=thresholds)
+t_val = km.choose_threshold(y_va, s_va, metric="f1")
+fig.add_vline(x=t_val, line_dash="dash", annotation_text=f"chosen on validation: {t_val:.3f}")
+viz.show(fig)
+# %% [md]
+# ### 1b. The test set, once
+# The threshold is fixed; now, and only now, the test set is scored — one time, with everything frozen.
+# `km.threshold_report` does both steps in that order: choose on validation, then score the test set.
+# %% [code]
+final = km.threshold_report(y_va, s_va, y_te, s_te, metric="f1")
+assert final["threshold"] == t_val
+test_op = final["test"]
+roc_auc = km.roc(y_te, s_te)["auc"]
+ap = km.pr(y_te, s_te)["average_precision"]
+print(f"threshold {final['threshold']:.3f} (chosen on validation, F1 there {final['validation']['f1']:.3f})")
+print("TEST:", {k: (round(float(v), 4) if isinstance(v, float) else v) for k, v in test_op.items()},
+      f"ROC AUC {roc_auc:.4f}, AP {ap:.4f}")
+viz.show(ev.roc_pr(y_te, s_te, final["threshold"], title="test set, at the threshold chosen on validation"))
+# %% [md]
+# ### 1c. What choosing on the test set would have done
+# Suppose we had tuned the threshold on the test set instead (don't: this cell exists to measure the damage).
+# %% [code]
+t_cheat = km.choose_threshold(y_te, s_te, metric="f1")
+f1_cheat = km.binary_at_threshold(y_te, s_te, t_cheat)["f1"]
+display(Markdown(
+    f"Tuned on test, the threshold would be {t_cheat:.3f} and the test F1 **{f1_cheat:.3f}**; the honest "
+    f"procedure reports **{test_op['f1']:.3f}**. The first number is the best of many tries *graded on the same "
+    f"answers* — it is never below the honest one on the same data, and it says nothing about new patients."))
+# %% [md]
+# One split is one draw. To see that the optimism is systematic, we pool the held-out validation and test
+# tumours and split them in two halves A and B many times: the **honest** score chooses on A and scores B; the
+# **leaky** one chooses on B and scores B.
+# %% [code]
+held = np.concatenate([va, te])
+y_h, s_h = y_mal[held], proba(held)[:, 1]
+rng = np.random.default_rng(seed)
+honest_f1, leaky_f1 = [], []
+for _ in range(n_resplits):
+    perm = rng.permutation(len(held))
+    A, B = perm[: len(held) // 2], perm[len(held) // 2:]
+    t_A = km.choose_threshold(y_h[A], s_h[A])            # chosen on A (plays validation)
+    honest_f1.append(km.binary_at_threshold(y_h[B], s_h[B], t_A)["f1"])
+    t_B = km.choose_threshold(y_h[B], s_h[B])            # chosen on B itself: leakage
+    leaky_f1.append(km.binary_at_threshold(y_h[B], s_h[B], t_B)["f1"])
+honest_f1, leaky_f1 = np.array(honest_f1), np.array(leaky_f1)
+optimism = float((leaky_f1 - honest_f1).mean())
+display(Markdown(
+    f"Over {n_resplits} re-splits: honest F1 {honest_f1.mean():.3f} ± {honest_f1.std():.3f}, leaky F1 "
+    f"{leaky_f1.mean():.3f} ± {leaky_f1.std():.3f}. Choosing on the data you report inflates F1 by "
+    f"**{optimism:.3f}** on average, and the leaky score is at least the honest one in "
+    f"{(leaky_f1 >= honest_f1).mean():.0%} of the splits. Here only one number (a threshold) was tuned; tuning "
+    f"epochs, features and models on the test set as well inflates it more."))
+fig = go.Figure([go.Histogram(x=honest_f1, name="chosen on A, scored on B (honest)", opacity=0.6),
+                 go.Histogram(x=leaky_f1, name="chosen on B, scored on B (leaky)", opacity=0.6)])
+fig.update_layout(title="test F1 over re-splits: tuning on the scored data shifts it up", barmode="overlay",
+                  template="plotly_white", height=360, xaxis_title="F1 on B")
 viz.show(fig)
 # %% [md]
 # ## 2. Why accuracy misleads on imbalanced data
@@ -106,7 +180,6 @@ print(f"positives in the test set: {y9[dte].mean():.1%}")
 import pandas as pd
 pd.DataFrame({"always 'no'": trivial, "logistic regression": learned}).round(3)
 # %% [code]
-import plotly.graph_objects as go
 fig = go.Figure([go.Bar(name=name, x=list(rep), y=list(rep.values())) for name, rep in
                  {"always 'no'": trivial, "logistic regression": learned}.items()])
 fig.update_layout(title="accuracy looks fine for the useless classifier; recall and F1 do not", barmode="group",
@@ -164,8 +237,11 @@ print(f"one wild prediction: MSE ×{reg_bad['mse'] / reg['mse']:.2f}, MAE ×{reg
 viz.show(viz.scatter_fit(diabetes.y[rte], y_hat, [25, 350], [25, 350], title="ridge regression: predicted vs actual",
                          xaxis="actual progression", yaxis="predicted"))
 # %% [code]
-kit.save_metrics({"binary_accuracy": at_half["accuracy"], "binary_precision": at_half["precision"],
-                  "binary_recall": at_half["recall"], "binary_f1": at_half["f1"], "roc_auc": roc_auc,
+kit.save_metrics({"threshold_from_validation": final["threshold"], "binary_accuracy": test_op["accuracy"],
+                  "binary_precision": test_op["precision"], "binary_recall": test_op["recall"],
+                  "binary_f1": test_op["f1"], "test_f1_threshold_tuned_on_test": f1_cheat,
+                  "resplit_honest_f1": honest_f1.mean(), "resplit_leaky_f1": leaky_f1.mean(),
+                  "tuning_on_test_optimism_f1": optimism, "roc_auc": roc_auc,
                   "average_precision": ap, "imbalanced_trivial_accuracy": trivial["accuracy"],
                   "imbalanced_trivial_f1": trivial["f1"], "imbalanced_model_accuracy": learned["accuracy"],
                   "imbalanced_model_f1": learned["f1"], "multiclass_accuracy": macro["accuracy"],
@@ -176,18 +252,63 @@ kit.save_metrics({"binary_accuracy": at_half["accuracy"], "binary_precision": at
                   "outlier_mae_factor": reg_bad["mae"] / reg["mae"]})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** A classifier has TP = 30, FP = 10, FN = 20. Compute its F1 score by hand.
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("05.3", 2)` shows the next hint.
+#
+# **Exercise 05.1 (warm-up).** Write `f1_from_counts(tp, fp, fn)`: the F1 score of a classifier from its
+# confusion counts, $F_1 = \frac{2PR}{P+R}$. When there is no true positive ($TP = 0$) it must return 0 — even
+# when nothing was flagged at all and precision is $\frac00$.
 # %% [code] solution
-P, R = 30 / (30 + 10), 30 / (30 + 20)
-answer_1 = 2 * P * R / (P + R)
+def f1_from_counts(tp, fp, fn):
+    """F1 from the counts of true positives, false positives and false negatives (0 when tp == 0)."""
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
 # %% [code]
-from kit.checks import expect_close
-expect_close("Exercise 1", answer_1, 2 * 30 / (2 * 30 + 10 + 20), hint="F1 = 2PR/(P+R) = 2TP / (2TP + FP + FN).")
+from kit.exercises import check, hint
+check("05.1", f1_from_counts)
 # %% [md]
-# **Exercise 2.** Using `km.binary_at_threshold`, find the *lowest* threshold in `thresholds` (the grid above)
-# at which the breast-cancer classifier's precision on the test set is at least 0.95.
+# **Exercise 05.2 (the counts).** Write `confusion_counts(y_true, scores, threshold)` for numpy arrays of 0/1
+# labels and scores: the rule *score ≥ threshold* predicts positive; return the tuple `(tp, fp, tn, fn)` of
+# integers. (Without `km.binary_at_threshold` — this is what it does inside.)
 # %% [code] solution
-answer_2 = min(t for t in thresholds if km.binary_at_threshold(y_te, scores, t)["precision"] >= 0.95)
+def confusion_counts(y_true, scores, threshold):
+    """(tp, fp, tn, fn) of the rule scores >= threshold."""
+    pred = np.asarray(scores) >= threshold
+    pos = np.asarray(y_true) == 1
+    return int((pred & pos).sum()), int((pred & ~pos).sum()), int((~pred & ~pos).sum()), int((~pred & pos).sum())
 # %% [code]
-_ok = [t for t in thresholds if km.binary_at_threshold(y_te, scores, t)["precision"] >= 0.95]
-expect_close("Exercise 2", answer_2, min(_ok), hint="Loop over thresholds and keep those with precision ≥ 0.95.")
+check("05.2", confusion_counts)
+# %% [md]
+# **Exercise 05.3 (implement: choosing on validation).** A hospital wants at least a given precision: of the
+# tumours flagged, at least `min_precision` must be malignant. Write `pick_threshold(y_val, s_val, min_precision)`
+# that returns the **lowest** threshold $t$ at which the rule *score ≥ t* has validation precision
+# $\ge$ `min_precision` (lower thresholds catch more tumours, so the lowest that qualifies is the best). Try every
+# distinct validation score as $t$; if none qualifies, return `float("inf")` (flag nothing). It takes validation
+# data only — you would call it as `pick_threshold(y_va, s_va, 0.95)` and then score the test set once.
+# %% [code] solution
+def pick_threshold(y_val, s_val, min_precision):
+    """The lowest threshold (a distinct validation score) whose validation precision is >= min_precision; inf if none."""
+    y_val, s_val = np.asarray(y_val), np.asarray(s_val)
+    for t in np.unique(s_val):
+        if y_val[s_val >= t].mean() >= min_precision:
+            return float(t)
+    return float("inf")
+# %% [code]
+check("05.3", pick_threshold)
+# %% [md]
+# **Exercise 05.4 (stratified folds).** Write `stratified_folds(y, k)` that assigns each example a fold id in
+# $0, \dots, k-1$ (an integer array, one per example) so that **every class is spread evenly**: for each class,
+# the numbers of its examples in the $k$ folds differ by at most one. (This is what `StratifiedKFold` guarantees
+# in section 4; no shuffling is needed for the check.)
+# %% [code] solution
+def stratified_folds(y, k):
+    """Fold ids 0..k-1, one per example, with every class spread evenly over the folds."""
+    y = np.asarray(y)
+    fold = np.empty(len(y), dtype=int)
+    dealt = 0
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        fold[members] = (dealt + np.arange(len(members))) % k
+        dealt += len(members)
+    return fold
+# %% [code]
+check("05.4", stratified_folds)
