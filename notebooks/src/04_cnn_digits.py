@@ -175,29 +175,73 @@ kit.save_metrics({"test_acc": test_acc, "test_f1": rep["f1"], "val_acc": hist["v
                  params={"data_source": data.source, "device": str(dev)})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** The last block's output has `4·width` channels of 3×3 pixels (28 → 14 → 7 → 3: each
-# 2×2 max-pool halves the size, rounding down). How many numbers enter the final linear layer?
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("04.3", 2)` shows the next hint.
+#
+# **Exercise 04.1 (warm-up: sizes).** Write `conv_output_size(n, kernel, stride=1, padding=0, dilation=1)`: the
+# height (or width) of the output of a convolution or pooling layer applied to an input of size `n`, as
+# `torch.nn.Conv2d` and `MaxPool2d` compute it. A dilation $d$ places the kernel's taps $d$ pixels apart.
 # %% [code] solution
-answer_1 = 4 * width * 3 * 3
+def conv_output_size(n, kernel, stride=1, padding=0, dilation=1):
+    """Output size of a conv/pool layer along one axis."""
+    span = dilation * (kernel - 1) + 1          # pixels covered by the dilated kernel
+    return (n + 2 * padding - span) // stride + 1
 # %% [code]
-from kit.checks import expect_close
-expect_close("Exercise 1", answer_1, model.head[-1].in_features,
-             hint="channels × height × width of the last block's output.")
+from kit.exercises import check, hint
+check("04.1", conv_output_size)
 # %% [md]
-# **Exercise 2.** `F.affine_grid` measures positions from −1 (left edge) to +1 (right edge). By how many
-# pixels does a shift of 0.1 in these coordinates move the content of a 28-pixel-wide image?
-# (The check below shifts a square blob and measures how far its centre of mass moved.)
+# **Exercise 04.2 (weight sharing, counted).** Write `conv_params(c_in, c_out, kernel, bias=True)`: the number of
+# learnable numbers in `torch.nn.Conv2d(c_in, c_out, kernel, bias=bias)` (square kernel). Compare with a dense
+# layer from a 28×28 image to 16 maps of 28×28 to see what sharing saves.
 # %% [code] solution
-answer_2 = 0.1 * 28 / 2
+def conv_params(c_in, c_out, kernel, bias=True):
+    """Weights (and biases) of a Conv2d layer."""
+    return c_out * (c_in * kernel * kernel + int(bias))
 # %% [code]
-_img = torch.zeros(1, 1, 28, 28)
-_img[..., 10:18, 10:18] = 1.0  # a square blob in the middle, far from the edges
-_theta = torch.tensor([[[1.0, 0.0, 0.1], [0.0, 1.0, 0.0]]])
-_moved = kit.data.augment.apply_affine(_img, _theta)
-_cols = torch.arange(28, dtype=torch.float32)
-_centre = lambda im: float((im[0, 0].sum(0) * _cols).sum() / im.sum())
-expect_close("Exercise 2", answer_2, abs(_centre(_moved) - _centre(_img)), atol=0.1,
-             hint="The grid is 2 units wide and the image 28 pixels wide.")
+check("04.2", conv_params)
+# %% [md]
+# **Exercise 04.3 (implement: the convolution).** Write `conv2d_single_channel(x, k)` for a 2-D tensor `x`
+# (H × W) and a kernel `k` (kh × kw): the output
+# $y_{ij} = \sum_{a,b} x_{i+a,\,j+b}\, k_{ab}$ at every position where the kernel fits (no padding, stride 1) —
+# what `F.conv2d` computes for one input and one output channel. Write the loops (or an unfold) yourself.
+# %% [code] solution
+def conv2d_single_channel(x, k):
+    """Valid cross-correlation of a 2-D image with a 2-D kernel."""
+    kh, kw = k.shape
+    out = x.new_zeros(x.shape[0] - kh + 1, x.shape[1] - kw + 1)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = (x[i:i + kh, j:j + kw] * k).sum()
+    return out
+# %% [code]
+check("04.3", conv2d_single_channel)
+# %% [md]
+# **Exercise 04.4 (implement: max-pooling).** Write `max_pool(x, size)` for a tensor whose last two axes are
+# height and width (`(H, W)` or `(C, H, W)`): the maximum of each non-overlapping `size`×`size` block, a
+# remainder that does not fill a block being dropped — as `F.max_pool2d(x, size)`.
+# %% [code] solution
+def max_pool(x, size):
+    """Non-overlapping max-pooling over the last two axes."""
+    h, w = x.shape[-2] // size, x.shape[-1] // size
+    x = x[..., : h * size, : w * size]
+    blocks = x.reshape(*x.shape[:-2], h, size, w, size)
+    return blocks.amax(dim=(-3, -1))
+# %% [code]
+check("04.4", max_pool)
+# %% [md]
+# **Exercise 04.5 (receptive field).** How many input pixels (along one axis) can one output pixel of a stack of
+# layers depend on? Write `receptive_field(layers)` for a list of `(kernel, stride)` pairs, first layer first.
+# The lesson's CNN is `[(3, 1), (2, 2)] * 3`: can one feature of its last block see a whole 28-pixel digit?
+# %% [code] solution
+def receptive_field(layers):
+    """Receptive field (in input pixels) of a stack of (kernel, stride) layers."""
+    field, jump = 1, 1
+    for kernel, stride in layers:
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+# %% [code]
+check("04.5", receptive_field)
 # %% [md]
 # **Try next.** Set `augment=False` and compare the test accuracy (and the gap between training and
 # validation loss); try `width=8` or `32` and watch both accuracy and seconds per epoch; run with
