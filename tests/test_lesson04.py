@@ -94,7 +94,7 @@ def test_conv2d_mistakes_fail_naming_the_case():
 def test_max_pool_mistakes_fail_naming_the_case():
     def zero_start(x, size):
         return pool(x, size).clamp(min=0)  # a running max started at 0
-    assert "negative" in verdict("04.4", zero_start)
+    assert "case '" in verdict("04.4", zero_start)  # random maps have negative blocks too
 
     def ceil_mode(x, size):
         return F.max_pool2d(x[None], size, ceil_mode=True)[0] if x.dim() == 3 else \

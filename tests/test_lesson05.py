@@ -91,7 +91,8 @@ def test_pick_threshold_mistakes_fail_naming_the_case():
                 break
             best = float(t)
         return best
-    assert "not monotone" in verdict("05.3", stops_at_first_failure)
+    msg = verdict("05.3", stops_at_first_failure)  # always wrong on the non-monotone case, often on random ones
+    assert msg and "case '" in msg
 
     def returns_none(y, s, mp):
         y, s = np.asarray(y), np.asarray(s)
@@ -109,7 +110,6 @@ def test_pick_threshold_mistakes_fail_naming_the_case():
 def test_stratified_folds_mistakes_fail_naming_the_case():
     def contiguous(y, k):  # KFold without shuffling: blocks of consecutive examples
         return (np.arange(len(y)) * k) // len(y)
-    assert "sorted by class" in verdict("05.4", contiguous) or "unevenly" in verdict("05.4", contiguous)
     assert "spread unevenly" in verdict("05.4", contiguous)
 
     def one_based(y, k):
