@@ -192,7 +192,7 @@ def test_03_3_adam():
     def eps_inside(w, g, m, v, t, lr, b1, b2, eps):
         m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
         return w - lr * (m / (1 - b1 ** t)) / (v / (1 - b2 ** t) + eps).sqrt(), m, v
-    _fails("03.3", eps_inside, "tiny gradients")
+    _fails("03.3", eps_inside)  # caught on "tiny gradients" at the latest
 
     def returns_corrected(w, g, m, v, t, lr, b1, b2, eps):
         m, v = (b1 * m + (1 - b1) * g) / (1 - b1 ** t), (b2 * v + (1 - b2) * g * g) / (1 - b2 ** t)
@@ -210,3 +210,17 @@ def test_03_4_adamw():
     def decay_without_lr(w, g, m, v, t, lr, b1, b2, eps, wd):
         return _adam_step(w * (1 - wd), g, m, v, t, lr, b1, b2, eps)
     _fails("03.4", decay_without_lr)
+
+
+def test_plain_sgd_coupled_and_decoupled_decay_agree():
+    """The lesson: for plain SGD (no momentum) adding λw to g equals shrinking w by (1 − ηλ) then stepping."""
+    X, y, w0 = _problem(2)
+    a = w0.clone().requires_grad_(True)
+    opt = torch.optim.SGD([a], lr=0.1, weight_decay=0.2)
+    w = w0.clone()
+    for _ in range(10):
+        opt.zero_grad()
+        _loss(X, y, a).backward()
+        opt.step()
+        w = (1 - 0.1 * 0.2) * w - 0.1 * _grad(X, y, w)
+        assert torch.allclose(a.detach(), w, atol=1e-12)

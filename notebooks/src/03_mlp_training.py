@@ -102,7 +102,7 @@ display(Markdown("| optimizer | lr | final validation accuracy | final validatio
 #   weight with large gradients is barely decayed and one with tiny gradients is decayed a lot.
 #   **AdamW** (`optimizer="adamw"`) *decouples* the decay: Adam runs on the plain $g_t$ and the weights shrink
 #   separately, $w_t = (1 - \eta\lambda)\, w_{t-1} - \eta\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)$ — every weight
-#   by the same factor. For plain SGD the two are the same thing; for Adam they are not.
+#   by the same factor. For plain SGD (no momentum) the two are the same update; for Adam they are not.
 # * **L1** — adds $\lambda\sum|w|$, whose subgradient $\lambda\,\mathrm{sign}(w)$ pushes small weights as hard as
 #   large ones towards zero. Whether they *reach* zero is measured below.
 # * **dropout** — randomly zeroes hidden units during training (never at evaluation),
