@@ -92,7 +92,7 @@ for r in tok_rows:
     print(f"{r['tokenizer']:28} {r['vocab']:6,} {r['tokens_per_char']:12.3f} {r['chars_per_window']:18.0f} "
           f"{r['embedding_params']:14,}")
 V_show = max(bpe)
-line = val_text[val_text.find("\n") + 1:].split("\n")[0]
+line = next(ln for ln in val_text.split("\n")[1:] if len(ln) >= 30)  # a full line of the validation text
 pieces = [bpe[V_show].decode([i]) for i in bpe[V_show].encode(line).ids]
 print(f"\n{line!r}: {len(line)} characters → {len(pieces)} BPE-{V_show} tokens: {pieces}")
 # %% [md]
