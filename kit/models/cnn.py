@@ -7,7 +7,8 @@ Plain ``nn.Module`` configured by a dataclass (nanoGPT style)::
 
 Each block is ``[Conv → [BatchNorm] → ReLU] × convs_per_block → MaxPool(2)``; the head flattens (or
 global-average-pools) and applies ``[Dropout] → Linear``. ``model.conv_layers()`` lists the convolutions
-(for filters, feature maps and Grad-CAM in :mod:`kit.techniques.explain`).
+(for filters and feature maps in :mod:`kit.techniques.explain`), ``model.activation_layers()`` the ReLU
+after each of them (Grad-CAM's rectified feature maps).
 """
 from __future__ import annotations
 
@@ -71,6 +72,11 @@ class CNN(nn.Module):
     def conv_layers(self) -> list[nn.Conv2d]:
         """The convolutions, first to last."""
         return [m for m in self.features.modules() if isinstance(m, nn.Conv2d)]
+
+    def activation_layers(self) -> list[nn.ReLU]:
+        """The ReLU after each convolution, first to last: its output is the conv's *rectified* feature map
+        (after batch norm when there is one) — what the rest of the network sees, and what Grad-CAM weighs."""
+        return [m for m in self.features.modules() if isinstance(m, nn.ReLU)]
 
 
 def as_images(X, channels: int = 1, size: int = 28) -> torch.Tensor:

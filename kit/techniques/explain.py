@@ -129,13 +129,19 @@ def completeness_gap(model: nn.Module, x: torch.Tensor, attributions: torch.Tens
     return attributions.to(dev).flatten(1).sum(1) - diff
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: nn.Module | None = None,
-             upsample: bool = True) -> torch.Tensor:
-    """Grad-CAM (Selvaraju et al. 2017): ReLU(Σ_k α_k A_k) where ``A_k`` are the channels of ``layer``'s
-    output (default: the last convolution) and ``α_k`` the spatial mean of ∂ logit_target / ∂A_k.
-    A coarse, non-negative map of *where* the evidence for the class is; bilinearly upsampled to the
-    input's size (``upsample``). Returns ``(N, H, W)``."""
-    layer = layer if layer is not None else model.conv_layers()[-1]
+def default_cam_layer(model: nn.Module) -> nn.Module:
+    """Grad-CAM's default layer: the last *rectified* feature map — the ReLU after the last convolution (so after
+    its batch norm), as in Selvaraju et al. Hooking the convolution itself would weigh raw, pre-normalisation
+    values whose sign and scale batch norm still changes; models without ``activation_layers()`` fall back to
+    their last convolution."""
+    acts = model.activation_layers() if hasattr(model, "activation_layers") else []
+    return acts[-1] if acts else model.conv_layers()[-1]
+
+
+def cam_inputs(model: nn.Module, x: torch.Tensor, target=None, layer: nn.Module | None = None):
+    """``(A, dA)``: the output of ``layer`` (default :func:`default_cam_layer`) for input ``x``, recorded by a
+    forward hook, and the gradient of the target logit with respect to it; both ``(N, C, h, w)``."""
+    layer = layer if layer is not None else default_cam_layer(model)
     saved = {}
 
     def hook(_m, _i, o):
@@ -151,6 +157,17 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: nn.Module | 
             (dA,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), A)
     finally:
         h.remove()
+    return A.detach(), dA
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: nn.Module | None = None,
+             upsample: bool = True) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017): ReLU(Σ_k α_k A_k) where ``A_k`` are the channels of ``layer``'s
+    output (default: the last block's rectified feature map, after batch norm and ReLU — see
+    :func:`default_cam_layer`) and ``α_k`` the spatial mean of ∂ logit_target / ∂A_k.
+    A coarse, non-negative map of *where* the evidence for the class is; bilinearly upsampled to the
+    input's size (``upsample``). Returns ``(N, H, W)``."""
+    A, dA = cam_inputs(model, x, target, layer)
     alpha = dA.mean((2, 3), keepdim=True)
     cam = F.relu((alpha * A).sum(1)).detach()
     if upsample:
@@ -232,6 +249,6 @@ def confident_mistakes(probs: torch.Tensor, y: torch.Tensor, k: int = 12) -> tor
     return torch.tensor(order[:k], dtype=torch.long)
 
 
-__all__ = ["METHODS", "attribution_maps", "completeness_gap", "confident_mistakes", "evaluating", "feature_maps",
+__all__ = ["METHODS", "attribution_maps", "cam_inputs", "completeness_gap", "default_cam_layer", "confident_mistakes", "evaluating", "feature_maps",
            "grad_cam", "integrated_gradients", "predict_proba", "randomized_copy", "saliency", "smoothgrad",
            "spearman"]

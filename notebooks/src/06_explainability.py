@@ -78,8 +78,9 @@ viz.show(vv.feature_maps([m[0] for m in maps], image=test[0][idx0], n=8,
 # * **Saliency** — the gradient ∂(class score)/∂(pixel): which pixels would change the score most
 #   if nudged. Exact, cheap, and noisy.
 # * **SmoothGrad** — the average saliency over noisy copies of the image: the noise cancels.
-# * **Grad-CAM** — weights the last conv layer's channels by their average gradient and keeps the
-#   positive part: a coarse (7×7, upsampled) map of *where* the evidence for the class lies.
+# * **Grad-CAM** — takes the last block's **rectified** feature maps (the output of its ReLU, after batch
+#   norm), weights each channel by its average gradient and keeps the positive part: a coarse (upsampled)
+#   map of *where* the evidence for the class lies.
 # * **Integrated gradients** — accumulates the gradient along the straight path from a black image to
 #   the input, times (input − black). Unlike the plain gradient it satisfies **completeness**: the
 #   attributions add up to score(input) − score(black).
@@ -93,6 +94,26 @@ expl = ex.attribution_maps(model, test[0][show_idx], seed=seed, **kw)
 viz.show(vv.explanation_grid(test[0][show_idx], expl,
                              row_titles=[f"{classes[int(test[1][i])]} → {classes[int(pred[i])]}" for i in show_idx],
                              title="true → predicted, and what each method points at"));
+# %% [md]
+# ### Which layer Grad-CAM looks at
+# Grad-CAM reads a layer's output with a forward hook. It must be the feature map the rest of the network
+# actually uses: the **rectified** output of the last block (after batch norm and ReLU), whose channels are
+# non-negative "how much of this pattern is here" maps. The raw convolution output, one step earlier, has
+# not been normalised yet: batch norm will still shift and rescale each channel (and can flip its sign), so
+# weighing those raw values mixes evidence with offsets the network later removes.
+# %% [code]
+cam_layer = ex.default_cam_layer(model)
+A_relu, _ = ex.cam_inputs(model, test[0][show_idx])                                  # what Grad-CAM uses
+A_conv, _ = ex.cam_inputs(model, test[0][show_idx], layer=model.conv_layers()[-1])  # one step too early
+cam_relu = ex.grad_cam(model, test[0][show_idx])
+cam_conv = ex.grad_cam(model, test[0][show_idx], layer=model.conv_layers()[-1])
+conv_negative_share = float((A_conv < 0).float().mean())
+cam_layer_min = float(A_relu.min())
+rho_layers = float(np.nanmean(ex.spearman(cam_relu, cam_conv)))
+print(f"Grad-CAM hooks {cam_layer} of the last block: feature maps {tuple(A_relu.shape[1:])}, min {cam_layer_min:.3f}")
+print(f"the raw conv output before batch norm: {conv_negative_share:.0%} of its values negative, "
+      f"range [{float(A_conv.min()):.2f}, {float(A_conv.max()):.2f}]")
+print(f"Spearman ρ between the maps from the two layers: {rho_layers:+.2f} (1 would mean the choice does not matter)")
 # %% [md]
 # ### Checking integrated gradients: completeness
 # For each shown image, sum the attributions and compare with score(x) − score(black image). The
@@ -185,6 +206,8 @@ explorer = viz.slider_plot(explore, index=w.IntSlider(value=int(wrong[0]) if len
                            method=w.Dropdown(options=methods, value="grad_cam", description="method"))
 # %% [code]
 kit.save_metrics({"test_acc": test_acc, "ig_completeness_rel_gap": ig_rel_gap,
+                  "gradcam_activation_min": cam_layer_min, "conv_output_negative_share": conv_negative_share,
+                  "gradcam_spearman_relu_vs_conv_layer": rho_layers,
                   "gradcam_min": float(min(trained_maps["grad_cam"].min(), random_maps["grad_cam"].min())),
                   "random_model_acc": random_acc, "smoothgrad_reference_spearman": reference} |
                  {f"sanity_spearman_{m}": v for m, v in sanity.items()} |
@@ -194,24 +217,52 @@ kit.save_metrics({"test_acc": test_acc, "ig_completeness_rel_gap": ig_rel_gap,
                  params={"device": str(dev)})
 # %% [md]
 # ## Exercises
-# **Exercise 1.** Grad-CAM's map has the size of the last conv layer's output *before* its pooling.
-# The input is 28×28 and each of the first two blocks halves it. How many positions (height × width)
-# does the raw Grad-CAM map have?
+# Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
+# failure names the first case that differs and gives a hint. `hint("06.2", 2)` shows the next hint.
+#
+# **Exercise 06.1 (implement: Grad-CAM).** Given one image's rectified feature maps `A` of shape $(C, H, W)$
+# and the gradients `dA` $= \partial\,\text{score}/\partial A$ of the same shape (what `ex.cam_inputs` returns
+# for one image), write `grad_cam_map(A, dA)`: weight channel $k$ by $\alpha_k$, the mean of its gradient over
+# the $H \times W$ positions, sum the weighted channels and keep the positive part. Return an $(H, W)$ map.
 # %% [code] solution
-answer_1 = 7 * 7
+def grad_cam_map(A, dA):
+    """Grad-CAM map (H, W) from feature maps A and their gradients dA, both (C, H, W)."""
+    alpha = dA.mean(dim=(1, 2))                        # one weight per channel
+    return torch.relu(torch.einsum("k,khw->hw", alpha, A))
 # %% [code]
-from kit.checks import expect_close
-_raw = ex.grad_cam(model, test[0][:1], upsample=False)
-expect_close("Exercise 1", answer_1, _raw.shape[-2] * _raw.shape[-1], hint="28 → 14 → 7: the third conv sees 7×7.")
+from kit.exercises import check, hint
+check("06.1", grad_cam_map)
 # %% [md]
-# **Exercise 2.** For a *linear* score $f(x) = w\cdot x + b$ and the black baseline $x_0 = 0$, the gradient
-# is $w$ everywhere on the path, so integrated gradients are exactly $w_i x_i$. With
-# $w = (2, -1, 0.5)$ and $x = (1, 3, 4)$, what do the attributions sum to?
+# **Exercise 06.2 (implement: integrated gradients).** Write `path_integrated_gradients(grad_fn, x, baseline, steps)`
+# where `grad_fn(z)` returns the gradient of the score at a point `z` (same shape as `x`). Approximate
+# $\text{IG}(x) = (x - x_0) \odot \int_0^1 \nabla f\big(x_0 + \alpha (x - x_0)\big)\, d\alpha$ with the
+# **trapezoid rule** on `steps` equal intervals, as `ex.integrated_gradients` does for a network.
 # %% [code] solution
-answer_2 = 2 * 1 - 1 * 3 + 0.5 * 4
+def path_integrated_gradients(grad_fn, x, baseline, steps):
+    """Integrated gradients of x against baseline, trapezoid rule with `steps` intervals."""
+    total = torch.zeros_like(x)
+    for i in range(steps + 1):
+        weight = (0.5 if i in (0, steps) else 1.0) / steps
+        total = total + weight * grad_fn(baseline + (i / steps) * (x - baseline))
+    return (x - baseline) * total
 # %% [code]
-_lin = torch.nn.Linear(3, 1)
-with torch.no_grad():
-    _lin.weight.copy_(torch.tensor([[2.0, -1.0, 0.5]])); _lin.bias.fill_(0.7)
-_attr = ex.integrated_gradients(_lin, torch.tensor([[1.0, 3.0, 4.0]]), target=0, steps=4)
-expect_close("Exercise 2", answer_2, _attr.sum(), atol=1e-5, hint="Completeness: f(x) − f(0) = w·x (the bias cancels).")
+check("06.2", path_integrated_gradients)
+# %% [md]
+# **Exercise 06.3 (occlusion).** A model-agnostic explanation: cover part of the image and see how much the
+# score drops. Write `occlusion_map(score_fn, x, patch, fill=0.0)` for a 2-D image `x` $(H, W)$ and a function
+# `score_fn(image) → number`: tile the image with non-overlapping `patch`×`patch` squares from the top-left
+# corner (cut short at the right and bottom edges); for each, set its pixels to `fill` in a copy of `x` and
+# give all its pixels the value score(x) − score(covered copy).
+# %% [code] solution
+def occlusion_map(score_fn, x, patch, fill=0.0):
+    """Drop of score_fn when each patch of x is covered with `fill`, painted over that patch."""
+    base = float(score_fn(x))
+    out = torch.zeros_like(x)
+    for i in range(0, x.shape[0], patch):
+        for j in range(0, x.shape[1], patch):
+            covered = x.clone()
+            covered[i:i + patch, j:j + patch] = fill
+            out[i:i + patch, j:j + patch] = base - float(score_fn(covered))
+    return out
+# %% [code]
+check("06.3", occlusion_map)
