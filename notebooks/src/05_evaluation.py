@@ -154,8 +154,9 @@ display(Markdown(
     f"Over {n_resplits} re-splits: honest F1 {honest_f1.mean():.3f} ± {honest_f1.std():.3f}, leaky F1 "
     f"{leaky_f1.mean():.3f} ± {leaky_f1.std():.3f}. Choosing on the data you report inflates F1 by "
     f"**{optimism:.3f}** on average, and the leaky score is at least the honest one in "
-    f"{(leaky_f1 >= honest_f1).mean():.0%} of the splits. Here only one number (a threshold) was tuned; tuning "
-    f"epochs, features and models on the test set as well inflates it more."))
+    f"{(leaky_f1 >= honest_f1).mean():.0%} of the splits. Here only one number (a threshold) was tuned on the "
+    f"scored data; every further choice made there (epochs, features, the model) is one more chance to fit its "
+    f"noise."))
 fig = go.Figure([go.Histogram(x=honest_f1, name="chosen on A, scored on B (honest)", opacity=0.6),
                  go.Histogram(x=leaky_f1, name="chosen on B, scored on B (leaky)", opacity=0.6)])
 fig.update_layout(title="test F1 over re-splits: tuning on the scored data shifts it up", barmode="overlay",
