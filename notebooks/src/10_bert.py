@@ -195,7 +195,7 @@ clf.encoder.emb.tok.weight.requires_grad_(False)  # the 30 522-word table: half 
 steps_total = finetune_epochs * -(-len(ft_idx) // batch_size)
 
 viz.source(bert.warmup_linear_factor)  # 10 % warm-up, then linear decay to 0 (BERT's schedule)
-print("learning-rate factor over the run:", [round(bert.warmup_linear_factor(s, steps_total), 2)
+print("learning-rate factor over the run:", [round(bert.warmup_linear_factor(int(s), steps_total), 2)
                                             for s in np.linspace(0, steps_total - 1, 8).astype(int)])
 
 t0 = time.perf_counter()
