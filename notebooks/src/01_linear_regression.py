@@ -137,8 +137,7 @@ viz.slider_plot(lr_figure, lr=lr_slider);
 # constant learning rate $2/(\lambda_{max}+\lambda_{min})$ it shrinks the error along the flattest direction by
 # $(\kappa-1)/(\kappa+1)$ per step. Raw features on very different scales (square metres in the hundreds,
 # bedrooms in single digits) make the bowl a long thin valley. Below: the same problem in raw units, its
-# condition number, and gradient descent on it for the same number of steps at its best learning rate (the
-# lesson's `lr` would diverge there).
+# condition number, and gradient descent on it for the same number of steps at its best learning rate.
 # %% [code]
 from IPython.display import Markdown, display
 
@@ -153,7 +152,8 @@ display(Markdown(
     + f"| standardised | {kappa['standardised']:.3g} | {2 / lam_max:.3g} | {loss_after['standardised']:.6g} |\n"
     + f"| raw units | {kappa['raw units']:.3g} | {2 / ev_raw.max().item():.3g} | {loss_after['raw units']:.6g} |\n\n"
     + f"The raw problem's κ is **{kappa['raw units'] / kappa['standardised']:,.0f}×** the standardised one; "
-    + f"the lesson's lr = {lr} is {lr / (2 / ev_raw.max().item()):,.0f}× the raw problem's stability limit. "
+    + f"the lesson's lr = {lr} is {lr / (2 / ev_raw.max().item()):,.3g}× the raw problem's stability limit"
+    + (" (it would diverge there). " if lr > 2 / ev_raw.max().item() else ". ")
     + f"At its best learning rate ({lr_raw:.3g}) the raw run still ends {loss_after['raw units'] - L_star:.4g} above "
     + f"the optimum {L_star:.6g} (standardised: {max(loss_after['standardised'] - L_star, 0):.2g} above): "
     + "at the best learning rate the slowest error shrinks per step by a factor "

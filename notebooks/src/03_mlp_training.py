@@ -173,9 +173,11 @@ display(Markdown("| run | weights | exactly 0.0 | \\|w\\| < 1e-3 |\n|---|---|---
     f"| {k} | {s['n_weights']:,} | {s['exact_zero']:.2%} | {s['below_tol']:.2%} |" for k, s in sparsity.items()) +
     f"\n\nWith L1 (λ = 1e-5, Adam, {reg_epochs} epochs) {sparsity['L1']['exact_zero']:.2%} of the weights are exactly "
     f"zero (without: {sparsity['none']['exact_zero']:.2%}) and {sparsity['L1']['below_tol']:.2%} are below 1e-3 "
-    f"(without: {sparsity['none']['below_tol']:.2%}). Subgradient steps shrink weights towards zero but do not "
-    "set them to it; exact zeros need a proximal step (soft-thresholding: set to 0 any weight the step would carry "
-    "across zero) or pruning after training."))
+    f"(without: {sparsity['none']['below_tol']:.2%}). " +
+    ("Subgradient steps shrink weights towards zero but do not set them to it" if sparsity["L1"]["exact_zero"] < 0.01
+     else "Some weights did land exactly on 0.0") +
+    "; exact zeros need a proximal step (soft-thresholding: set to 0 any weight the step would carry across zero) "
+    "or pruning after training."))
 # %% [md]
 # ## Test accuracy of the best optimizer run
 # The optimizer was chosen on the validation set above; the test set was not used for any choice, so this is an
