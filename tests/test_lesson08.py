@@ -145,7 +145,7 @@ def test_position_codes_are_not_drowned_by_token_vectors_at_init(positions, d):
     m = TransformerClassifier(TransformerConfig(vocab_size=500, n_classes=3, max_len=48, n_embd=d, n_head=4,
                                                 positions=positions))
     r = position_to_token_ratio(m.encoder)
-    # before the fix (N(0, 1) tokens × √d): 1/√(2d) for sinusoidal (0.088 at d = 64), 0.02 for learned
+    # before the fix (N(0, 1) tokens × √d): 1/√(2d) for sinusoidal (0.088 at d = 64), 0.02/√d for learned (0.0025)
     assert 0.6 < r < 0.8, r
     assert m.encoder.embed.weight[0].abs().max() == 0  # the padding row stays zero
 
@@ -182,3 +182,9 @@ def test_the_scales_the_lesson_states(d):
     with torch.no_grad():
         torch.nn.init.normal_(m.encoder.embed.weight, std=1.0)  # the old initialisation
     assert abs(position_to_token_ratio(m.encoder) * math.sqrt(2 * d) - 1) < 0.03
+    m = TransformerClassifier(TransformerConfig(vocab_size=4000, n_classes=3, max_len=48, n_embd=d, n_head=4,
+                                                positions="learned"))
+    with torch.no_grad():
+        torch.nn.init.normal_(m.encoder.embed.weight, std=1.0)
+        torch.nn.init.normal_(m.encoder.pos.pe.weight, std=0.02)  # the old learned codes
+    assert abs(position_to_token_ratio(m.encoder) * math.sqrt(d) / 0.02 - 1) < 0.1

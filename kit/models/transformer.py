@@ -164,7 +164,8 @@ class TransformerEncoder(nn.Module):
     standard deviation 1 and its norm is about √d; a sinusoidal code has norm √(d/2) (coordinates of RMS
     1/√2), and learned codes start at the same RMS. Position codes are then about 0.7 × the size of the
     token vectors at initialisation (:func:`position_to_token_ratio`), so neither drowns the other. (With
-    N(0, 1) tokens × √d, the codes were 1/√(2d) of the tokens: 0.09 at d = 64, and 0.02 for learned codes.)
+    N(0, 1) tokens × √d and learned codes of std 0.02, the ratio was 1/√(2d) for sinusoidal codes, 0.09 at
+    d = 64, and 0.02/√d, 0.0025, for learned ones.)
     """
 
     def __init__(self, cfg: TransformerConfig):
