@@ -71,6 +71,7 @@ def _mask_ref(ids, prompt_len, length):
 def _ids_case(rng, B, T, min_prompt=1):
     ids = torch.tensor(rng.integers(0, 60, size=(B, T)))
     length = torch.tensor(rng.integers(min_prompt + 1, T + 1, size=B))
+    length[int(rng.integers(B))] = int(rng.integers(min_prompt + 1, T))  # at least one sequence is padded
     prompt_len = torch.tensor([int(rng.integers(min_prompt, int(L))) for L in length])
     for b in range(B):
         ids[b, int(length[b]):] = 0  # padding
