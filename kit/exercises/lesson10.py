@@ -47,6 +47,7 @@ def _pad_mask(lengths, T):
 def _pool_cases(rng):
     B, T, H = int(rng.integers(2, 6)), int(rng.integers(4, 12)), int(rng.integers(2, 16))
     lengths = [T] + [int(x) for x in rng.integers(1, T + 1, size=B - 1)]
+    lengths[-1] = int(rng.integers(1, T))  # at least one sentence is padded
     yield Case(f"a batch of {B} sentences of lengths {lengths} padded to {T}", (_t(rng, B, T, H), _pad_mask(lengths, T)))
     yield Case("no padding at all", (_t(rng, 2, 5, 3), _pad_mask([5, 5], 5)))
     yield Case("a one-token sentence (T = 1)", (_t(rng, 1, 1, 4), _pad_mask([1], 1)))
