@@ -47,7 +47,7 @@ def _train(ids, n_merges, first_id):
     return merges, ids
 
 
-_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+from kit.models.gpt2_format import CONV1D_WEIGHTS as _CONV1D  # Hugging Face Conv1D layers store (in, out)
 
 
 def _hf_to_kit(name, tensor):

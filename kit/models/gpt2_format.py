@@ -19,12 +19,12 @@ import torch
 
 from kit.models.gpt import GPT, GPTConfig
 
-__all__ = ["load_gpt2", "save_gpt2", "KNOWN_SHA256", "resolve"]
+__all__ = ["load_gpt2", "save_gpt2", "KNOWN_SHA256", "CONV1D_WEIGHTS", "resolve"]
 
 # sha256 of model.safetensors at openai-community/gpt2 revision 607a30d783dfa663caf39e06633721c8d4cfcd7e
 KNOWN_SHA256 = {"gpt2": "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
                 "openai-community/gpt2": "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707"}
-_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 _FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt")
 
 
@@ -106,7 +106,7 @@ def load_gpt2(name_or_dir: str | os.PathLike, device=None) -> GPT:
     for k, v in _read_state(folder).items():
         name = _kit_name(k)
         if name is not None:
-            state[name] = v.t().contiguous() if name.endswith(_CONV1D) else v
+            state[name] = v.t().contiguous() if name.endswith(CONV1D_WEIGHTS) else v
     model = GPT(cfg)
     expected = {k for k in model.state_dict() if k != "lm_head.weight"}
     missing, unexpected = expected - set(state), set(state) - expected
@@ -133,11 +133,11 @@ def save_gpt2(model: GPT, folder: str | os.PathLike) -> Path:
         if k == "lm_head.weight":
             continue
         name = "h." + k[len("blocks."):] if k.startswith("blocks.") else k
-        state[name] = (v.t() if k.endswith(_CONV1D) else v).detach().to("cpu", torch.float32).contiguous()
+        state[name] = (v.t() if k.endswith(CONV1D_WEIGHTS) else v).detach().to("cpu", torch.float32).contiguous()
     if not cfg.bias:  # GPT-2's layout has every bias: zeros change nothing
         for k, v in list(state.items()):
             if k.endswith(".weight") and k.removesuffix(".weight") + ".bias" not in state and k not in ("wte.weight", "wpe.weight"):
-                out = v.shape[-1] if k.endswith(_CONV1D) else v.shape[0]
+                out = v.shape[-1] if k.endswith(CONV1D_WEIGHTS) else v.shape[0]
                 state[k.removesuffix(".weight") + ".bias"] = torch.zeros(out)
     hf = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": cfg.vocab_size,
           "n_positions": cfg.block_size, "n_ctx": cfg.block_size, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
