@@ -181,3 +181,59 @@ def test_jupyterlab_lesson_01_slider_moves_the_plot(browser, jupyterlab, tmp_pat
     # Every figure the notebook drew rendered (the loss curves, the loss surface, the fit).
     counts = figures_rendered(page)
     assert counts["rendered"] >= 1 and counts["rendered"] == counts["total"], counts
+
+
+# ------------------------------------------------------------------ maths and the index (reports people read)
+
+RAW_TEX = re.compile(r"\$[^$\s][^$]{0,200}?\$|\\(?:frac|hat|sqrt|sum|infty|mathbb|operatorname)\b")
+
+
+@pytest.fixture(scope="module")
+def lesson_reports(report_html):
+    """Two lessons' reports (01 from ``report_html``, 02 smoke) in one folder, and its index."""
+    out = report_html.parents[1]
+    subprocess.run([sys.executable, "-m", "kit", "run", "02", "-p", "smoke", "True", "--out", str(out), "-q"],
+                   check=True, timeout=600, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "kit", "report", str(out)], check=True, timeout=300, cwd=ROOT)
+    return out
+
+
+@pytest.mark.parametrize("stem", ["01_linear_regression", "02_logistic_regression"])
+def test_lesson_pages_show_maths_not_latex(lesson_reports, browser, tmp_path, stem):
+    page, blocked = open_offline(browser, (lesson_reports / stem / f"{stem}.html").as_uri())
+    # the prose: markdown cells and markdown the code displayed (code and plot labels are not prose)
+    text = page.evaluate("() => [...document.querySelectorAll('.jp-RenderedMarkdown')].map(e => e.innerText).join('\\n')")
+    assert len(text) > 1000
+    raw = RAW_TEX.findall(text)
+    assert not raw, f"{stem}: LaTeX source in the rendered text: {raw[:5]}"
+    # MathML that the browser lays out (a box with a size), not an unknown tag
+    sizes = page.evaluate("""() => [...document.querySelectorAll('math')].map(m => {
+        const r = m.getBoundingClientRect(); return [r.width, r.height, m.constructor.name]; })""")
+    assert len(sizes) >= 3 and all(w > 0 and h > 0 and c == "MathMLElement" for w, h, c in sizes), sizes[:5]
+    head = page.locator("section.kit-headline").first
+    assert head.is_visible() and head.locator(".mark").first.inner_text() in ("✓", "✗")
+    page.screenshot(path=str(shots_dir(tmp_path) / f"maths_{stem}.png"))
+    assert blocked == [], f"the report tried to load {blocked}"
+
+
+def test_index_marks_each_lesson_against_its_bars(lesson_reports, browser, tmp_path):
+    page, blocked = open_offline(browser, (lesson_reports / "index.html").as_uri())
+    cards = page.evaluate("""() => [...document.querySelectorAll('.lessons section.kit-headline')].map(s => ({
+        id: s.id, mark: s.querySelector('h3 .mark').innerText, rows: s.querySelectorAll('table.hl tr').length,
+        marks: [...s.querySelectorAll('table.hl .mark')].map(m => m.innerText), thumb: !!s.querySelector('svg.thumb'),
+        text: s.innerText}))""")
+    assert [c["id"] for c in cards] == [f"lesson-{i:02d}" for i in range(19)]
+    ran = {c["id"]: c for c in cards if "not run" not in c["text"]}
+    assert set(ran) == {"lesson-01", "lesson-02"}
+    for c in ran.values():  # a ✓/✗ per lesson that ran, one per headline metric with a bar, a thumbnail, a time
+        assert c["mark"] in ("✓", "✗") and c["rows"] >= 2 and set(c["marks"]) <= {"✓", "✗", "—"}, c
+        assert c["thumb"] and "ran in" in c["text"], c
+    assert all(c["mark"] == "—" for c in cards if c["id"] not in ran)
+    page.screenshot(path=str(shots_dir(tmp_path) / "index.png"), full_page=True)
+    # readable on a phone: nothing wider than the screen but the runs table, which scrolls inside itself
+    phone = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    phone.goto((lesson_reports / "index.html").as_uri())
+    width = phone.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 400, f"the index is {width}px wide on a 390px phone"
+    phone.screenshot(path=str(shots_dir(tmp_path) / "index_phone.png"))
+    assert blocked == []

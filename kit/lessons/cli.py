@@ -77,7 +77,7 @@ def cmd_run(args) -> int:
     from kit.lessons.report import headline
     print(f"{nb.stem}: ok in {res.seconds:.1f}s → {res.html or res.notebook}")
     if res.metrics:
-        print(f"    {headline(res.metrics, k=6)}")
+        print(f"    {headline(res.metrics, k=6, notebook=nb.stem)}")
     return 0
 
 

@@ -10,19 +10,81 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def notebook_to_html(ipynb: Path) -> Path:
-    """Convert an executed notebook to one HTML file with plotly.js inlined (works offline)."""
+    """Convert an executed notebook to one HTML file that works offline: plotly.js inlined once, the maths
+    converted to MathML (:mod:`kit.lessons.texmath`), and, for a lesson, its headline block on top
+    (goal, headline metrics against their bars, run time; :mod:`kit.lessons.headlines`)."""
     import nbformat
     from nbconvert import HTMLExporter
     from plotly.offline import get_plotlyjs
+
+    from kit.lessons.texmath import MathStore
     exporter = HTMLExporter(template_name="kit_report", extra_template_basedirs=[str(TEMPLATES)])
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
+    ipynb = Path(ipynb)
     nb = nbformat.read(str(ipynb), as_version=4)
     drop_widget_views(nb)
+    block = page_headline(ipynb, nb)
+    maths = MathStore()
+    protect_math(nb, maths)
     body, _ = exporter.from_notebook_node(nb, resources={"plotly_js": get_plotlyjs()})
-    out = Path(ipynb).with_suffix(".html")
+    body = maths.restore(body)
+    body = _add_head(body, _VIEWPORT + f"<style>{_MATH_STYLE}{_HEADLINE_STYLE}</style>")
+    if block:
+        body = _after_tag(body, "main", block) if "<main>" in body else _after_tag(body, "body", block)
+    out = ipynb.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out
+
+
+def protect_math(nb, maths) -> None:
+    """Formulas in markdown cells and in markdown outputs (``display(Markdown(...))``) → placeholders."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = maths.protect(cell.source)
+        for out in cell.get("outputs", []):
+            md = out.get("data", {}).get("text/markdown")
+            if md is not None:
+                out["data"]["text/markdown"] = maths.protect(md if isinstance(md, str) else "".join(md))
+
+
+_VIEWPORT = '<meta name="viewport" content="width=device-width, initial-scale=1">'
+_MATH_STYLE = """math{font-size:1.08em}math[display=block]{margin:.6em 0;overflow-x:auto;overflow-y:hidden}
+code.tex-error{color:#b00}"""
+
+
+def _add_head(page: str, extra: str) -> str:
+    i = page.find("</head>")
+    return page[:i] + extra + page[i:] if i >= 0 else extra + page
+
+
+def _after_tag(page: str, tag: str, extra: str) -> str:
+    import re
+    m = re.search(rf"<{tag}\b[^>]*>", page)
+    return page[:m.end()] + extra + page[m.end():] if m else extra + page
+
+
+def page_headline(ipynb: Path, nb=None) -> str:
+    """The headline block that heads a lesson's page ("" for a notebook that is not a lesson)."""
+    from kit.lessons.headlines import lesson_of
+    ipynb = Path(ipynb)
+    lesson = lesson_of(ipynb.stem)
+    if lesson is None:
+        return ""
+    doc = _read_json(ipynb.parent / "metrics.json")
+    pm = (nb.metadata.get("papermill", {}) if nb is not None else {}) or {}
+    run = {"status": "ok" if doc else "unknown", "seconds": pm.get("duration"), "overrides": pm.get("parameters") or {},
+           "metrics": doc.get("metrics", {}), "page": None, "reason": None}
+    return headline_block(lesson, run, title=_title(nb) if nb is not None else lesson.title, heading="h2")
+
+
+def _title(nb) -> str:
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            for line in c.source.splitlines():
+                if line.strip():
+                    return line.lstrip("# ").strip()
+    return ""
 
 
 def drop_widget_views(nb) -> None:
@@ -35,7 +97,15 @@ def drop_widget_views(nb) -> None:
                 del data[WIDGET_MIME]
 
 
-def headline(metrics: dict, k: int = 4) -> str:
+def headline(metrics: dict, k: int = 4, notebook: str | None = None) -> str:
+    """One line of a run's metrics: a lesson's declared headlines with ✓/✗ against their bars (when
+    ``notebook`` names a lesson), else the first ``k`` numbers."""
+    from kit.lessons.headlines import judge_all, lesson_of
+    lesson = lesson_of(notebook) if notebook else None
+    if lesson is not None and metrics.get("metrics"):
+        mark = {True: "✓ ", False: "✗ ", None: ""}
+        return ", ".join(f"{mark[j['ok']]}{h.key}={j['text']}" + (f" ({j['bar_text']})" if j["bar_text"] else "")
+                         for h, j in judge_all(lesson, metrics["metrics"]))
     items = [(n, v) for n, v in metrics.get("metrics", {}).items() if _is_number(v)]
     return ", ".join(f"{n}={v:.4g}" for n, v in items[:k])
 
@@ -110,29 +180,141 @@ document.querySelectorAll("table.sortable th").forEach((th, i) => th.addEventLis
 
 
 def _page(title: str, body: str, head: str = "") -> str:
-    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+    return f"""<!DOCTYPE html><html><head><meta charset="utf-8">{_VIEWPORT}<title>{html.escape(title)}</title>
 <style>{_STYLE}</style>{head}</head><body><h1>{html.escape(title)}</h1>
 {body}
 {_SORT_JS}</body></html>"""
 
 
-def build_index(runs_dir: Path, title: str = "kit — notebook runs", compare: bool = True) -> Path:
-    """``index.html`` linking each run's HTML, with status, wall time and headline metrics.
+_HEADLINE_STYLE = """.kit-headline{font-family:system-ui,sans-serif;border:1px solid #ddd;border-left:6px solid #999;
+border-radius:6px;padding:.6em 1em;margin:1em 0;background:#fcfcfc;color:#222;max-width:60em}
+.kit-headline.pass{border-left-color:#2a8a3e}.kit-headline.fail{border-left-color:#c0392b}
+.kit-headline h2,.kit-headline h3{margin:.1em 0 .3em;font-size:1.15em;line-height:1.3}.kit-headline .goal{margin:.2em 0 .5em;color:#444}
+.kit-headline table.hl{border-collapse:collapse;font-size:14px;margin:.2em 0;width:auto}
+.kit-headline table.hl td{border:0;border-top:1px solid #eee;padding:3px 10px 3px 0;text-align:left;vertical-align:top}
+.kit-headline td.v{font-variant-numeric:tabular-nums;white-space:nowrap;font-weight:600}.kit-headline td.b{color:#666;white-space:nowrap}
+.mark{font-weight:700}.mark.yes{color:#2a8a3e}.mark.no{color:#c0392b}.mark.none{color:#888}
+.kit-headline .meta{color:#666;font-size:13px;margin:.4em 0 0}"""
 
-    Runs are found at any depth under ``runs_dir``. With ``compare``, each notebook with two or more
-    finished runs also gets a comparison page ``compare-<notebook>.html`` (see :func:`build_comparison`),
-    linked from the index.
+
+def _mark(ok) -> str:
+    if ok is True:
+        return '<span class="mark yes" title="bar met">✓</span>'
+    if ok is False:
+        return '<span class="mark no" title="bar missed">✗</span>'
+    return '<span class="mark none" title="not judged">—</span>'
+
+
+def _seconds(s) -> str:
+    if not _is_number(s):
+        return "—"
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+
+def headline_block(lesson, run: dict | None, title: str | None = None, heading: str = "h3", thumb: str = "") -> str:
+    """One lesson's block: ✓/✗ overall, number and title, goal, each headline metric with its bar and mark,
+    run time, status and non-default parameters. ``run`` is a :func:`collect_runs` entry (or ``None``: not run)."""
+    from kit.lessons.headlines import judge_all, verdict
+    metrics = (run or {}).get("metrics") or {}
+    results = judge_all(lesson, metrics) if run else []
+    ok = verdict(results) if run and run.get("status") == "ok" else (False if run else None)
+    klass = {True: "pass", False: "fail"}.get(ok, "none")
+    import re
+    name = html.escape(re.sub(rf"^{lesson.number}\s*[—:.-]?\s*", "", title or lesson.title) or lesson.title)
+    if run and run.get("page"):
+        name = f'<a href="{html.escape(run["page"])}">{name}</a>'
+    rows = "".join(f"<tr><td>{_mark(r['ok'])}</td><td>{html.escape(h.label)}</td><td class='v'>{html.escape(r['text'])}</td>"
+                   f"<td class='b'>{html.escape(r['bar_text'])}</td></tr>" for h, r in results)
+    if run is None:
+        meta = "not run"
+    else:
+        params = ", ".join(f"{k}={v}" for k, v in (run.get("overrides") or {}).items())
+        meta = f"ran in {_seconds(run.get('seconds'))} · {html.escape(str(run.get('status')))}"
+        if run.get("reason"):
+            meta += f": {html.escape(str(run['reason']))}"
+        meta += f" · parameters: {html.escape(params)}" if params else " · default parameters"
+        if "smoke" in (run.get("overrides") or {}):
+            meta += " (the bars are those of a default run)"
+    table = f"<table class='hl'>{rows}</table>" if rows else ""
+    return (f'<section class="kit-headline {klass}" id="lesson-{lesson.number}">{thumb}<div class="info">'
+            f'<{heading}>{_mark(ok)} {lesson.number} · {name}</{heading}>'
+            f'<p class="goal">{html.escape(lesson.goal)}</p>{table}<p class="meta">{meta}</p></div></section>')
+
+
+def _thumbnail(run: dict) -> str:
+    """The lesson's key figure as a small inline SVG (from the executed notebook), or ""."""
+    from kit.lessons.headlines import lesson_of
+    from kit.lessons.thumbnail import key_figure, svg_thumbnail
+    nb_path = run["folder"] / Path(run["run"]["notebook"]).name
+    try:
+        import nbformat
+        nb = nbformat.read(str(nb_path), as_version=4)
+        lesson = lesson_of(run["notebook"])
+        svg = svg_thumbnail(key_figure(nb, lesson.figure if lesson else None))
+    except Exception:  # noqa: BLE001 - no thumbnail is no reason to lose the index
+        return ""
+    if not svg:
+        return ""
+    return f'<a class="thumb" href="{html.escape(run["page"])}">{svg}</a>' if run.get("page") else f'<div class="thumb">{svg}</div>'
+
+
+def lesson_runs(runs: list[dict]) -> dict:
+    """The run of each lesson among ``runs``: a folder named after the lesson's notebook (as ``kit run`` and
+    ``run-all`` make them); with several, the last finished."""
+    from kit.lessons.headlines import lesson_of
+    found: dict = {}
+    for r in runs:
+        lesson = lesson_of(r["notebook"])
+        if lesson and r["folder"].name == r["notebook"]:
+            prev = found.get(lesson.number)
+            if prev is None or (r["run"].get("finished") or "") >= (prev["run"].get("finished") or ""):
+                found[lesson.number] = r
+    return found
+
+
+def _lesson_title(run: dict | None, lesson) -> str:
+    if run is not None:
+        from kit.lessons.run import notebook_info
+        try:
+            return notebook_info(run["folder"] / Path(run["run"]["notebook"]).name)["title"]
+        except Exception:  # noqa: BLE001
+            pass
+    return lesson.title
+
+
+_INDEX_STYLE = """.lessons{display:flex;flex-direction:column;gap:.2em}.lessons .kit-headline{display:flex;gap:1em;align-items:flex-start;margin:.4em 0;max-width:none}
+.lessons .thumb{flex:0 0 240px}.lessons .thumb svg{width:240px;height:auto;display:block}.lessons .info{flex:1;min-width:0}
+.summary{font-size:15px}.summary .mark{margin-left:.6em}
+@media (max-width:640px){body{margin:.6em}.lessons .kit-headline{flex-direction:column}.lessons .thumb,.lessons .thumb svg{width:100%}
+table.sortable{display:block;overflow-x:auto}.kit-headline td.b{white-space:normal}}"""
+
+
+def build_index(runs_dir: Path, title: str = "kit — notebook runs", compare: bool = True) -> Path:
+    """``index.html`` over the run folders under ``runs_dir`` (any depth).
+
+    When lessons ran (``kit run`` / ``run-all`` folders named after the notebook), the page opens with every
+    lesson 00–18 in order: title, one-line goal, headline metrics with ✓/✗ against their bars, run time and a
+    thumbnail of the key figure ("—" for a lesson or a metric that is missing). Then a sortable table of every
+    run, lessons or not (sweeps, other notebooks), with status, wall time, parameters and headline metrics.
+    With ``compare``, each notebook with two or more finished runs also gets a comparison page
+    ``compare-<notebook>.html`` (see :func:`build_comparison`), linked from the index.
     """
+    from kit.lessons.headlines import LESSONS, judge_all, lesson_of, verdict
     runs_dir = Path(runs_dir)
     runs = collect_runs(runs_dir)
     rows = []
     for r in runs:
         link = f'<a href="{html.escape(r["page"])}">{html.escape(r["name"])}</a>' if r["page"] else html.escape(r["name"])
         params = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "defaults"
+        lesson = lesson_of(r["notebook"])
+        if lesson and r["metrics"]:
+            head = " · ".join(f"{_mark(j['ok'])} {html.escape(h.key)}={html.escape(j['text'])}"
+                              for h, j in judge_all(lesson, r["metrics"]))
+        else:
+            head = html.escape(headline(r["doc"]) or r["run"].get("reason") or "")
         rows.append(f"<tr><td>{link}</td><td>{html.escape(r['notebook'])}</td>"
                     f"<td class='{html.escape(r['status'])}'>{html.escape(r['status'])}</td>{_cell(r['seconds'])}"
-                    f"<td>{html.escape(params)}</td>"
-                    f"<td>{html.escape(headline(r['doc']) or r['run'].get('reason') or '')}</td></tr>")
+                    f"<td>{html.escape(params)}</td><td>{head}</td></tr>")
     links = []
     if compare:
         by_nb: dict[str, int] = {}
@@ -143,13 +325,30 @@ def build_index(runs_dir: Path, title: str = "kit — notebook runs", compare: b
             if n >= 2:
                 page = build_comparison(runs_dir, notebook=stem)
                 links.append(f'<li><a href="{html.escape(page.name)}">compare the {n} runs of {html.escape(stem)}</a></li>')
-    body = (f"<ul>{''.join(links)}</ul>" if links else "") + \
+    found = lesson_runs(runs)
+    lessons = ""
+    if found:
+        numbers = sorted(set(LESSONS) | set(found))
+        cards, tally = [], {True: 0, False: 0, None: 0}
+        for n in numbers:
+            lesson, run = LESSONS.get(n) or lesson_of(found[n]["notebook"]), found.get(n)
+            if run is not None:
+                ok = verdict(judge_all(lesson, run["metrics"])) if run["status"] == "ok" else False
+                tally[ok] += 1
+            cards.append(headline_block(lesson, run, title=_lesson_title(run, lesson),
+                                        thumb=_thumbnail(run) if run else ""))
+        missing = len(numbers) - len(found)
+        lessons = (f"<p class='summary'>{len(found)} of {len(numbers)} lessons ran:{_mark(True)} {tally[True]} met every bar"
+                   f"{_mark(False)} {tally[False]} missed a bar{_mark(None)} {tally[None] + missing} not judged or not run."
+                   " Bars are the goals of a run with default parameters.</p>"
+                   f"<div class='lessons'>{''.join(cards)}</div><h2>all runs</h2>")
+    body = lessons + (f"<ul>{''.join(links)}</ul>" if links else "") + \
         ("<table class='sortable'><thead><tr><th>run</th><th>notebook</th><th>status</th><th>seconds</th>"
          "<th>parameters</th><th>headline metrics</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
          if rows else f"<p class='note'>no runs (folders with a run.json) under {html.escape(str(runs_dir))}</p>")
     out = runs_dir / "index.html"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    out.write_text(_page(title, body), encoding="utf-8")
+    out.write_text(_page(title, body, head=f"<style>{_HEADLINE_STYLE}{_INDEX_STYLE}</style>"), encoding="utf-8")
     return out
 
 

@@ -1,0 +1,224 @@
+"""Each lesson's headline: a one-line goal and the few metrics a teacher looks at, with their bars.
+
+Declared here, keyed by lesson number, so that the notebooks stay plain (nothing to import or tag):
+``LESSONS["04"]`` says lesson 04 is judged by ``test_acc`` ≥ 0.98. A bar is the goal of a run with the
+**default** parameters, as the lesson or the README states it; where neither states one, it is the bar the
+tests hold the smoke run to (``tests/bars/NN_name.py``), which a default run clears too. A bar may be
+
+* a number: ``direction="higher"`` means value ≥ bar, ``"lower"`` value ≤ bar;
+* ``True`` / ``False`` (or any value with ``direction="equal"``): the value must equal it;
+* another metric of the same run, optionally shifted or scaled: ``"unigram_val_loss"``, ``"chance+0.2"``,
+  ``"acc_teacher-0.03"``, ``"size_kb_fp32*0.4"``;
+* ``None``: shown for information, no mark.
+
+:func:`judge` turns one headline and a run's metrics into the value, the bar and ✓ / ✗ — or "—" when the
+metric (or the lesson's run) is missing, never an error.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Headline:
+    key: str                      # the metrics.json key
+    label: str                    # what a person reads
+    bar: float | bool | str | None = None
+    direction: str = "higher"     # "higher" (≥ bar), "lower" (≤ bar) or "equal"
+    unit: str = ""                # "%" shows a fraction as a percentage; others are appended as they are
+
+
+@dataclass(frozen=True)
+class LessonHeadline:
+    number: str                   # "04"
+    stem: str                     # "04_cnn_digits" (the notebook's name)
+    title: str                    # used when the lesson's notebook is not there
+    goal: str                     # one line
+    metrics: tuple[Headline, ...] = field(default_factory=tuple)
+    figure: str | None = None     # a word of the key figure's title; default: the last figure before the exercises
+
+
+H = Headline
+LESSONS: dict[str, LessonHeadline] = {l.number: l for l in [
+    LessonHeadline("00", "00_setup", "Setup and a first gradient",
+                   "Check the environment, pick a device, and verify a first gradient against finite differences.",
+                   (H("grad_error", "autograd vs finite differences", 1e-8, "lower"),)),
+    LessonHeadline("01", "01_linear_regression", "Linear regression",
+                   "House prices three ways — closed form, gradient descent, autograd — that agree to 1e-4.",
+                   (H("test_r2", "test R²", 0.9), H("max_weight_diff", "the three solutions' largest weight gap", 1e-4, "lower"))),
+    LessonHeadline("02", "02_logistic_regression", "Logistic regression",
+                   "Classify tumours; check the gradient p − y against autograd and finite differences.",
+                   (H("test_acc", "test accuracy", 0.93, unit="%"),
+                    H("grad_err_fd", "p − y vs finite differences", 1e-6, "lower")), figure="gradient descent"),
+    LessonHeadline("03", "03_mlp_training", "MLP training and optimizers",
+                   "An MLP on digits; SGD to AdamW written out and checked against torch.optim; regularizers compared.",
+                   (H("test_acc", "test accuracy", 0.85, unit="%"),
+                    H("l1_exact_zero", "weights exactly zero under L1", 0.01, "lower", unit="%")),
+                   figure="validation loss by optimizer"),
+    LessonHeadline("04", "04_cnn_digits", "A CNN on handwritten digits",
+                   "A small augmented CNN reaching ≥ 98 % on 1 000 held-out MNIST digits in about a minute of CPU.",
+                   (H("test_acc", "test accuracy", 0.98, unit="%"), H("test_f1", "test macro F1", None, unit="%"))),
+    LessonHeadline("05", "05_evaluation", "Evaluating classifiers",
+                   "Precision, recall, F1, ROC/PR; a threshold chosen on validation and the test set scored once.",
+                   (H("roc_auc", "ROC AUC", 0.95), H("binary_f1", "test F1 at the validation threshold", 0.85),
+                    H("tuning_on_test_optimism_f1", "optimism of tuning on test (F1)", 0.0))),
+    LessonHeadline("06", "06_explainability", "Explaining a CNN",
+                   "Saliency, SmoothGrad, Grad-CAM and integrated gradients, and a sanity check of each.",
+                   (H("test_acc", "test accuracy", 0.85, unit="%"),
+                    H("ig_completeness_rel_gap", "integrated gradients' completeness gap", 0.05, "lower"),
+                    H("sanity_spearman_saliency", "saliency: trained vs random weights (Spearman)", 0.6, "lower"))),
+    LessonHeadline("07", "07_rnn_language_model", "RNN and LSTM language models",
+                   "Character-level RNN and LSTM that beat the unigram model; gradients vanishing and exploding through time.",
+                   (H("val_loss_lstm", "LSTM validation loss (nats/char)", "unigram_val_loss", "lower"),
+                    H("val_loss_rnn", "RNN validation loss (nats/char)", "unigram_val_loss", "lower"),
+                    H("lstm_vs_torch", "kit's LSTM step vs nn.LSTM", 1e-12, "lower"))),
+    LessonHeadline("08", "08_transformer", "Attention and the Transformer",
+                   "Attention written out and checked against PyTorch; a Transformer classifier vs bag-of-words.",
+                   (H("test_acc", "Transformer test accuracy", "chance+0.2", unit="%"),
+                    H("bow_test_acc", "bag-of-words test accuracy", None, unit="%"),
+                    H("attn_diff_float32", "attention vs F.scaled_dot_product_attention", 1e-5, "lower"))),
+    LessonHeadline("09", "09_gpt", "A GPT from scratch",
+                   "A nanoGPT-style GPT on tiny-shakespeare for a time budget, sampled with a KV cache.",
+                   (H("val_loss", "validation loss after 180 s (nats/char)", 1.70, "lower"),
+                    H("val_loss_60s", "validation loss after 60 s", 1.88, "lower"),
+                    H("kv_cache_same_greedy", "KV cache gives the same tokens", True))),
+    LessonHeadline("10", "10_bert", "BERT with pretrained weights",
+                   "kit's BERT loads the real MiniLM weights; probing and fine-tuning vs bag-of-words.",
+                   (H("parity_max_abs_err", "parity with sentence-transformers", 1e-4, "lower"),
+                    H("acc_finetuned", "fine-tuned test accuracy", "chance+0.2", unit="%"),
+                    H("acc_bow", "bag-of-words test accuracy", None, unit="%"))),
+    LessonHeadline("11", "11_compression_deployment", "Compression and deployment",
+                   "int8 quantization, pruning and distillation measured; ONNX Runtime checked against PyTorch.",
+                   (H("acc_int8_static", "int8 (static) accuracy", "acc_teacher-0.03", unit="%"),
+                    H("size_kb_int8_static", "int8 (static) size (kB)", "size_kb_fp32*0.4", "lower"),
+                    H("onnx_max_abs_diff", "ONNX Runtime vs PyTorch", 1e-4, "lower"))),
+    LessonHeadline("12", "12_distributed", "Data-parallel training",
+                   "DistributedDataParallel launched by torchrun: 2 processes × B/2 reproduce 1 process × B.",
+                   (H("max_rel_loss_diff", "2 × B/2 vs 1 × B (relative loss gap)", 1e-5, "lower"),
+                    H("test_acc_ddp", "test accuracy (DDP)", None, unit="%"))),
+    LessonHeadline("13", "13_privacy", "Federated learning and differential privacy",
+                   "FedAvg on IID and label-skewed clients; DP-SGD with a real privacy accountant.",
+                   (H("fedavg_iid_acc", "FedAvg accuracy (IID clients)", 0.8, unit="%"),
+                    H("centralized_acc", "centralized accuracy", 0.85, unit="%"),
+                    H("opacus_vs_func_max_diff", "Opacus vs torch.func per-sample gradients", 1e-5, "lower"))),
+    LessonHeadline("14", "14_recommender", "Recommender systems",
+                   "Matrix factorization and BPR against biases, popularity and random baselines.",
+                   (H("rmse_mf", "test RMSE, matrix factorization", "rmse_biases", "lower"),
+                    H("bpr_ndcg_at_10", "BPR NDCG@10", "pop_ndcg_at_10"))),
+    LessonHeadline("15", "15_tokenization_pretrained_gpt", "Tokenization and a pretrained GPT",
+                   "Byte-level BPE from scratch, identical to tokenizers; a GPT-2-format checkpoint transformers loads.",
+                   (H("bpe_matches_tokenizers", "BPE ids equal tokenizers'", True),
+                    H("gpt2_parity_max_abs_diff", "parity with transformers' GPT-2", 1e-4, "lower"),
+                    H("val_bits_per_byte", "validation bits per byte", 6.0, "lower"))),
+    LessonHeadline("16", "16_adapting_pretrained", "Adapting a pretrained model",
+                   "LoRA vs full fine-tuning vs head-only on MiniLM; instruction tuning with a prompt-masked loss.",
+                   (H("acc_lora", "LoRA test accuracy", 0.5, unit="%"),
+                    H("lora_merge_max_abs_diff", "LoRA merged vs unmerged", 1e-5, "lower"),
+                    H("sft_exact_match_after", "held-out exact match after SFT", "sft_exact_match_before", unit="%"))),
+    LessonHeadline("17", "17_generative", "Generative models",
+                   "VAE, GAN and DDPM on digits, judged by a classifier: confident fraction and Fréchet distance.",
+                   (H("ddpm_confident_fraction", "DDPM samples classified with p ≥ 0.9", 0.8, unit="%"),
+                    H("fd_ddpm", "Fréchet distance, DDPM (above the real-vs-real floor)", "fd_real_vs_real"),
+                    H("fd_gan", "Fréchet distance, GAN", "fd_real_vs_real"),
+                    H("fd_vae", "Fréchet distance, VAE", "fd_real_vs_real"),
+                    H("vae_kl_check_max_abs_diff", "VAE KL vs torch.distributions", 1e-4, "lower"))),
+    LessonHeadline("18", "18_serving_monitoring", "Serving and monitoring",
+                   "An HTTP model service load-tested (p50/p99) with Prometheus metrics and drift alerts.",
+                   (H("p99_ms", "p99 latency (ms)", None, "lower"),
+                    H("bad_requests_rejected", "bad requests rejected", "bad_requests_sent", "equal"),
+                    H("drift_alert_shifted", "drift alert on shifted traffic", True),
+                    H("drift_alert_clean", "drift alert on clean traffic", False))),
+]}
+
+
+def lesson_of(stem: str) -> LessonHeadline | None:
+    """The headline of a notebook stem (``"04_cnn_digits"``, or anything starting with the number);
+    ``None`` for a notebook that is not a lesson."""
+    m = re.match(r"(\d\d)_", str(stem))
+    return LESSONS.get(m.group(1)) if m else None
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and math.isnan(v))
+
+
+_REF = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?:([-+*])\s*([0-9.eE+-]+))?\s*$")
+
+
+def bar_value(bar, metrics: dict):
+    """The bar as a value: a number or bool as it is, a metric reference resolved; ``None`` when it
+    names a metric the run lacks."""
+    if not isinstance(bar, str):
+        return bar
+    m = _REF.match(bar)
+    if not m:
+        raise ValueError(f"bad bar {bar!r}: a metric name, optionally followed by +, - or * and a number")
+    ref = metrics.get(m.group(1))
+    if m.group(2) is None:
+        return ref
+    if not _is_number(ref):
+        return None
+    k = float(m.group(3))
+    return {"+": ref + k, "-": ref - k, "*": ref * k}[m.group(2)]
+
+
+def judge(h: Headline, metrics: dict | None) -> dict:
+    """``{"value", "bar", "ok", "text", "bar_text"}`` for one headline. ``ok`` is True / False, or ``None``
+    when there is no bar, or the metric or the bar's metric is missing (``text`` is then "—")."""
+    metrics = metrics or {}
+    value = metrics.get(h.key)
+    bar = bar_value(h.bar, metrics)
+    out = {"value": value, "bar": bar, "ok": None, "text": fmt(value, h.unit), "bar_text": ""}
+    if h.bar is None:
+        return out
+    direction = "equal" if isinstance(h.bar, bool) else h.direction
+    sign = {"higher": "≥", "lower": "≤", "equal": "="}[direction]
+    shown = fmt(bar, h.unit) if bar is not None else MISSING
+    out["bar_text"] = f"{sign} {shown}" + (f" ({h.bar})" if isinstance(h.bar, str) else "")
+    if value is None or bar is None:
+        return out
+    if direction == "equal" or isinstance(value, bool) or isinstance(bar, bool):
+        # True == 1 in Python; a bool bar wants a bool
+        same_kind = isinstance(value, bool) == isinstance(bar, bool)
+        out["ok"] = bool(same_kind and value == bar)
+    elif _is_number(value) and _is_number(bar):
+        out["ok"] = bool(value >= bar if direction == "higher" else value <= bar)
+    return out
+
+
+def fmt(v, unit: str = "") -> str:
+    """A metric value for people: ``—`` when missing, percentages for ``unit="%"``, 4 significant digits."""
+    if v is None:
+        return MISSING
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if _is_number(v):
+        if unit == "%":
+            return f"{100 * v:.1f} %"
+        if isinstance(v, int):
+            s = f"{v:,}"
+        elif v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            s = f"{v:.1e}".replace("e-0", "e-").replace("e+0", "e")
+        else:
+            s = f"{v:.4g}"
+        return f"{s} {unit}".strip()
+    if isinstance(v, float):  # nan
+        return "nan"
+    return str(v)[:40]
+
+
+def judge_all(lesson: LessonHeadline | None, metrics: dict | None) -> list[tuple[Headline, dict]]:
+    return [(h, judge(h, metrics)) for h in (lesson.metrics if lesson else ())]
+
+
+def verdict(results: list[tuple[Headline, dict]]) -> bool | None:
+    """False when a barred headline is missed; True when every barred headline is met; None otherwise
+    (no bars, or a barred metric missing and none missed)."""
+    judged = [r["ok"] for h, r in results if h.bar is not None]
+    if False in judged:
+        return False
+    return True if judged and all(judged) else None
