@@ -49,7 +49,7 @@ def protect_math(nb, maths) -> None:
 
 
 _VIEWPORT = '<meta name="viewport" content="width=device-width, initial-scale=1">'
-_MATH_STYLE = """math{font-size:1.08em}math[display=block]{margin:.6em 0;overflow-x:auto;overflow-y:hidden}
+_MATH_STYLE = """math{font-size:1.08em;font-family:"STIX Two Math","Latin Modern Math","Cambria Math",math}math[display=block]{margin:.6em 0;overflow-x:auto;overflow-y:hidden}
 code.tex-error{color:#b00}"""
 
 

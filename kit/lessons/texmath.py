@@ -80,12 +80,39 @@ def _blocks(md: str):
 _TEXT_ESCAPES = re.compile(r"\\([_%$&#{}])")
 
 
+_ALIGNED = re.compile(r"^\s*\\begin\{(aligned|align\*?|gathered|gather\*?|split|eqnarray\*?)\}(.*)\\end\{\1\}\s*$", re.S)
+_ROW_BREAK = re.compile(r"\\\\(?:\[[^\]]*\])?")
+_CELL_BREAK = re.compile(r"(?<!\\)&")
+
+
+def _aligned(env: str, body: str) -> str:
+    """``aligned``-like environments as an ``<mtable>`` (latex2mathml reads their ``&`` as a letter): rows at
+    ``\\``, cells at ``&``, each cell converted alone; columns alternate right / left as in LaTeX (MathML Core
+    aligns cells with CSS)."""
+    from latex2mathml.converter import convert
+    rows = []
+    for row in _ROW_BREAK.split(body):
+        if not row.strip():
+            continue
+        cells = []
+        for j, cell in enumerate(_CELL_BREAK.split(row)):
+            inner = convert(cell.strip()) if cell.strip() else "<math></math>"
+            inner = re.sub(r"^<math[^>]*>|</math>$", "", inner)
+            align = "center" if env.startswith("gather") else ("right" if j % 2 == 0 else "left")
+            pad = "padding:0.15em 0 0.15em " + ("1.5em" if j and j % 2 == 0 else "0")
+            cells.append(f'<mtd style="text-align:{align};{pad}">{inner}</mtd>')
+        rows.append(f"<mtr>{''.join(cells)}</mtr>")
+    return f'<math display="block"><mtable>{"".join(rows)}</mtable></math>'
+
+
 def to_mathml(tex: str, display: bool = False) -> str:
     """One formula as a ``<math>`` element; a formula latex2mathml cannot read stays as its source,
     marked ``class="tex-error"`` (visible, never a crash)."""
     from latex2mathml.converter import convert
     try:
-        mathml = convert(tex.strip(), display="block" if display else "inline")
+        env = _ALIGNED.match(tex)
+        mathml = (_aligned(env.group(1), env.group(2)) if env else
+                  convert(tex.strip(), display="block" if display else "inline"))
     except Exception:  # noqa: BLE001 - one bad formula must not lose the report
         src = html.escape(("$$" if display else "$") + tex + ("$$" if display else "$"))
         return f'<code class="tex-error" title="formula not converted">{src}</code>'
