@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["GPTConfig", "TrainConfig", "PRESETS", "preset", "GPT", "Block", "CausalSelfAttention", "MLP",
-           "KVCache", "flops_per_token", "peak_flops", "mfu",
+           "KVCache", "flops_per_token", "peak_flops", "mfu", "rope_tables", "rotate", "ACTIVATIONS",
            "NaiveGPT"]
 
 
@@ -34,12 +34,22 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = False      # biases in Linear and LayerNorm (GPT-2: True; a little faster without)
-    activation: str = "gelu"  # the MLP's GELU: "gelu" (exact) or "gelu_tanh" (GPT-2's tanh approximation)
+    activation: str = "gelu"  # the MLP's: "gelu" (exact), "gelu_tanh" (GPT-2's approximation), "relu2" (ReLU²)
     ln_eps: float = 1e-5    # LayerNorm epsilon (GPT-2: 1e-5)
+    pos: str = "learned"    # positions: "learned" (GPT-2's table added to the input) or "rope" (rotary, in attention)
+    qk_norm: bool = False   # RMS-normalise queries and keys per head before their dot product
+    tie_weights: bool = True  # the output layer reuses the token embedding matrix
 
     def __post_init__(self):
-        if self.activation not in ("gelu", "gelu_tanh"):
-            raise ValueError(f"GPTConfig.activation must be 'gelu' or 'gelu_tanh', got {self.activation!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"GPTConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.pos not in ("learned", "rope"):
+            raise ValueError(f"GPTConfig.pos must be 'learned' or 'rope', got {self.pos!r}")
+        if self.pos == "rope" and (self.n_embd // max(self.n_head, 1)) % 2:
+            raise ValueError(f"rotary positions need an even head size, got n_embd/n_head = {self.n_embd // self.n_head}")
+
+
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")
 
 
 @dataclass
@@ -54,6 +64,7 @@ class TrainConfig:
     steps: int = 2000        # used when no time budget is given
     eval_every: int = 100    # steps between evaluations in a fixed-steps run
     eval_tokens: int = 32_768  # validation tokens per evaluation
+    optimizer: str = "adamw"  # "adamw", or "muon" (Muon for the blocks' matrices, AdamW for the rest)
 
 
 PRESETS: dict[str, tuple[GPTConfig, TrainConfig]] = {
@@ -124,14 +135,25 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_drop = nn.Dropout(cfg.dropout)
+        self.qk_norm = cfg.qk_norm
+        if cfg.pos == "rope":
+            cos, sin = rope_tables(cfg.block_size, cfg.n_embd // cfg.n_head)
+            self.register_buffer("cos", cos, persistent=False)
+            self.register_buffer("sin", sin, persistent=False)
+        else:
+            self.cos = self.sin = None
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        past = 0
+        past = cache.length if cache is not None else 0
+        if self.qk_norm:    # each head's query and key scaled to RMS 1: bounded attention logits
+            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+        if self.cos is not None:  # rotary: rotate q and k by angles proportional to their positions
+            cos, sin = self.cos[past:past + T], self.sin[past:past + T]
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         if cache is not None:
-            past = cache.length
             k, v = cache.update(self.layer, k, v)
         drop = self.dropout if self.training else 0.0
         if past == 0:       # the usual case: a causal mask over T × T
@@ -145,16 +167,33 @@ class CausalSelfAttention(nn.Module):
         return self.resid_drop(self.c_proj(y))
 
 
+def rope_tables(n_pos: int, head_size: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos`` and ``sin`` of the rotary angles ``pos · base^(-2i/head_size)``, each ``(n_pos, head_size/2)``."""
+    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+    angles = torch.outer(torch.arange(n_pos, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding: rotate each pair ``(x₁ᵢ, x₂ᵢ)`` (the two halves of the head) by its angle.
+    Then ``q·k`` depends on the positions only through their difference."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
-        self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
+        self.activation = cfg.activation
 
     def forward(self, x):
-        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
+        h = self.c_fc(x)
+        h = F.relu(h).square() if self.activation == "relu2" else \
+            F.gelu(h, approximate="tanh" if self.activation == "gelu_tanh" else "none")
+        return self.drop(self.c_proj(h))
 
 
 class Block(nn.Module):
@@ -179,12 +218,13 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)   # token embedding
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)   # learned position embedding
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None  # learned positions
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.ln_eps, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight                  # weight tying: one matrix, used twice
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight              # weight tying: one matrix, used twice
         self.apply(self._init_weights)
         for name, p in self.named_parameters():                # GPT-2: scale residual projections
             if name.endswith("c_proj.weight"):
@@ -215,7 +255,7 @@ class GPT(nn.Module):
     def n_params(self, non_embedding: bool = True) -> int:
         """Parameters (the tied matrix counted once); ``non_embedding`` leaves out the position table."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.wpe.weight.numel() if non_embedding else n
+        return n - self.wpe.weight.numel() if non_embedding and self.wpe is not None else n
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
         """Logits ``(B, T, V)``; with ``targets`` returns ``(logits, mean cross-entropy)``.
@@ -225,8 +265,10 @@ class GPT(nn.Module):
         start = cache.length if cache is not None else 0
         if start + T > self.cfg.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.cfg.block_size}")
-        pos = torch.arange(start, start + T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x, cache)
         if cache is not None:

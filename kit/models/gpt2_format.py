@@ -126,6 +126,10 @@ def save_gpt2(model: GPT, folder: str | os.PathLike) -> Path:
     """Write ``config.json`` + ``model.safetensors`` in Hugging Face's GPT-2 layout (biases as zeros if absent)."""
     from safetensors.torch import save_file
     cfg = model.cfg
+    if cfg.pos != "learned" or cfg.activation == "relu2" or cfg.qk_norm or not cfg.tie_weights:
+        raise ValueError(f"GPT-2's format holds learned positions, GELU, no QK-norm and a tied output layer; this model "
+                         f"has pos={cfg.pos!r}, activation={cfg.activation!r}, qk_norm={cfg.qk_norm}, "
+                         f"tie_weights={cfg.tie_weights}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {}

@@ -21,6 +21,7 @@ from kit.models.sampling import detach_state, is_recurrent, logits_of
 from kit.train.callbacks import Callback
 from kit.train.lm_eval import evaluate_lm
 from kit.train.loop import fit
+from kit.train.optim import MuonAdamW, hidden_matrices
 
 __all__ = ["LMRun", "GPTRun", "TBPTT", "train_lm", "train_gpt"]
 
@@ -186,7 +187,8 @@ def train_gpt(model, train_ids: torch.Tensor, val_ids: torch.Tensor, tc, *, seco
               compile: bool = False, seed: int = 0, progress: bool = True, on_eval: Callable | None = None) -> GPTRun:
     """Train a GPT (``model(x, y) -> (logits, loss)``) on random windows of ``train_ids`` with ``fit``.
 
-    ``tc`` is a :class:`kit.models.gpt.TrainConfig`: fused AdamW with weight decay on matrices only,
+    ``tc`` is a :class:`kit.models.gpt.TrainConfig`: fused AdamW with weight decay on matrices only
+    (or, with ``tc.optimizer="muon"``, Muon for the blocks' matrices and AdamW for the rest),
     linear warm-up then cosine from ``tc.lr`` to ``tc.min_lr``, gradient clipping.
     * ``seconds=None``: ``tc.steps`` steps, evaluating every ``tc.eval_every`` — deterministic on CPU
       for a given ``seed``.
@@ -214,7 +216,14 @@ def train_gpt(model, train_ids: torch.Tensor, val_ids: torch.Tensor, tc, *, seco
         callbacks.append(_OnEval(on_eval))
     budget = dict(seconds=seconds, eval_every_s=eval_every_s, eval_marks=eval_marks) if seconds else \
         dict(steps=tc.steps, eval_every=tc.eval_every)
-    history = fit(model, next_batch, val, loss_fn=None, optimizer="adamw", lr=tc.lr, weight_decay=tc.weight_decay,
+    name = getattr(tc, "optimizer", "adamw")
+    if name == "muon":  # Muon for the blocks' matrices, AdamW for embeddings, output layer, norms
+        opt = MuonAdamW(*hidden_matrices(model), lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas, fused=True)
+    elif name == "adamw":
+        opt = "adamw"
+    else:
+        raise ValueError(f"TrainConfig.optimizer must be 'adamw' or 'muon', got {name!r}")
+    history = fit(model, next_batch, val, loss_fn=None, optimizer=opt, lr=tc.lr, weight_decay=tc.weight_decay,
                   betas=tc.betas, decay_matrices_only=True, fused=True, scheduler="cosine", warmup=tc.warmup,
                   min_lr=tc.min_lr, clip_grad=tc.clip_grad or None, eval_at_start=True, device=device, amp=amp,
                   compile=compile, seed=seed, progress=progress, desc="training", callbacks=callbacks, **budget)

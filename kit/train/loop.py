@@ -107,7 +107,8 @@ class Trainer:
         self.penalty, self.clip_grad, self.augment = penalty, clip_grad, augment
         self.record_grad_norm = grad_norm or clip_grad is not None
         self.lr, self.warmup, self.min_lr = lr, warmup, min_lr
-        self.optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(
+        duck = hasattr(optimizer, "step") and hasattr(optimizer, "param_groups")  # an Optimizer, or e.g. MuonAdamW
+        self.optimizer = optimizer if duck else make_optimizer(
             optimizer, model.parameters(), lr, weight_decay, momentum, betas, decay_matrices_only, fused)
         if self.kind == "tensors":
             self.steps_per_epoch = -(-len(self.train_data[0]) // batch_size)
@@ -338,7 +339,7 @@ def fit(model, train, val=None, *, resume: str | None = None, **kwargs) -> Histo
     """Train ``model`` in place on ``train`` (see the module docstring), evaluating on ``val``.
 
     Keyword arguments: ``epochs | steps | seconds, loss_fn (None: the model returns its loss), batch_size,
-    optimizer ('sgd'|'momentum'|'rmsprop'|'adam'|'adamw' or an Optimizer), lr, weight_decay, momentum, betas,
+    optimizer ('sgd'|'momentum'|'rmsprop'|'adam'|'adamw', an Optimizer or kit's MuonAdamW), lr, weight_decay, momentum, betas,
     decay_matrices_only, fused, scheduler (None|'onecycle'|'cosine'|callable; steps/seconds runs: None|'cosine'
     with warmup and min_lr), clip_grad, grad_norm, metrics ({name: fn(logits, y)}), penalty (fn(model) → extra
     loss, e.g. L1), device, amp, callbacks, seed, progress, live, augment (fn(xb, generator) → xb), compile,

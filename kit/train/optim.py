@@ -50,6 +50,59 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, mome
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, **kw)
 
 
+class MuonAdamW:
+    """Muon (``torch.optim.Muon``: momentum orthogonalised by Newton–Schulz) for the hidden layers' weight
+    matrices, AdamW for everything else (embeddings, the output layer, norms and biases).
+
+    ``muon_params`` are 2-D matrices; Muon's step is scaled to AdamW's update size (``adjust_lr_fn=
+    "match_rms_adamw"``) so one learning rate and schedule drive both. Duck-types an optimizer for ``fit``:
+    ``param_groups`` (both optimizers' groups, so the schedule reaches every one), ``step``, ``zero_grad``,
+    ``state_dict``/``load_state_dict``.
+    """
+
+    def __init__(self, muon_params, adamw_params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.99),
+                 momentum: float = 0.95, fused: bool = False):
+        muon_params, adamw_params = list(muon_params), list(adamw_params)
+        bad = [tuple(p.shape) for p in muon_params if p.ndim != 2]
+        if bad:
+            raise ValueError(f"Muon orthogonalises matrices: got parameters of shape {bad}")
+        self.muon = torch.optim.Muon(muon_params, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                     adjust_lr_fn="match_rms_adamw")
+        self.adamw = make_optimizer("adamw", adamw_params, lr, weight_decay, betas=betas, decay_matrices_only=True,
+                                    fused=fused)
+        self.param_groups = self.muon.param_groups + self.adamw.param_groups
+
+    @property
+    def state(self):
+        return {**self.muon.state, **self.adamw.state}
+
+    def step(self, closure=None):
+        self.muon.step()
+        self.adamw.step()
+
+    def zero_grad(self, set_to_none: bool = True):
+        self.muon.zero_grad(set_to_none=set_to_none)
+        self.adamw.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.muon.load_state_dict(state["muon"])
+        self.adamw.load_state_dict(state["adamw"])
+
+
+def hidden_matrices(model: torch.nn.Module) -> tuple[list, list]:
+    """``(matrices of the hidden layers, the rest)``: the weights of ``nn.Linear`` layers that are not the
+    output layer (whose weight is often tied to the embedding) go to Muon, all else to AdamW."""
+    out = getattr(model, "lm_head", None)
+    skip = {id(out.weight)} if out is not None else set()
+    hidden = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not out
+              and id(m.weight) not in skip and m.weight.requires_grad]
+    ids = {id(p) for p in hidden}
+    return hidden, [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+
+
 def warmup_cosine(progress: float, step: int, lr: float, min_lr: float, warmup: int = 0) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` down to ``min_lr`` as ``progress``
     (the fraction of the run done: of its steps or of its seconds) goes from 0 to 1."""
