@@ -1,4 +1,7 @@
-"""kit's folders are its layers, and imports flow one way: core → data → models → train → viz → techniques → exercises → lessons."""
+"""kit's folders are its layers, and imports flow one way: core → data → models → train → viz → techniques → exercises → lessons.
+
+``serve`` (lesson 18's service) sits on the techniques layer (5): it uses kit.techniques.export's ort_session and
+may use data/models/train/viz; only kit.lessons (the ``kit serve`` verb) and notebooks import it."""
 from __future__ import annotations
 
 import ast
@@ -6,7 +9,8 @@ from pathlib import Path
 
 KIT = Path(__file__).resolve().parents[1] / "kit"
 LAYER = {"device": 0, "params": 0, "results": 0, "checks": 0, "metrics": 0,
-         "data": 1, "models": 2, "train": 3, "text": 3, "viz": 4, "techniques": 5, "exercises": 6, "lessons": 7}
+         "data": 1, "models": 2, "train": 3, "text": 3, "viz": 4, "techniques": 5, "serve": 5,
+         "exercises": 6, "lessons": 7}
 # The one sanctioned upward import: fit(live=True) draws its plot with kit.viz, imported only when asked for.
 ALLOWED = {("kit/train/callbacks.py", "kit.viz"), ("kit/train/lm.py", "kit.viz"), ("kit/train/lm.py", "kit.viz.text")}
 

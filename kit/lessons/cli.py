@@ -10,6 +10,7 @@
   kit check workshop/01_linear_regression.ipynb   run a completed copy's exercise checks (✓/✗; --json)
   kit grade submissions/ --out grades         a grade book over every learner's notebooks (CSV + HTML)
   kit lab [--dir workshop/]                  JupyterLab on 127.0.0.1 with a token
+  kit serve model.onnx [--port 8000]         an ONNX model as an HTTP service on 127.0.0.1 (lesson 18)
 """
 from __future__ import annotations
 
@@ -233,6 +234,11 @@ def cmd_lab(args) -> int:
     return subprocess.call(cmd)
 
 
+def cmd_serve(args) -> int:
+    from kit.serve.__main__ import run
+    return run(args)
+
+
 STALL_HELP = (f"seconds an idle kernel may leave a cell unanswered before the notebook is rerun once "
               f"with a fresh kernel (default {STALL:g})")
 
@@ -309,6 +315,11 @@ def main(argv=None) -> int:
     lab.add_argument("--token")
     lab.add_argument("--dir", help="folder to open (default: the lessons)")
     lab.set_defaults(fn=cmd_lab)
+
+    from kit.serve.__main__ import add_arguments as serve_arguments
+    sv = sub.add_parser("serve", help="serve an ONNX model over HTTP: POST /predict, GET /health, GET /metrics")
+    serve_arguments(sv)
+    sv.set_defaults(fn=cmd_serve)
 
     args = ap.parse_args(argv)
     if args.cmd == "sweep":

@@ -1,0 +1,12 @@
+"""Serving and monitoring a model (lesson 18): an HTTP service over an ONNX Runtime session, a load test, drift.
+
+* :mod:`app` — ``create_app(model.onnx)``: FastAPI with ``POST /predict``, ``GET /health``, ``GET /metrics``
+  (Prometheus text), strict input checks (4xx, never a crash); :class:`ThreadServer` (uvicorn in a thread) and
+  :class:`ServerProcess` (``python -m kit.serve`` in a subprocess), both context managers that always stop;
+* :mod:`batching` — :class:`MicroBatcher`: dynamic micro-batching (max batch, max wait);
+* :mod:`loadtest` — async clients (httpx) at a given concurrency, bounded in requests and seconds;
+* :mod:`monitor` — input statistics, PSI and KS (scipy) against a reference window, alerts.
+
+Layer: beside :mod:`kit.techniques` (it uses ``kit.techniques.export.ort_session``); only ``kit.lessons`` and
+the notebooks import it.
+"""

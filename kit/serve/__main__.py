@@ -1,0 +1,57 @@
+"""``python -m kit.serve MODEL [--host 127.0.0.1] [--port N]``: the service of :mod:`kit.serve.app`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("model", help="an ONNX model file with input (batch, features), e.g. from kit.techniques.export")
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ap.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    ap.add_argument("--batching", action="store_true", help="dynamic micro-batching of concurrent requests")
+    ap.add_argument("--max-batch", type=int, default=64, help="micro-batching: rows per model call at most")
+    ap.add_argument("--max-wait-ms", type=float, default=2.0, help="micro-batching: longest wait for a batch to fill")
+    ap.add_argument("--max-rows", type=int, default=256, help="largest batch one request may send (else 413)")
+    ap.add_argument("--max-body", type=int, default=1_000_000, help="largest request body in bytes (else 413)")
+    ap.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # stop when it ends
+
+
+def run(args) -> int:
+    """Check the arguments, then serve; one line on stderr and exit code 2 on bad input."""
+    from pathlib import Path
+    problems = []
+    if not Path(args.model).is_file():
+        problems.append(f"no model file {args.model}")
+    elif not args.model.endswith(".onnx"):
+        problems.append(f"{args.model} is not an .onnx file")
+    if not 0 <= args.port <= 65535:
+        problems.append(f"--port must be 0–65535, got {args.port}")
+    if args.max_batch < 1 or args.max_wait_ms < 0 or args.max_rows < 1 or args.max_body < 1:
+        problems.append("--max-batch, --max-rows and --max-body must be ≥ 1 and --max-wait-ms ≥ 0")
+    if problems:
+        print(f"kit serve: {problems[0]}", file=sys.stderr)
+        return 2
+    from kit.serve.app import serve
+    try:
+        serve(args.model, args.host, args.port, batching=args.batching, max_batch=args.max_batch,
+              max_wait_ms=args.max_wait_ms, max_batch_rows=args.max_rows, max_body_bytes=args.max_body,
+              parent_pid=args.parent_pid)
+    except (OSError, ValueError) as e:  # port in use, address not local, a model that is not (batch, features)
+        print(f"kit serve: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - e.g. ONNX Runtime refusing the file: one line, no traceback
+        print(f"kit serve: cannot serve {args.model}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="kit serve", description=__doc__)
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

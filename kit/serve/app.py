@@ -1,0 +1,335 @@
+"""The service: FastAPI over an ONNX Runtime session, with strict input checks and Prometheus metrics.
+
+    app = create_app("model.onnx", max_batch_rows=256, max_body_bytes=1_000_000, batching=True)
+    with ThreadServer(app) as srv:            # uvicorn in a background thread, on 127.0.0.1, a free port
+        httpx.post(srv.url + "/predict", json={"inputs": [[0.0] * 64]})
+    with ServerProcess("model.onnx") as srv:  # the same service as a separate process (python -m kit.serve)
+        ...
+
+``POST /predict`` takes ``{"inputs": [[x₀, …, x_{d−1}], …]}`` (a batch of rows of the model's input width) and
+answers ``{"predictions": [...], "confidence": [...]}``. Bad input gets a 4xx with ``{"error": "..."}`` and the
+service keeps serving: malformed JSON (400), a body over ``max_body_bytes`` or a batch over ``max_batch_rows``
+(413), wrong shape, wrong type, NaN/inf or an empty batch (422).
+"""
+
+import atexit
+import json
+import math
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["create_app", "ThreadServer", "ServerProcess", "serve", "BadInput"]
+
+
+class BadInput(ValueError):
+    def __init__(self, status: int, message: str, reason: str):
+        super().__init__(message)
+        self.status, self.reason = status, reason
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def parse_batch(body: bytes, width: int, max_rows: int) -> np.ndarray:
+    """The request body as a float32 array of shape (n, width), or :class:`BadInput` saying what is wrong."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInput(400, f"malformed JSON: {e}", "malformed_json") from None
+    if not isinstance(doc, dict) or "inputs" not in doc:
+        raise BadInput(422, 'the body must be a JSON object {"inputs": [[...], ...]}', "wrong_type")
+    rows = doc["inputs"]
+    if not isinstance(rows, list):
+        raise BadInput(422, f'"inputs" must be a list of rows, got {type(rows).__name__}', "wrong_type")
+    if not rows:
+        raise BadInput(422, "empty batch: send at least one row", "empty_batch")
+    if len(rows) > max_rows:
+        raise BadInput(413, f"batch of {len(rows)} rows is over the cap of {max_rows}", "batch_too_large")
+    if (b"true" in body or b"false" in body or b"null" in body) and \
+            any(isinstance(v, bool) or v is None for r in rows if isinstance(r, list) for v in r):
+        raise BadInput(422, "inputs must be numbers (found true/false/null)", "wrong_type")
+    try:
+        X = np.array(rows)
+    except ValueError:
+        raise BadInput(422, f"rows of different lengths: every row must hold {width} numbers", "wrong_shape") from None
+    if X.dtype.kind not in "iuf":
+        raise BadInput(422, "inputs must be numbers (found strings, objects or nested lists of different depth)",
+                       "wrong_type")
+    if X.ndim != 2 or X.shape[1] != width:
+        raise BadInput(422, f"wrong shape {list(X.shape)}: expected [n, {width}]", "wrong_shape")
+    if not np.isfinite(X).all() or (X.dtype.kind == "f" and np.abs(X).max() > np.finfo(np.float32).max):
+        raise BadInput(422, "inputs hold NaN or infinity (or numbers too large for float32)", "not_finite")
+    return X.astype(np.float32)
+
+
+def _metrics(registry):
+    from prometheus_client import Counter, Histogram
+    return {
+        "requests": Counter("kit_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
+                            registry=registry),
+        "rejected": Counter("kit_rejected", "rejected /predict requests by reason", ["reason"], registry=registry),
+        "latency": Histogram("kit_predict_latency_seconds", "time spent answering /predict", registry=registry,
+                             buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5)),
+        "batch": Histogram("kit_model_batch_rows", "rows per model call", registry=registry,
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512)),
+        "classes": Counter("kit_predicted_class", "predictions by class", ["cls"], registry=registry),
+        "input_mean": Histogram("kit_input_mean", "mean of each input row", registry=registry,
+                                buckets=tuple(np.round(np.linspace(0, 1, 11), 2))),
+        "input_std": Histogram("kit_input_std", "standard deviation of each input row", registry=registry,
+                               buckets=tuple(np.round(np.linspace(0, 1, 11), 2))),
+        "confidence": Histogram("kit_confidence", "top predicted probability", registry=registry,
+                                buckets=(.2, .4, .6, .8, .9, .95, .99, 1)),
+    }
+
+
+def create_app(model, *, max_batch_rows: int = 256, max_body_bytes: int = 1_000_000, batching: bool = False,
+               max_batch: int = 64, max_wait_ms: float = 2.0, threads: int = 1):
+    """The FastAPI app serving ``model`` (a path to an .onnx file, or an ONNX Runtime session)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+    from prometheus_client import CollectorRegistry, generate_latest, CONTENT_TYPE_LATEST
+
+    from kit.serve.batching import MicroBatcher
+    from kit.techniques.export import ort_session
+
+    if isinstance(model, (str, Path)):
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"no model file {model}")
+        sess = ort_session(model, threads=threads)
+    else:
+        sess = model
+    inp = sess.get_inputs()[0]
+    width = inp.shape[-1]
+    if not isinstance(width, int) or len(inp.shape) != 2:
+        raise ValueError(f"the model's input must be (batch, features) with a fixed width, got {inp.shape}")
+    name = inp.name
+    registry = CollectorRegistry()
+    M = _metrics(registry)
+
+    def run(X: np.ndarray) -> np.ndarray:
+        M["batch"].observe(len(X))
+        return sess.run(None, {name: X})[0]
+
+    batcher = MicroBatcher(run, max_batch, max_wait_ms) if batching else None
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if batcher:
+            batcher.start()
+        yield
+        if batcher:
+            await batcher.stop()
+
+    app = FastAPI(title="kit serve", lifespan=lifespan)
+    app.state.batcher, app.state.registry, app.state.width = batcher, registry, width
+
+    def reject(status: int, reason: str, message: str):
+        M["rejected"].labels(reason).inc()
+        M["requests"].labels("/predict", str(status)).inc()
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        t0 = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
+            return reject(413, "body_too_large", f"body of {length} bytes is over the cap of {max_body_bytes}")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # chunked bodies have no length: count while reading
+            size += len(chunk)
+            if size > max_body_bytes:
+                return reject(413, "body_too_large", f"body over the cap of {max_body_bytes} bytes")
+            chunks.append(chunk)
+        try:
+            X = parse_batch(b"".join(chunks), width, max_batch_rows)
+        except BadInput as e:
+            return reject(e.status, e.reason, str(e))
+        logits = await batcher.submit(X) if batcher else run(X)
+        probs = _softmax(np.asarray(logits, dtype=np.float64))
+        pred, conf = probs.argmax(1), probs.max(1)
+        for c, k in zip(*np.unique(pred, return_counts=True)):
+            M["classes"].labels(str(int(c))).inc(int(k))
+        for v in X.mean(1):
+            M["input_mean"].observe(float(v))
+        for v in X.std(1):
+            M["input_std"].observe(float(v))
+        for v in conf:
+            M["confidence"].observe(float(v))
+        M["latency"].observe(time.perf_counter() - t0)
+        M["requests"].labels("/predict", "200").inc()
+        return {"predictions": pred.tolist(), "confidence": np.round(conf, 6).tolist()}
+
+    @app.get("/health")
+    async def health():
+        M["requests"].labels("/health", "200").inc()
+        return {"status": "ok", "input_width": width, "batching": bool(batcher)}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _loopback_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so; without it every keep-alive
+    # response waits ~40 ms (Nagle's algorithm meets the client's delayed ACK)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+class ThreadServer:
+    """uvicorn serving ``app`` in a daemon thread; ``stop()`` (or leaving the ``with``) ends it and joins the thread.
+
+    ``port=0`` takes a free port (``.url`` tells which). Registered with ``atexit`` so an interpreter that exits
+    mid-lesson still stops it.
+    """
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0):
+        import uvicorn
+        self.sock = _loopback_socket(host, port)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                                    timeout_graceful_shutdown=2))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
+                                       name=f"kit-serve-{self.port}")
+        self.timeout = timeout
+
+    def start(self) -> "ThreadServer":
+        self.thread.start()
+        t0 = time.perf_counter()
+        while not self.server.started:
+            if not self.thread.is_alive() or time.perf_counter() - t0 > self.timeout:
+                self.stop()
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        atexit.register(self.stop)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(self.timeout)
+        self.sock.close()
+        atexit.unregister(self.stop)
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class ServerProcess:
+    """``python -m kit.serve MODEL --port 0 …`` as a child process; ``.url`` once it listens. Always stopped:
+    ``with``, ``stop()`` and ``atexit`` terminate it (then kill it if it does not end within ``timeout``)."""
+
+    def __init__(self, model, host: str = "127.0.0.1", port: int = 0, *, batching: bool = False, max_batch: int = 64,
+                 max_wait_ms: float = 2.0, max_rows: int = 256, max_body: int = 1_000_000, timeout: float = 60.0,
+                 extra: tuple = ()):
+        self.cmd = [sys.executable, "-m", "kit.serve", str(model), "--host", host, "--port", str(port),
+                    "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--max-rows", str(max_rows),
+                    "--max-body", str(max_body), "--parent-pid", str(os.getpid()), *extra]
+        if batching:
+            self.cmd.append("--batching")
+        self.timeout, self.proc, self.url = timeout, None, None
+
+    def start(self) -> "ServerProcess":
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        atexit.register(self.stop)
+        t0, seen = time.perf_counter(), []
+        while time.perf_counter() - t0 < self.timeout:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready:
+                line = self.proc.stdout.readline()
+                if not line and self.proc.poll() is not None:
+                    break
+                seen.append(line)
+                if "listening on " in line:
+                    self.url = line.split("listening on ", 1)[1].split()[0]
+                    return self
+            elif self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError("kit serve did not start: " + "".join(seen[-5:]).strip())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stdout:
+            self.proc.stdout.close()
+        atexit.unregister(self.stop)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _watch_parent(pid: int, server) -> None:
+    """End the server when process ``pid`` is gone (a notebook kernel killed outright cannot run atexit)."""
+    def loop():
+        while not server.should_exit:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                server.should_exit = True
+                return
+            if os.getppid() != pid:
+                server.should_exit = True
+                return
+            time.sleep(0.5)
+    threading.Thread(target=loop, daemon=True, name="kit-serve-parent-watch").start()
+
+
+def serve(model, host: str = "127.0.0.1", port: int = 8000, parent_pid: int | None = None, **kw) -> None:
+    """Serve ``model`` until interrupted (Ctrl-C or SIGTERM); prints ``listening on URL`` once it accepts requests.
+    With ``parent_pid`` it also stops when that process ends."""
+    import uvicorn
+    app = create_app(model, **kw)
+    sock = _loopback_socket(host, port)
+    url = f"http://{host}:{sock.getsockname()[1]}"
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            print(f"kit serve: {Path(str(model)).name} listening on {url} (POST /predict, GET /health, GET /metrics)",
+                  flush=True)
+
+    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2))
+    if parent_pid:
+        _watch_parent(parent_pid, server)
+    server.run(sockets=[sock])
