@@ -13,7 +13,7 @@ import re
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]
-MAX_POINTS, MAX_CELLS = 160, 24
+MAX_POINTS, MAX_CELLS, MAX_HEATMAPS = 160, 32, 16
 
 
 def figures(nb) -> list[dict]:
@@ -109,13 +109,27 @@ def _color(trace, i):
     return PALETTE[i % len(PALETTE)]
 
 
-def _heat(t):
+def _heat_rgb(t):
     """A number in [0, 1] → a colour from dark blue through teal to yellow (viridis-like)."""
     stops = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]
     t = min(max(t, 0.0), 1.0) * (len(stops) - 1)
     i = min(int(t), len(stops) - 2)
     a, b, f = stops[i], stops[i + 1], t - i
-    return "#%02x%02x%02x" % tuple(round(a[k] + (b[k] - a[k]) * f) for k in range(3))
+    return tuple(round(a[k] + (b[k] - a[k]) * f) for k in range(3))
+
+
+def _png_uri(pixels) -> str:
+    """Rows of (r, g, b) → a ``data:`` URI of an 8-bit RGB PNG (zlib only: a heatmap in ~1 kB, not 500 rects)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    h, w = len(pixels), len(pixels[0])
+    raw = b"".join(b"\x00" + bytes(c for p in row for c in p) for row in pixels)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def svg_thumbnail(fig: dict | None, width: int = 240, height: int = 150) -> str | None:
@@ -170,6 +184,8 @@ def svg_thumbnail(fig: dict | None, width: int = 240, height: int = 150) -> str 
                     xa.see(x - 0.6), xa.see(x + 0.6), ya.see(y), ya.see(0.0 if not ya.log else None)
             shapes.append(("bar", i, xa, ya, (pts, _color(t, i))))
         elif kind in ("heatmap", "contour", "surface", "image"):
+            if sum(s[0] == "heat" for s in shapes) >= MAX_HEATMAPS:
+                continue
             z = _array(t.get("z"))
             if not z or not isinstance(z[0], list):
                 continue
@@ -224,16 +240,15 @@ def svg_thumbnail(fig: dict | None, width: int = 240, height: int = 150) -> str 
         else:
             grid, lo, hi, rev, gray = payload
             nr, nc = len(grid), len(grid[0])
-            cw, ch = (x1 - x0) / nc, (y1 - y0) / nr
-            for r, row in enumerate(grid):
-                for c, v in enumerate(row):
-                    if v is None:
-                        continue
-                    t = (v - lo) / (hi - lo) if hi > lo else 0.5
-                    fill = "#%02x%02x%02x" % ((round(255 * t),) * 3) if gray else _heat(t)
-                    yy = y0 + (r if rev else nr - 1 - r) * ch
-                    parts.append(f'<rect x="{x0 + c * cw:.1f}" y="{yy:.1f}" width="{cw + 0.3:.1f}" '
-                                 f'height="{ch + 0.3:.1f}" fill="{fill}"/>')
+            pixels = []
+            for row in (grid if rev else grid[::-1]):
+                line = []
+                for v in row:
+                    t = 0.0 if v is None else ((v - lo) / (hi - lo) if hi > lo else 0.5)
+                    line.append((round(255 * t),) * 3 if gray else _heat_rgb(t))
+                pixels.append(line)
+            parts.append(f'<image x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" '
+                         f'preserveAspectRatio="none" style="image-rendering:pixelated" href="{_png_uri(pixels)}"/>')
     frame = "".join(
         f'<rect x="{pad + a.domain[0] * (width - 2 * pad):.1f}" y="{height - pad - b.domain[1] * (height - 2 * pad):.1f}" '
         f'width="{(a.domain[1] - a.domain[0]) * (width - 2 * pad):.1f}" height="{(b.domain[1] - b.domain[0]) * (height - 2 * pad):.1f}" '
