@@ -244,3 +244,12 @@ def test_latency_summary_is_numpys_percentiles():
     lat = np.random.default_rng(6).lognormal(size=101)
     s = loadtest.summary(lat)
     assert s["p50_ms"] == pytest.approx(np.median(lat)) and s["p99_ms"] == pytest.approx(np.percentile(lat, 99))
+
+
+def test_server_process_that_cannot_start_says_why_and_is_gone(tmp_path):
+    bad = tmp_path / "garbage.onnx"
+    bad.write_text("not an ONNX file")
+    srv = service.ServerProcess(bad, timeout=30)
+    with pytest.raises(RuntimeError, match="kit serve did not start: kit serve: cannot serve"):
+        srv.start()
+    assert not srv.running

@@ -16,7 +16,6 @@ import atexit
 import json
 import math
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -257,24 +256,32 @@ class ServerProcess:
         self.timeout, self.proc, self.url = timeout, None, None
 
     def start(self) -> "ServerProcess":
+        import queue
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         atexit.register(self.stop)
-        t0, seen = time.perf_counter(), []
+        lines: queue.Queue = queue.Queue()
+        self.output: list[str] = []
+
+        def read(stream):  # drains the pipe for the server's whole life, so it never blocks on a full pipe
+            for line in stream:
+                self.output.append(line)
+                lines.put(line)
+            lines.put(None)
+        threading.Thread(target=read, args=(self.proc.stdout,), daemon=True, name="kit-serve-output").start()
+        t0 = time.perf_counter()
         while time.perf_counter() - t0 < self.timeout:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if ready:
-                line = self.proc.stdout.readline()
-                if not line and self.proc.poll() is not None:
-                    break
-                seen.append(line)
-                if "listening on " in line:
-                    self.url = line.split("listening on ", 1)[1].split()[0]
-                    return self
-            elif self.proc.poll() is not None:
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
                 break
+            if "listening on " in line:
+                self.url = line.split("listening on ", 1)[1].split()[0]
+                return self
         self.stop()
-        raise RuntimeError("kit serve did not start: " + "".join(seen[-5:]).strip())
+        raise RuntimeError("kit serve did not start: " + "".join(self.output[-5:]).strip())
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -284,8 +291,6 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc is not None and self.proc.stdout:
-            self.proc.stdout.close()
         atexit.unregister(self.stop)
 
     @property
