@@ -1,0 +1,119 @@
+"""GPT speedrun ablation: what lowers lesson 09's validation loss per second of training on tiny-shakespeare.
+
+Each change alone on top of lesson 09's CPU preset, then all of them cumulatively (in the order listed), trained
+for ``--seconds`` (the cosine follows the budget, as in the lesson) or for ``--steps`` (per-step quality, which
+machine load cannot change). Reports validation loss at 60 s and at the end, tokens/s, mean over ``--seeds``.
+
+    python benchmarks/gpt_speedrun.py [--seconds 180 | --steps 3000] [--seeds 0,1,2] [--only base,rope]
+                                      [--threads 2] [--write]
+
+``--write`` puts the table into benchmarks/RESULTS.md (the kept, hand-measured section). A full run is
+(changes × 2 − 1) × seeds × seconds: about 100 minutes at the defaults, on a quiet machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# name → (model changes, training changes, why it might help)
+CHANGES = {
+    "rope": ({"pos": "rope"}, {}, "rotary positions: attention sees relative offsets; no position table to learn"),
+    "qk_norm": ({"qk_norm": True}, {}, "RMS-normalised queries and keys: bounded logits tolerate a higher lr"),
+    "relu2": ({"activation": "relu2"}, {}, "ReLU²: cheaper than GELU, sparse, trains as well or better"),
+    "untied": ({"tie_weights": False}, {}, "separate output layer: input and output roles need not share a matrix"),
+    "muon": ({}, {"optimizer": "muon"}, "Muon: orthogonalised updates for the blocks' matrices, larger useful steps"),
+}
+
+
+def run_one(model_kw: dict, train_kw: dict, seed: int, seconds: float | None, steps: int | None, data) -> dict:
+    import torch
+
+    from kit.models.gpt import GPT, preset
+    from kit.train import train_gpt
+    vocab_size, train_ids, val_ids = data
+    cfg, tc = preset("cpu", vocab_size=vocab_size)
+    cfg, tc = replace(cfg, **model_kw), replace(tc, **train_kw)
+    if steps:
+        tc.steps, tc.eval_every = steps, max(1, steps // 4)
+    torch.manual_seed(seed)
+    run = train_gpt(GPT(cfg), train_ids, val_ids, tc, seconds=seconds, eval_marks=(60.0,) if seconds else (),
+                    eval_every_s=30.0, device="cpu", seed=seed, progress=False)
+    return {"val_60": run.val_loss_at(60.0) if seconds else None, "val_end": run.final_val_loss,
+            "tokens_per_s": run.tokens_per_s, "steps": run.steps}
+
+
+def variants(only: set[str]) -> list[tuple[str, dict, dict]]:
+    out = [("baseline (lesson 09 CPU preset)", {}, {})]
+    for name, (m, t, _) in CHANGES.items():
+        out.append((f"+ {name} alone", m, t))
+    cum_m, cum_t, names = {}, {}, []
+    for name, (m, t, _) in CHANGES.items():
+        cum_m, cum_t = cum_m | m, cum_t | t
+        names.append(name)
+        if len(names) > 1:
+            out.append(("+ " + " + ".join(names), dict(cum_m), dict(cum_t)))
+    if only:
+        out = [v for v in out if any(o in v[0] for o in only)]
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=180.0)
+    ap.add_argument("--steps", type=int, default=0, help="train a fixed number of steps instead of --seconds")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--only", default="", help="comma-separated substrings of variant names")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=0.0, help="peak learning rate for every variant (0: the preset's)")
+    ap.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
+    args = ap.parse_args(argv)
+
+    from kit.device import set_threads
+    from kit.text import char_corpus
+    threads = set_threads(args.threads)
+    corpus, vocab, train_ids, val_ids = char_corpus("tinyshakespeare", 0.1)
+    data = (len(vocab), train_ids, val_ids)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    seconds, steps = (None, args.steps) if args.steps else (args.seconds, None)
+    budget = f"{steps} steps" if steps else f"{seconds:.0f} s of training"
+    head = (f"GPT speedrun ablation — lesson 09 CPU preset on {corpus.description.split(':')[0]}, {budget}, seeds {seeds}, "
+            f"{threads} threads, load average {os.getloadavg()[0]:.1f} at the start ({time.strftime('%Y-%m-%d %H:%M')})")
+    print(head, flush=True)
+    cols = f"| variant | val loss at 60 s | val loss at end | tokens/s | steps |\n|---|---|---|---|---|"
+    print(cols, flush=True)
+    lines = []
+    for name, m, t in variants({o for o in args.only.split(",") if o}):
+        t = t | ({"lr": args.lr} if args.lr else {})
+        rs = [run_one(m, t, s, seconds, steps, data) for s in seeds]
+        mean = lambda k: statistics.mean(r[k] for r in rs) if all(r[k] is not None for r in rs) else None
+        fmt = lambda v, f: "—" if v is None else format(v, f)
+        line = (f"| {name} | {fmt(mean('val_60'), '.3f')} | {fmt(mean('val_end'), '.3f')} | "
+                f"{fmt(mean('tokens_per_s'), ',.0f')} | {fmt(mean('steps'), ',.0f')} |")
+        lines.append(line)
+        print(line, flush=True)
+    tail = f"load average {os.getloadavg()[0]:.1f} at the end"
+    print(tail)
+    if args.write:
+        from run import KEPT  # benchmarks/run.py: the section it keeps
+        results = Path(__file__).parent / "RESULTS.md"
+        text = results.read_text()
+        block = f"### gpt_speedrun.py\n\n{head}; {tail}\n\n{cols}\n" + "\n".join(lines) + "\n"
+        if "### gpt_speedrun.py" in text:
+            a = text.index("### gpt_speedrun.py")
+            b = text.find("\n### ", a + 1)
+            text = text[:a] + block + ("" if b < 0 else text[b:])
+        else:
+            text = text.rstrip() + ("\n\n" if KEPT in text else f"\n\n{KEPT}\n\n") + block
+        results.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
