@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 from kit.checks import ExerciseError
 
-__all__ = ["Exercise", "ExerciseError", "check", "hint", "exercises", "value", "function", "prop", "compare",
+__all__ = ["Exercise", "ExerciseError", "check", "hint", "exercises", "value", "function", "prop", "compare", "randn",
            "find_leaks", "Case"]
 
 _REGISTRY: dict[str, "Exercise"] = {}
@@ -133,6 +133,13 @@ def compare(got, want, atol: float = 1e-6, rtol: float = 1e-5, what: str = "the 
 
 
 # ---------------------------------------------------------------------------------------- defining
+
+
+def randn(rng, *shape, scale: float = 1.0, loc: float = 0.0, dtype=None):
+    """A fresh normal tensor ``loc + scale·N(0, 1)`` of ``shape`` from a numpy ``rng`` (float64 unless ``dtype``):
+    the inputs exercises' cases are drawn from."""
+    import torch
+    return torch.tensor(loc + rng.normal(size=shape) * scale, dtype=dtype or torch.float64)
 
 
 def value(id: str, title: str, expected: Callable[[], Any], hints: Iterable[str], atol: float = 1e-6,

@@ -4,11 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kit.exercises import Case, function
-
-
-def _t(rng, *shape, scale=1.0):
-    return torch.tensor(rng.normal(size=shape) * scale, dtype=torch.float64)
+from kit.exercises import Case, function, randn as _t
 
 
 def _labels(rng, n):

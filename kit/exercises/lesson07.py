@@ -5,12 +5,8 @@ import math
 
 import torch
 
-from kit.exercises import Case, function
+from kit.exercises import Case, function, randn as _t
 from kit.models.rnn import lstm_step as _kit_lstm_step
-
-
-def _t(rng, *shape, scale=1.0):
-    return torch.tensor(rng.normal(size=shape) * scale, dtype=torch.float64)
 
 
 # ------------------------------------------------------------------ 07.1 the uniform model's loss

@@ -6,11 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from kit.exercises import Case, function
-
-
-def _t(rng, *shape, scale=1.0):
-    return torch.tensor(rng.normal(size=shape) * scale, dtype=torch.float64)
+from kit.exercises import Case, function, randn as _t
 
 
 # ------------------------------------------------------------------ 08.1 parameters of multi-head attention

@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kit.exercises import Case, compare, function
+from kit.exercises import Case, compare, function, randn
 
 
 def _t(rng, *shape, scale=1.0):
-    return torch.tensor(rng.normal(size=shape) * scale, dtype=torch.float32)
+    return randn(rng, *shape, scale=scale, dtype=torch.float32)
 
 
 # ------------------------------------------------------------------ 11.1 dequantize

@@ -6,11 +6,7 @@ import math
 import numpy as np
 import torch
 
-from kit.exercises import Case, compare, function, prop
-
-
-def _t(rng, *shape, scale=1.0):
-    return torch.tensor(rng.normal(size=shape) * scale, dtype=torch.float64)
+from kit.exercises import Case, compare, function, prop, randn as _t
 
 
 # ------------------------------------------------------------------ 13.1 a FedAvg round with a server learning rate

@@ -5,11 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kit.exercises import Case, function
-
-
-def _t(rng, *shape, scale=1.0):
-    return torch.tensor(rng.normal(size=shape) * scale, dtype=torch.float64)
+from kit.exercises import Case, function, randn as _t
 
 
 # ------------------------------------------------------------------ 14.1 r̂ = μ + b_u + b_i + p_u·q_i
