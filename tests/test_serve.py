@@ -16,7 +16,7 @@ from kit.lessons.cli import main
 from kit.serve import app as service
 from kit.serve import loadtest, monitor
 from kit.serve.batching import MicroBatcher
-from kit.techniques.export import ort_session, to_onnx
+from kit.techniques.export import to_onnx
 
 W = 16  # input width of the test model
 
@@ -43,7 +43,7 @@ def test_predict_matches_onnx_runtime_and_health_answers(server, model_path):
     X = np.random.default_rng(0).random((5, W)).astype(np.float32)
     r = httpx.post(server.url + "/predict", json={"inputs": X.tolist()})
     assert r.status_code == 200, r.text
-    logits = ort_session(model_path).run(None, {"x": X})[0]
+    logits = service.ort_session(model_path).run(None, {"x": X})[0]
     assert r.json()["predictions"] == logits.argmax(1).tolist()
     p = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(r.json()["confidence"], (p / p.sum(1, keepdims=True)).max(1), atol=1e-5)
@@ -120,7 +120,7 @@ def test_micro_batching_merges_concurrent_requests_and_answers_the_same(model_pa
     assert res["ok"] == 40
     sizes = app.state.batcher.batch_sizes
     assert sum(sizes[:-5]) == 40 and max(sizes) <= 8 and len(sizes) - 5 < 40, sizes  # some requests shared a call
-    want = ort_session(model_path).run(None, {"x": rows[:5]})[0].argmax(1)
+    want = service.ort_session(model_path).run(None, {"x": rows[:5]})[0].argmax(1)
     assert [a["predictions"][0] for _, a in got] == want.tolist()
 
 
@@ -253,3 +253,17 @@ def test_server_process_that_cannot_start_says_why_and_is_gone(tmp_path):
     with pytest.raises(RuntimeError, match="kit serve did not start: kit serve: cannot serve"):
         srv.start()
     assert not srv.running
+
+
+def test_the_service_session_has_exports_settings_and_needs_no_torch(model_path):
+    import subprocess
+    import sys
+    from kit.techniques import export
+    a, b = service.ort_session(model_path), export.ort_session(model_path)
+    X = np.random.default_rng(7).random((3, W)).astype(np.float32)
+    np.testing.assert_array_equal(a.run(None, {"x": X})[0], b.run(None, {"x": X})[0])
+    assert a.get_session_options().intra_op_num_threads == b.get_session_options().intra_op_num_threads == 1
+    code = (f"import sys; from kit.serve.app import create_app; create_app({str(model_path)!r}); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

@@ -7,6 +7,8 @@
 * :mod:`loadtest` — async clients (httpx) at a given concurrency, bounded in requests and seconds;
 * :mod:`monitor` — input statistics, PSI and KS (scipy) against a reference window, alerts.
 
-Layer: beside :mod:`kit.techniques` (it uses ``kit.techniques.export.ort_session``); only ``kit.lessons`` and
-the notebooks import it.
+Layer: beside :mod:`kit.techniques` (layer 5: it may use data, models, train, viz and techniques); only
+``kit.lessons`` (the ``kit serve`` verb) and the notebooks import it. The service itself imports no torch: its
+ONNX Runtime session has ``kit.techniques.export.ort_session``'s settings (a test checks they agree), so a server
+starts in about a second instead of waiting for torch.
 """

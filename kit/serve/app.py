@@ -26,13 +26,24 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["create_app", "ThreadServer", "ServerProcess", "serve", "BadInput"]
+__all__ = ["create_app", "ThreadServer", "ServerProcess", "serve", "BadInput", "parse_batch", "ort_session"]
 
 
 class BadInput(ValueError):
     def __init__(self, status: int, message: str, reason: str):
         super().__init__(message)
         self.status, self.reason = status, reason
+
+
+def ort_session(path, threads: int = 1):
+    """An ONNX Runtime CPU session with kit.techniques.export.ort_session's settings, without importing torch
+    (which that module needs for exporting, and which would add seconds to every server start)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -101,7 +112,6 @@ def create_app(model, *, max_batch_rows: int = 256, max_body_bytes: int = 1_000_
     from prometheus_client import CollectorRegistry, generate_latest, CONTENT_TYPE_LATEST
 
     from kit.serve.batching import MicroBatcher
-    from kit.techniques.export import ort_session
 
     if isinstance(model, (str, Path)):
         if not Path(model).is_file():
