@@ -156,6 +156,9 @@ def test_jupyterlab_lesson_01_slider_moves_the_plot(browser, jupyterlab, tmp_pat
     plot = cell.locator(".js-plotly-plot").first
     plot.wait_for(state="attached", timeout=60_000)
     page.wait_for_function("el => el.data && el.data.length > 0", arg=plot.element_handle(), timeout=60_000)
+    # every cell finished ("Idle" can show between two cells): no "[*]" prompt left before the drag
+    page.wait_for_function("""() => ![...document.querySelectorAll('.jp-InputPrompt')]
+        .some(p => p.innerText.includes('*'))""", timeout=300_000)
     before = plot.evaluate("el => JSON.stringify(el.data[0].y.slice(0, 5)) + el.layout.title.text")
     cell.scroll_into_view_if_needed()
     page.screenshot(path=str(shots_dir(tmp_path) / "jupyterlab_before.png"))
