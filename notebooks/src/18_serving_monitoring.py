@@ -157,8 +157,9 @@ display(Markdown(
        " — no clear difference here: per request, the HTTP and JSON work outweighs the model time batching saves")
     + f". At that peak the median latency is {p50_ms:.1f} ms and p99 {p99_ms:.1f} ms. With one client, p50 is "
     f"{sweeps['batching off'][0]['p50_ms']:.1f} ms without batching and {sweeps['batching on'][0]['p50_ms']:.1f} ms "
-    f"with it: a lone request gains nothing from batching and may wait up to `max_wait_ms` = {max_wait_ms:g} ms "
-    f"for company that never comes (plus the hand-over to the model's thread). These are wall-clock numbers of a "
+    f"with it. A lone request has nobody to share a model call with, so batching cannot help it; it can cost up "
+    f"to `max_wait_ms` = {max_wait_ms:g} ms of waiting for company that never comes, plus the hand-over to the "
+    f"model's thread — a difference at one client larger than that is noise. These are wall-clock numbers of a "
     f"shared machine ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end of the test; the "
     f"clients run on the same cores as the server): rerun and they move."))
 # %% [md]
