@@ -74,7 +74,7 @@ def page_headline(ipynb: Path, nb=None) -> str:
     doc = _read_json(ipynb.parent / "metrics.json")
     pm = (nb.metadata.get("papermill", {}) if nb is not None else {}) or {}
     run = {"status": "ok" if doc else "unknown", "seconds": pm.get("duration"), "overrides": pm.get("parameters") or {},
-           "metrics": doc.get("metrics", {}), "page": None, "reason": None}
+           "metrics": doc.get("metrics", {}), "timing": doc.get("timing", {}), "page": None, "reason": None}
     return headline_block(lesson, run, title=_title(nb) if nb is not None else lesson.title, heading="h2")
 
 
@@ -97,6 +97,12 @@ def drop_widget_views(nb) -> None:
                 del data[WIDGET_MIME]
 
 
+def judged(run: dict) -> dict:
+    """What headlines are judged on: a run's ``metrics`` plus its wall-clock ``timing`` (latencies, throughput:
+    kept out of ``metrics``, which must be the same for the same seed)."""
+    return {**(run.get("timing") or {}), **(run.get("metrics") or {})}
+
+
 def headline(metrics: dict, k: int = 4, notebook: str | None = None) -> str:
     """One line of a run's metrics: a lesson's declared headlines with ✓/✗ against their bars (when
     ``notebook`` names a lesson), else the first ``k`` numbers."""
@@ -105,7 +111,7 @@ def headline(metrics: dict, k: int = 4, notebook: str | None = None) -> str:
     if lesson is not None and metrics.get("metrics"):
         mark = {True: "✓ ", False: "✗ ", None: ""}
         return ", ".join(f"{mark[j['ok']]}{h.key}={j['text']}" + (f" ({j['bar_text']})" if j["bar_text"] else "")
-                         for h, j in judge_all(lesson, metrics["metrics"]))
+                         for h, j in judge_all(lesson, judged(metrics)))
     items = [(n, v) for n, v in metrics.get("metrics", {}).items() if _is_number(v)]
     return ", ".join(f"{n}={v:.4g}" for n, v in items[:k])
 
@@ -215,8 +221,7 @@ def headline_block(lesson, run: dict | None, title: str | None = None, heading: 
     """One lesson's block: ✓/✗ overall, number and title, goal, each headline metric with its bar and mark,
     run time, status and non-default parameters. ``run`` is a :func:`collect_runs` entry (or ``None``: not run)."""
     from kit.lessons.headlines import judge_all, verdict
-    metrics = (run or {}).get("metrics") or {}
-    results = judge_all(lesson, metrics) if run else []
+    results = judge_all(lesson, judged(run or {})) if run else []
     ok = verdict(results) if run and run.get("status") == "ok" else (False if run else None)
     klass = {True: "pass", False: "fail"}.get(ok, "none")
     import re
@@ -309,7 +314,7 @@ def build_index(runs_dir: Path, title: str = "kit — notebook runs", compare: b
         lesson = lesson_of(r["notebook"])
         if lesson and r["metrics"]:
             head = " · ".join(f"{_mark(j['ok'])} {html.escape(h.key)}={html.escape(j['text'])}"
-                              for h, j in judge_all(lesson, r["metrics"]))
+                              for h, j in judge_all(lesson, judged(r)))
         else:
             head = html.escape(headline(r["doc"]) or r["run"].get("reason") or "")
         rows.append(f"<tr><td>{link}</td><td>{html.escape(r['notebook'])}</td>"
