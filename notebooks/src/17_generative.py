@@ -364,10 +364,17 @@ viz.show(vg.lines(ddim_only["steps"], {"confident fraction": ddim_only["confiden
                                       "judged as the class asked for": ddim_only["judged as the class asked for"]},
                   title="DDIM: quality against sampling steps", xaxis="sampling steps", yaxis="fraction",
                   log_x=True, markers=True));
-best_s = ddim_only.loc[ddim_only["confident fraction"].idxmax()]
-display(Markdown(f"With one DDIM step {ddim_only['confident fraction'].iloc[0]:.0%} of the samples are confidently "
-                 f"recognised; the most, {best_s['confident fraction']:.0%}, with {int(best_s['steps'])} steps; the "
-                 f"stochastic DDPM sampler with all {ddpm_T} steps reaches {steps_table['confident fraction'].iloc[-1]:.0%}."))
+right = ddim_only.loc[ddim_only["judged as the class asked for"].idxmax()]
+one = ddim_only.iloc[0]
+ddpm_row = steps_table.iloc[-1]
+display(Markdown(
+    f"Confidence alone can mislead: with {int(one['steps'])} DDIM step(s) the judge is sure about "
+    f"{one['confident fraction']:.0%} of the samples, yet only {one['judged as the class asked for']:.0%} are the "
+    f"digit that was asked for (a single step returns the network's *average* guess, much the same smooth shape "
+    f"for every class). The most samples of the right class, {right['judged as the class asked for']:.0%}, come "
+    f"with {int(right['steps'])} steps ({right['confident fraction']:.0%} of them confident); the stochastic DDPM "
+    f"sampler with all {ddpm_T} steps gives {ddpm_row['judged as the class asked for']:.0%} of the right class "
+    f"({ddpm_row['confident fraction']:.0%} confident). That is why the table below also reports class coverage."))
 # %% [md]
 # **Watch it denoise.** The slider walks through the reverse process of ten samples (one per digit): at each step
 # the model's current guess $\hat x_0$. The static figure shows a few steps.
