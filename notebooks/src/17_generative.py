@@ -430,6 +430,9 @@ why = {"VAE": "a VAE's per-pixel likelihood rewards averaging over every digit a
        "GAN": "the generator is only ever asked to fool the discriminator, and grey edges were not what it looked at",
        "DDPM": "the few sampling steps leave noise in the strokes"}
 display(Markdown(
+    f"**Bar** (the best model's confident fraction ≥ 80 %, every Fréchet distance above the floor): "
+    f"{'reached' if gen_rows['confident fraction'].max() >= 0.8 and gen_rows['Fréchet distance'].min() > fd_real_vs_real else 'NOT reached'}"
+    f" in this run.\n\n"
     f"**Ordering.** By Fréchet distance (lower is closer to real digits): {fd_list}; real vs real "
     f"{fd_real_vs_real:.1f}, so every model lies above the floor: "
     f"{'yes' if gen_rows['Fréchet distance'].min() > fd_real_vs_real else 'NO'}. The judge is most often sure about "
