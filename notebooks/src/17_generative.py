@@ -45,9 +45,10 @@ validate(globals(), judge_epochs=Int(1, 200), vae_latent=Int(2, 256), vae_epochs
          batch_size=Int(8, 4096), n_eval=Int(50, 500))
 dev = kit.setup(seed, device)
 if smoke:
-    judge_epochs, vae_epochs, gan_steps, ddpm_steps = min(judge_epochs, 2), min(vae_epochs, 1), min(gan_steps, 30), min(ddpm_steps, 20)
+    judge_epochs, vae_epochs, gan_steps, ddpm_steps = min(judge_epochs, 2), min(vae_epochs, 1), min(gan_steps, 30), min(ddpm_steps, 12)
     ddpm_T, n_eval, sample_steps = min(ddpm_T, 10), min(n_eval, 100), min(sample_steps, 5)
 n_train = 1500 if smoke else None   # smoke: the generators see the first 1 500 training digits only
+n_judge = 2000 if smoke else None   # smoke: the judge trains on 2 000 of them
 # %% [code]
 import time
 
@@ -88,7 +89,7 @@ t0 = time.perf_counter()
 torch.manual_seed(seed)
 judge_net = CNN(CNNConfig(channels=(16, 32, 64), dropout=0.25))
 aug = kit.data.augment.random_affine(max_rotate=10, max_shift=0.1, scale=(0.9, 1.1))
-fit(judge_net, (X[tr], y[tr]), (X[va], y[va]), epochs=judge_epochs, batch_size=128, optimizer="adamw", lr=3e-3,
+fit(judge_net, (X[tr[:n_judge]], y[tr[:n_judge]]), (X[va], y[va]), epochs=judge_epochs, batch_size=128, optimizer="adamw", lr=3e-3,
     weight_decay=5e-4, scheduler="onecycle", augment=aug, device=dev, seed=seed, desc="judge")
 judge_net.eval()
 timing["judge_s"] = time.perf_counter() - t0
@@ -211,7 +212,7 @@ prec = Precision(dev)
 gen = torch.Generator().manual_seed(seed)
 z_fixed = torch.randn(200, gcfg.latent, generator=gen).to(dev)
 Xtr_dev = Xtr.to(dev)
-log_every = max(1, gan_steps // 20)
+log_every = max(5, gan_steps // 20)
 gan_log = []
 t0 = time.perf_counter()
 for step in range(1, gan_steps + 1):
@@ -344,7 +345,7 @@ viz.show(vv.image_grid(ddpm_samples[:20], titles=[str(int(c)) for c in y_eval[:2
 # **Steps against quality.** The same network sampled with DDIM on 1 â€¦ T steps and with the full stochastic DDPM
 # sampler ($T$ steps), judged on the same number of samples per setting:
 # %% [code]
-n_sweep = min(100, n_eval)
+n_sweep = 50 if smoke else min(100, n_eval)
 sweep_steps = sorted({s for s in (1, 2, 5, 10, 25, 50) if s <= ddpm_T} | {ddpm_T})
 y_sweep = torch.arange(n_sweep) % 10
 steps_rows = []
@@ -392,7 +393,7 @@ slider_plot(lambda step: vv.image_grid(frames[traj_t[step]], cols=10, title=f"xÌ
 # **Pick a digit.** Class-conditional sampling: choose a class, get eight new samples (DDIM, 10 steps). The static
 # figure shows every class.
 # %% [code]
-grid = diffusion.ddim_sample(ddpm, torch.arange(10).repeat_interleave(8), steps=10,
+grid = diffusion.ddim_sample(ddpm, torch.arange(10).repeat_interleave(8), steps=min(10, ddpm_T),
                              generator=torch.Generator().manual_seed(seed + 6)).cpu()
 viz.show(vv.image_grid(grid, cols=8, title="DDIM (10 steps): eight samples of each class, one row per digit"));
 slider_plot(lambda digit: vv.image_grid(grid[8 * digit:8 * digit + 8], cols=8, title=f"eight samples of a {digit}"),
