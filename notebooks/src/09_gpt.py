@@ -16,7 +16,7 @@ same text online and offline.
 seed = 0              # random seed
 device = "auto"       # "auto", "cpu", "cuda" or "mps"
 smoke = False         # tiny run for tests (a fixed number of steps)
-preset = "cpu"        # model size: "cpu" (0.23 M parameters, minutes on a laptop) or "gpu" (10.7 M; with train_seconds=0)
+preset = "cpu"        # model size: "cpu" (0.23 M parameters, minutes on a laptop) or "gpu" (10.7 M: on a GPU set train_seconds to 0)
 train_seconds = 180.0 # training-time budget in seconds, or 0 to train a fixed number of steps (deterministic)
 steps = 0             # steps of a fixed-steps run (0: the preset default)
 lr = 0.0              # peak learning rate (0: the preset default)
