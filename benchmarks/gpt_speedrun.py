@@ -105,8 +105,9 @@ def main(argv=None) -> int:
         results = Path(__file__).parent / "RESULTS.md"
         text = results.read_text()
         block = f"### gpt_speedrun.py\n\n{head}; {tail}\n\n{cols}\n" + "\n".join(lines) + "\n"
-        if "### gpt_speedrun.py" in text:
-            a = text.index("### gpt_speedrun.py")
+        head_line = "\n### gpt_speedrun.py\n"  # its own section only, not the screens headed "### gpt_speedrun.py — …"
+        if head_line in text:
+            a = text.index(head_line) + 1
             b = text.find("\n### ", a + 1)
             text = text[:a] + block + ("" if b < 0 else text[b:])
         else:
