@@ -192,3 +192,58 @@ def test_models_shapes_losses_and_samplers():
     assert img.shape == (6, 1, 28, 28) and [t for t, _ in traj] == list(range(7, -1, -1)) and traj[0][1].shape == (2, 1, 28, 28)
     un = diffusion.DDPM(diffusion.DDPMConfig(T=5, width=8, n_classes=0))
     assert diffusion.ddim_sample(un, n=2, steps=5).shape == (2, 1, 28, 28)
+
+
+def test_v_prediction_converts_to_noise_and_image_and_weights_every_step():
+    """v = √ᾱ ε − √(1−ᾱ) x₀: ε̂ = √(1−ᾱ) x_t + √ᾱ v and x̂₀ = √ᾱ x_t − √(1−ᾱ) v recover ε and x₀ exactly; an error
+    δv costs ‖δx₀‖²·(1 + SNR) where an error δε costs ‖δx₀‖²·SNR (SNR = ᾱ/(1−ᾱ)): v keeps high-noise steps in the loss."""
+    torch.manual_seed(0)
+    s = diffusion.Schedule(100)
+    t = torch.tensor([0, 30, 70, 99])
+    x0, eps = torch.rand(4, 1, 28, 28, dtype=torch.float64) * 2 - 1, torch.randn(4, 1, 28, 28, dtype=torch.float64)
+    ab = s.alpha_bar[t].double().view(-1, 1, 1, 1)
+    xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    v = ab.sqrt() * eps - (1 - ab).sqrt() * x0
+    assert torch.allclose((1 - ab).sqrt() * xt + ab.sqrt() * v, eps, atol=1e-9)
+    assert torch.allclose(ab.sqrt() * xt - (1 - ab).sqrt() * v, x0, atol=1e-9)
+    dx0 = torch.randn_like(x0) * 1e-3          # an error in the image estimate …
+    dv = -dx0 / (1 - ab).sqrt()                # … as an error in v
+    de = -dx0 * (ab / (1 - ab)).sqrt()          # … and as an error in ε
+    snr = (ab / (1 - ab)).flatten()
+    per = lambda d: d.pow(2).flatten(1).sum(1)
+    assert torch.allclose(per(dv), per(dx0) * (1 + snr), rtol=1e-9)
+    assert torch.allclose(per(de), per(dx0) * snr, rtol=1e-9)
+    # the model's own conversion: a U-Net that outputs the true v gives back the true ε
+    m = diffusion.DDPM(diffusion.DDPMConfig(T=100, width=8, n_classes=10, pred="v"))
+    m.net.forward = lambda x, tt, y=None: v.float()
+    assert torch.allclose(m.eps(xt.float(), t), eps.float(), atol=1e-5)
+
+
+def test_classifier_free_guidance_is_one_batched_pass_of_the_formula():
+    torch.manual_seed(0)
+    m = diffusion.DDPM(diffusion.DDPMConfig(T=10, width=8, n_classes=10, film=True, p_uncond=0.2)).eval()
+    x, t, y = torch.randn(3, 1, 28, 28), torch.tensor([9, 5, 0]), torch.tensor([1, 4, 7])
+    null = torch.full_like(y, 10)
+    with torch.no_grad():
+        cond, unc = m.eps(x, t, y), m.eps(x, t, null)
+        for w in (0.0, 1.0, 2.5):
+            assert torch.allclose(diffusion.guided_eps(m, x, t, y, w), unc + w * (cond - unc), atol=1e-5)
+    labels = diffusion.drop_labels(torch.zeros(20_000, dtype=torch.long), 0.2, 10)
+    assert set(labels.unique().tolist()) == {0, 10} and abs(float((labels == 10).float().mean()) - 0.2) < 0.02
+
+
+def test_clipped_ddpm_step_is_the_posterior_mean_of_the_same_update():
+    """With x̂₀ inside [−1, 1] the clipped sampler's posterior mean (√ᾱ_{t−1} β_t x̂₀ + √α_t (1−ᾱ_{t−1}) x_t)/(1−ᾱ_t)
+    equals the ε form (x_t − β_t/√(1−ᾱ_t) ε̂)/√α_t step for step; the clip only matters when x̂₀ leaves the range."""
+    m = diffusion.DDPM(diffusion.DDPMConfig(T=20, width=8, n_classes=10)).eval()
+    target = torch.rand(2, 1, 28, 28) * 1.6 - 0.8          # the image the fake network always points at
+    s = m.schedule
+
+    def eps_towards_target(x, tt, y=None):
+        ab = s.alpha_bar[tt].view(-1, 1, 1, 1)
+        return (x - ab.sqrt() * target) / (1 - ab).sqrt()   # so that x̂₀ = target exactly
+    m.eps = eps_towards_target
+    a = diffusion.ddpm_sample(m, torch.tensor([0, 1]), generator=torch.Generator().manual_seed(1), clip=True)
+    b = diffusion.ddpm_sample(m, torch.tensor([0, 1]), generator=torch.Generator().manual_seed(1), clip=False)
+    assert torch.allclose(a, b, atol=1e-4)
+    assert torch.allclose(a, (target + 1) / 2, atol=1e-3)   # and both land on the image the network points at

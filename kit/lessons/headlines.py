@@ -122,6 +122,7 @@ LESSONS: dict[str, LessonHeadline] = {l.number: l for l in [
     LessonHeadline("17", "17_generative", "Generative models",
                    "VAE, GAN and DDPM on digits, judged by a classifier: confident fraction and Fréchet distance.",
                    (H("ddpm_confident_fraction", "DDPM samples classified with p ≥ 0.9", 0.8, unit="%"),
+                    H("ddpm_class_match", "DDPM samples judged as the digit asked for", 0.8, unit="%"),
                     H("fd_ddpm", "Fréchet distance, DDPM (above the real-vs-real floor)", "fd_real_vs_real"),
                     H("fd_gan", "Fréchet distance, GAN", "fd_real_vs_real"),
                     H("fd_vae", "Fréchet distance, VAE", "fd_real_vs_real"),
