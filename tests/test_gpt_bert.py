@@ -158,6 +158,7 @@ def test_presets():
     assert PRESETS["cpu"][0].n_layer != 99
     with pytest.raises(ValueError, match="'preset'"):
         preset("tpu")
+    assert t.optimizer == "muon" and preset("cpu_adamw")[1].optimizer == "adamw"   # the speedrun's recipe and before
     assert GPT(preset("gpu", 65)[0]).n_params() > 10_000_000
 
 

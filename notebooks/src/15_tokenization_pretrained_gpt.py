@@ -132,7 +132,7 @@ assert bpe_roundtrip and bpe_parity
 # Below, the same GPT (GPT-2's flavour: biases, tanh-GELU) trains for the same time with each vocabulary, and is
 # scored on the same validation bytes.
 # %% [code]
-base_cfg, tc = gpt.preset("smoke" if smoke else "cpu")
+base_cfg, tc = gpt.preset("smoke" if smoke else "cpu_adamw")   # lesson 09's AdamW preset
 base_cfg = replace(base_cfg, bias=True, activation="gelu_tanh")   # GPT-2's flavour
 if smoke:
     tc.steps, tc.eval_every = 30, 30

@@ -235,7 +235,7 @@ vocab = CharVocab.from_text(plain_text + "".join(ins.prompt(e.instruction) + e.a
                                                 for e in train_set + test_set))
 pre_train, pre_val = split_ids(vocab.encode(plain_text), 0.05)
 cfg = GPTConfig(vocab_size=len(vocab), block_size=80, n_layer=2, n_head=4, n_embd=96)
-_, tc = preset("cpu")
+_, tc = preset("cpu_adamw")   # lesson 09's AdamW preset
 tc.steps, tc.eval_every, tc.eval_tokens = pretrain_steps, max(1, pretrain_steps // 5), 8192
 tc.lr, tc.min_lr, tc.warmup = 5e-3, 5e-4, min(60, pretrain_steps // 5)  # gentler than lesson 09's 8e-3: a short run should not stall on a plateau
 torch.manual_seed(seed)
