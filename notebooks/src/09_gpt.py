@@ -219,8 +219,8 @@ print(f"MFU: {util:.1%} of {gpt.peak_flops(dev) / 1e12:.0f} TFLOP/s bf16" if uti
 #
 # Tried and not kept: rotary positions, QK-norm, ReLU² and an untied output layer — at this width they did not
 # lower the loss per second (rotary positions help a little per step but cost more time than they save).
-# The numbers below are the benchmark's, measured on a quiet 2-core machine (not this run); the `gpu` preset
-# keeps nanoGPT's AdamW recipe.
+# The numbers below are the benchmark's (3 seeds), then the path that found the preset (one seed each), all
+# measured on a quiet 2-core machine — not in this run. The `gpu` preset keeps nanoGPT's AdamW recipe.
 # %% [code]
 import json
 from pathlib import Path
@@ -249,6 +249,12 @@ if speedrun.exists():
                                 y_range=(min(lows) - 0.05, 2.2)))
 else:
     print(f"no benchmark results at {speedrun}: run `python benchmarks/gpt_speedrun.py --write` to measure them")
+path_file = speedrun.with_name("gpt_speedrun_path.json")
+if path_file.exists():   # how the preset was found: one change at a time, one seed each
+    steps_taken = json.loads(path_file.read_text())
+    print(steps_taken["about"])
+    display(pd.DataFrame(steps_taken["rows"]).set_index("variant").rename(columns={
+        "val_60": "val loss at 60 s", "val_180": "val loss at 180 s", "tokens_per_s": "tokens/s"}))
 # %% [md]
 # ## Generation and the KV cache
 # Generating one character needs the keys and values of **all** previous positions in every layer.
