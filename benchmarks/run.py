@@ -68,7 +68,7 @@ def main() -> int:
 
     extra_tables = []
     for script in sorted(Path(__file__).parent.glob("*.py")):  # gpu_session.sh is run by hand on a GPU
-        if script.name in ("run.py", "gpt_speedrun.py"):  # the speedrun ablation takes ~100 min: run it by hand
+        if script.name in ("run.py", "gpt_speedrun.py", "ddpm_screen.py"):  # long screens: run them by hand
             continue
         print(f"running {script.name} …", flush=True)
         out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
