@@ -243,4 +243,5 @@ def ddim_sample(model: DDPM, y: torch.Tensor | None = None, steps: int = 10, n: 
     return x.add(1).div(2)
 
 
-__all__ = ["DDPM", "DDPMConfig", "Schedule", "UNet", "ddim_sample", "ddpm_sample", "step_embedding"]
+__all__ = ["DDPM", "DDPMConfig", "Schedule", "UNet", "ddim_sample", "ddpm_sample", "drop_labels", "guided_eps",
+           "step_embedding"]
