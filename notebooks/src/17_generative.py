@@ -322,7 +322,7 @@ viz.show(vg.lines(range(ddpm_T), {"á¾±_t (signal variance)": sched.alpha_bar, "Î
                   title=f"the cosine noise schedule, T = {ddpm_T}", xaxis="t", yaxis=""));
 # %% [md]
 # The model is **class-conditional**, so we can ask for a particular digit. Three choices make a network this small
-# (about 0.15 M parameters, a couple of minutes of CPU) produce digits a judge recognises:
+# (its parameter count is printed below; it trains in the time budget of a CPU lesson) produce digits a judge recognises:
 #
 # - **Predict $v$, not $\varepsilon$** (Salimans & Ho 2022). The U-Net outputs
 #   $v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0$: the noise when little has been added, the
