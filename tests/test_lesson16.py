@@ -77,14 +77,16 @@ WRONG = [
     ("16.4", lambda lg, ids, p, L: F.cross_entropy(lg[:, :-1].reshape(-1, lg.shape[-1]), ids[:, 1:].reshape(-1)),
      "sequences"),                                                                                   # no mask
     ("16.4", lambda lg, ids, p, L: torch.stack([F.cross_entropy(lg[b, :-1], _mask(ids, p, L)[b, 1:])
-                                                for b in range(len(p))]).mean(), "sequences"),     # mean of means
+                                                for b in range(len(p))]).mean(),
+     ("sequences", "answers of 1 and 5")),  # mean of means: the random case may have near-equal answer lengths
 ]
 
 
 @pytest.mark.parametrize("ex, fn, case", WRONG)
 def test_wrong_answers_fail_naming_the_case(ex, fn, case):
     why = verdict(ex, fn)
-    assert why is not None and "on the case '" in why and case in why, why
+    assert why is not None and "on the case '" in why, why
+    assert any(c in why for c in ((case,) if isinstance(case, str) else case)), why
 
 
 def test_mask_by_padding_id_and_in_place_fail():

@@ -80,8 +80,10 @@ def _ndcg(relevance, k):
 def _ndcg_cases(rng):
     n = int(rng.integers(5, 30))
     k = int(rng.integers(2, n))
-    yield Case(f"binary relevance, a list of {n}, k = {k}", (rng.integers(0, 2, n).astype(float), k))
-    yield Case(f"graded relevance (0–5), a list of {n}, k = {k}", (rng.integers(0, 6, n).astype(float), k))
+    binary, graded = rng.integers(0, 2, n).astype(float), rng.integers(0, 6, n).astype(float)
+    binary[rng.integers(n)] = graded[rng.integers(n)] = 1.0  # at least one relevant item: "none" is its own case
+    yield Case(f"binary relevance, a list of {n}, k = {k}", (binary, k))
+    yield Case(f"graded relevance (0–5), a list of {n}, k = {k}", (graded, k))
     yield Case("relevant items beyond the cut-off k count in the ideal order",
                (np.array([0.0, 0.0, 1.0, 0.0, 1.0, 1.0]), 3))
     yield Case("no relevant item in the list: 0", (np.zeros(7), 5))

@@ -93,6 +93,8 @@ def _ks_cases(rng):
     yield Case("many ties (small integers)", (rng.integers(0, 5, size=60).astype(float),
                                              rng.integers(1, 6, size=45).astype(float)))
     yield Case("one value against many", (np.array([0.3]), rng.normal(size=30)))
+    yield Case("samples that do not overlap: a = [3, 4], b = [1, 2] (statistic 1)",
+               (np.array([3.0, 4.0]), np.array([1.0, 2.0])))
 
 
 function("18.3", "the two-sample Kolmogorov–Smirnov statistic",
@@ -119,16 +121,17 @@ def _microbatches(arrivals_ms, max_batch, max_wait_ms):
 
 
 def _mb_cases(rng):
-    n = int(rng.integers(30, 120))
-    arrivals = np.cumsum(rng.exponential(0.8, size=n))
-    yield Case(f"{n} requests arriving at random (mean gap 0.8 ms), max_batch 8, wait 2 ms", (arrivals, 8, 2.0))
-    yield Case("the same arrivals shuffled (sort them first)", (rng.permutation(arrivals), 8, 2.0))
+    # the small fixed cases first, so that each kind of mistake is named by the simplest case that shows it
+    yield Case("a single request", (np.array([4.2]), 8, 2.0))
     yield Case("a burst of 10 at once, max_batch 4", (np.zeros(10), 4, 5.0))
     yield Case("requests 10 ms apart, wait 2 ms (no batching happens)", (np.arange(6) * 10.0, 16, 2.0))
     yield Case("evenly every 1 ms, wait 2.5 ms (the wait counts from a batch's FIRST request)",
                (np.arange(12) * 1.0, 100, 2.5))
     yield Case("max_wait 0: only simultaneous requests share a batch", (np.array([0.0, 0.0, 1.0, 1.0, 1.0, 3.0]), 8, 0.0))
-    yield Case("a single request", (np.array([4.2]), 8, 2.0))
+    n = int(rng.integers(30, 120))
+    arrivals = np.cumsum(rng.exponential(0.8, size=n))
+    yield Case(f"{n} requests arriving at random (mean gap 0.8 ms), max_batch 8, wait 2 ms", (arrivals, 8, 2.0))
+    yield Case("the same arrivals shuffled (sort them first)", (rng.permutation(arrivals), 8, 2.0))
 
 
 def _same_sizes(got, want):
