@@ -8,8 +8,9 @@ validation loss at 60 s and at the end (median and mean over ``--seeds``) and to
     python benchmarks/gpt_speedrun.py [--seconds 180 | --steps 3000] [--seeds 0,1,2]
                                       [--only "baseline,muon + batch32 + ctx128 + min_lr"] [--threads 2] [--write]
 
-``--write`` puts the table into benchmarks/RESULTS.md (the kept, hand-measured section) and the runs, with their
-loss curves, into benchmarks/gpt_speedrun.json (shown by lesson 09). A full run is 16 variants × seeds × seconds:
+``--write`` merges each variant, as soon as it is measured, into benchmarks/gpt_speedrun.json (with its loss curves;
+shown by lesson 09) and the table in benchmarks/RESULTS.md (the kept, hand-measured section): ``--only`` re-measures
+some rows and keeps the others. A full run is 16 variants × seeds × seconds:
 about 160 minutes at the defaults, on a quiet machine.
 """
 from __future__ import annotations
@@ -75,6 +76,54 @@ def variants(only: set[str]) -> list[tuple[str, dict, dict]]:
     return out
 
 
+COLS = ("| variant | val loss at 60 s: median (mean) | val loss at end: median (mean) | tokens/s | steps | seeds | measured |\n"
+        "|---|---|---|---|---|---|---|")
+
+
+def table_line(row: dict) -> str:
+    """One row of the table: median (mean) over the row's seeds."""
+    rs = row["runs"]
+    vals = lambda k: None if any(r[k] is None for r in rs) else [r[k] for r in rs]  # noqa: E731
+    fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731
+    both = lambda k: (f"{fmt(statistics.median(vals(k)), '.3f')} ({fmt(statistics.mean(vals(k)), '.3f')})"  # noqa: E731
+                      if vals(k) else "—")
+    return (f"| {row['variant']} | {both('val_60')} | {both('val_end')} | "
+            f"{fmt(statistics.mean(r['tokens_per_s'] for r in rs), ',.0f')} | "
+            f"{fmt(statistics.mean(r['steps'] for r in rs), ',.0f')} | {len(rs)} | {row.get('measured', '')[:16]} |")
+
+
+def write(row: dict, budget: str, threads: int) -> None:
+    """Merge one measured variant into benchmarks/gpt_speedrun.json (lesson 09 shows it) and RESULTS.md's table.
+
+    Rows measured at another budget are dropped; the rows keep the order of ``variants()``."""
+    import json
+
+    from run import KEPT  # benchmarks/run.py: the section it keeps
+    out = Path(__file__).parent / "gpt_speedrun.json"
+    old = json.loads(out.read_text()) if out.exists() else {}
+    by_name = {r["variant"]: r for r in old.get("rows", []) if r.get("budget", budget) == budget}
+    by_name[row["variant"]] = row
+    order = [v[0] for v in variants(set())]
+    rows = sorted(by_name.values(), key=lambda r: order.index(r["variant"]) if r["variant"] in order else len(order))
+    head = (f"GPT speedrun ablation — from lesson 09's AdamW preset (cpu_adamw) on tiny-shakespeare, {budget}, "
+            f"{threads} threads, a quiet machine; each row: median (mean) over its seeds, and when it was measured")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"head": head, "rows": rows}, indent=1))
+    os.replace(tmp, out)   # never half-written
+
+    results = Path(__file__).parent / "RESULTS.md"
+    text = results.read_text()
+    block = f"### gpt_speedrun.py\n\n{head}\n\n{COLS}\n" + "\n".join(table_line(r) for r in rows) + "\n"
+    head_line = "\n### gpt_speedrun.py\n"  # its own section only, not the screens headed "### gpt_speedrun.py — …"
+    if head_line in text:
+        a = text.index(head_line) + 1
+        b = text.find("\n### ", a + 1)
+        text = text[:a] + block + ("" if b < 0 else text[b:])
+    else:
+        text = text.rstrip() + ("\n\n" if KEPT in text else f"\n\n{KEPT}\n\n") + block
+    results.write_text(text)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=180.0)
@@ -97,42 +146,17 @@ def main(argv=None) -> int:
     head = (f"GPT speedrun ablation — from lesson 09's AdamW preset (cpu_adamw) on {corpus.description.split(':')[0]}, {budget}, seeds {seeds}, "
             f"{threads} threads, load average {os.getloadavg()[0]:.1f} at the start ({time.strftime('%Y-%m-%d %H:%M')})")
     print(head, flush=True)
-    cols = (f"| variant | val loss at 60 s: median (mean) | val loss at end: median (mean) | tokens/s | steps |\n"
-            f"|---|---|---|---|---|")
-    print(cols, flush=True)
-    lines, rows = [], []
+    print(COLS, flush=True)
     for name, m, t in variants({o.strip() for o in args.only.split(",") if o.strip()}):
         t = t | ({"lr": args.lr} if args.lr else {})
         rs = [run_one(m, t, s, seconds, steps, data) for s in seeds]
-        mean = lambda k: statistics.mean(r[k] for r in rs) if all(r[k] is not None for r in rs) else None
-        median = lambda k: statistics.median(r[k] for r in rs) if all(r[k] is not None for r in rs) else None
-        fmt = lambda v, f: "—" if v is None else format(v, f)
-        both = lambda k: f"{fmt(median(k), '.3f')} ({fmt(mean(k), '.3f')})"
-        line = (f"| {name} | {both('val_60')} | {both('val_end')} | "
-                f"{fmt(mean('tokens_per_s'), ',.0f')} | {fmt(mean('steps'), ',.0f')} |")
-        lines.append(line)
-        rows.append({"variant": name, "model": m, "train": t, "runs": rs})
-        print(line, flush=True)
-    tail = f"load average {os.getloadavg()[0]:.1f} at the end"
-    print(tail)
-    if args.write:
-        from run import KEPT  # benchmarks/run.py: the section it keeps
-        results = Path(__file__).parent / "RESULTS.md"
-        text = results.read_text()
-        block = f"### gpt_speedrun.py\n\n{head}; {tail}\n\n{cols}\n" + "\n".join(lines) + "\n"
-        head_line = "\n### gpt_speedrun.py\n"  # its own section only, not the screens headed "### gpt_speedrun.py — …"
-        if head_line in text:
-            a = text.index(head_line) + 1
-            b = text.find("\n### ", a + 1)
-            text = text[:a] + block + ("" if b < 0 else text[b:])
-        else:
-            text = text.rstrip() + ("\n\n" if KEPT in text else f"\n\n{KEPT}\n\n") + block
-        results.write_text(text)
-        import json
-        out = Path(__file__).parent / "gpt_speedrun.json"   # what lesson 09's speedrun section shows
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"head": head, "tail": tail, "rows": rows}, indent=1))
-        os.replace(tmp, out)
+        row = {"variant": name, "model": m, "train": t, "budget": budget, "threads": threads,
+               "measured": f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f} at the end",
+               "runs": rs}
+        print(table_line(row), flush=True)
+        if args.write:   # after every variant: a long run that is stopped keeps what it measured
+            write(row, budget, threads)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
 

@@ -240,7 +240,9 @@ if speedrun.exists():
     display(table.set_index("variant").round({"val loss at 60 s (median)": 3, "val loss at 180 s (median)": 3,
                                               "tokens/s": 0}))
     curves = {}
-    for r in bench["rows"]:   # the seed whose final loss is the median, per variant
+    for r in bench["rows"]:   # the baseline and the changes together (each alone: the table), median seed's curve
+        if r["variant"].endswith(" alone"):
+            continue
         run_m = sorted(r["runs"], key=lambda x: x["val_end"])[len(r["runs"]) // 2]
         curves[r["variant"]] = {"seconds": run_m["seconds"], "val_loss": run_m["val_loss"]}
     lows = [min(c["val_loss"]) for c in curves.values()]
