@@ -55,6 +55,18 @@ def test_saved_in_gpt2_format_transformers_loads_the_same_model(tmp_path, cfg):
         assert (again(idx) - ours(idx)).abs().max() <= 1e-6
 
 
+def test_saved_end_of_text_token_is_the_vocabularys_own(tmp_path):
+    m = GPT(GPTConfig(vocab_size=61, block_size=16, n_layer=1, n_head=2, n_embd=32))
+    m.save_pretrained(tmp_path / "none")   # a character vocabulary without one: not GPT-2's 50256
+    assert transformers.GPT2Config.from_pretrained(tmp_path / "none").eos_token_id is None
+    m.save_pretrained(tmp_path / "eos", eos_token_id=60)
+    c = transformers.GPT2Config.from_pretrained(tmp_path / "eos")
+    assert c.eos_token_id == c.bos_token_id == 60
+    with pytest.raises(ValueError, match="eos_token_id must be a token id in"):
+        m.save_pretrained(tmp_path / "bad", eos_token_id=61)
+    assert not list(tmp_path.glob("*/.*.tmp"))
+
+
 def test_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         GPT.from_pretrained(tmp_path)

@@ -253,10 +253,11 @@ class GPT(nn.Module):
         from kit.models.gpt2_format import load_gpt2
         return load_gpt2(name_or_dir, device=device)
 
-    def save_pretrained(self, folder) -> None:
-        """Write this model in Hugging Face's GPT-2 format (loadable by ``transformers`` and :meth:`from_pretrained`)."""
+    def save_pretrained(self, folder, eos_token_id: int | None = None) -> None:
+        """Write this model in Hugging Face's GPT-2 format (loadable by ``transformers`` and :meth:`from_pretrained`);
+        ``eos_token_id``: the vocabulary's end-of-text token, if it has one."""
         from kit.models.gpt2_format import save_gpt2
-        save_gpt2(self, folder)
+        save_gpt2(self, folder, eos_token_id=eos_token_id)
 
     def n_params(self, non_embedding: bool = True) -> int:
         """Parameters (the tied matrix counted once); ``non_embedding`` leaves out the position table."""

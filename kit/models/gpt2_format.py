@@ -122,10 +122,16 @@ def load_gpt2(name_or_dir: str | os.PathLike, device=None) -> GPT:
     return model.to(device or "cpu").eval()
 
 
-def save_gpt2(model: GPT, folder: str | os.PathLike) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` in Hugging Face's GPT-2 layout (biases as zeros if absent)."""
+def save_gpt2(model: GPT, folder: str | os.PathLike, eos_token_id: int | None = None) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` in Hugging Face's GPT-2 layout (biases as zeros if absent).
+
+    ``eos_token_id``: the vocabulary's end-of-text token, written as GPT-2's ``bos_token_id`` and ``eos_token_id``
+    (GPT-2 uses one token for both). ``None`` writes null: otherwise ``transformers`` assumes GPT-2's 50256, which
+    a smaller vocabulary does not have."""
     from safetensors.torch import save_file
     cfg = model.cfg
+    if eos_token_id is not None and not (isinstance(eos_token_id, int) and 0 <= eos_token_id < cfg.vocab_size):
+        raise ValueError(f"eos_token_id must be a token id in [0, {cfg.vocab_size}) or None, got {eos_token_id!r}")
     if cfg.pos != "learned" or cfg.activation == "relu2" or cfg.qk_norm or not cfg.tie_weights:
         raise ValueError(f"GPT-2's format holds learned positions, GELU, no QK-norm and a tied output layer; this model "
                          f"has pos={cfg.pos!r}, activation={cfg.activation!r}, qk_norm={cfg.qk_norm}, "
@@ -147,9 +153,12 @@ def save_gpt2(model: GPT, folder: str | os.PathLike) -> Path:
           "n_positions": cfg.block_size, "n_ctx": cfg.block_size, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
           "n_head": cfg.n_head, "n_inner": None, "layer_norm_epsilon": cfg.ln_eps,
           "activation_function": "gelu_new" if cfg.activation == "gelu_tanh" else "gelu",
-          "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "tie_word_embeddings": True}
+          "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "tie_word_embeddings": True,
+          "bos_token_id": eos_token_id, "eos_token_id": eos_token_id}
     tmp = folder / ".model.safetensors.tmp"
     save_file(state, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, folder / "model.safetensors")
-    (folder / "config.json").write_text(json.dumps(hf, indent=2))
+    tmp = folder / ".config.json.tmp"   # never half-written
+    tmp.write_text(json.dumps(hf, indent=2))
+    os.replace(tmp, folder / "config.json")
     return folder

@@ -217,10 +217,12 @@ print(f"MFU: {util:.1%} of {gpt.peak_flops(dev) / 1e12:.0f} TFLOP/s bf16" if uti
 # * **A context of 128 characters** instead of 64: more of the line and the speaker to condition on lowers the
 #   loss the model can reach; at this length attention is still a small part of the work.
 #
-# Tried and not kept: rotary positions, QK-norm, ReLU² and an untied output layer — at this width they did not
-# lower the loss per second (rotary positions help a little per step but cost more time than they save).
-# The numbers below are the benchmark's (3 seeds), then the path that found the preset (one seed each), all
-# measured on a quiet 2-core machine — not in this run. The `gpu` preset keeps nanoGPT's AdamW recipe.
+# Tried and not kept: rotary positions, QK-norm, ReLU² and an untied output layer. Per second, a change must gain
+# more per step than its extra work per step costs (compare the tokens/s column): alone, none of them beats the
+# kept changes, and QK-norm and ReLU² are worse than nothing at this width.
+# The numbers below are the benchmark's (each change alone, then together; median of 3 seeds), then the path that
+# found the preset (one seed each), all measured on a quiet 2-core machine — not in this run. The `gpu` preset
+# keeps nanoGPT's AdamW recipe.
 # %% [code]
 import json
 from pathlib import Path
@@ -239,6 +241,11 @@ if speedrun.exists():
     print(bench["head"])
     display(table.set_index("variant").round({"val loss at 60 s (median)": 3, "val loss at 180 s (median)": 3,
                                               "tokens/s": 0}))
+    base = table.iloc[0]   # the former preset: every change is measured against it
+    for _, r in table.iloc[1:].iterrows():
+        d60, d180 = (r[c] - base[c] for c in ("val loss at 60 s (median)", "val loss at 180 s (median)"))
+        print(f"{r['variant']:<40} {d60:+.3f} at 60 s, {d180:+.3f} at 180 s against the baseline"
+              f"{'  ← better at both' if round(d60, 3) < 0 and round(d180, 3) < 0 else ''}")
     curves = {}
     for r in bench["rows"]:   # the baseline and the changes together (each alone: the table), median seed's curve
         if r["variant"].endswith(" alone"):

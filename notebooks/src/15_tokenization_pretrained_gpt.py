@@ -189,7 +189,7 @@ val_loss = evaluate_lm(local, data.val_ids, local.cfg.block_size, batch_size=64,
 val_bpb = to_bits_per_byte(val_loss, data.tokens_per_byte)
 print(f"{local.n_params():,} parameters, {run.steps:,} steps in {run.seconds:.0f} s → validation {val_loss:.3f} "
       f"nats/token = {val_bpb:.3f} bits/byte")
-local.save_pretrained(folder)
+local.save_pretrained(folder, eos_token_id=toks[vocab_size].special.get("<|endoftext|>"))  # GPT-2: bos = eos
 print(sorted(p.name for p in folder.iterdir()))
 print(open(folder / "config.json").read())
 # %% [md]
