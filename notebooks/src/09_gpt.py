@@ -218,8 +218,8 @@ print(f"MFU: {util:.1%} of {gpt.peak_flops(dev) / 1e12:.0f} TFLOP/s bf16" if uti
 #   loss the model can reach; at this length attention is still a small part of the work.
 #
 # Tried and not kept: rotary positions, QK-norm, ReLU² and an untied output layer. Per second, a change must gain
-# more per step than its extra work per step costs (compare the tokens/s column): alone, none of them beats the
-# kept changes, and QK-norm and ReLU² are worse than nothing at this width.
+# more per step than its extra work per step costs (compare the tokens/s column); the lines under the table give
+# each change's gain or loss against the baseline, computed from the benchmark's file.
 # The numbers below are the benchmark's (each change alone, then together; median of 3 seeds), then the path that
 # found the preset (one seed each), all measured on a quiet 2-core machine — not in this run. The `gpu` preset
 # keeps nanoGPT's AdamW recipe.
