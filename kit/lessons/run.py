@@ -87,13 +87,39 @@ class LessonError(ValueError):
     """A lesson notebook breaks the authoring rules (CONTRIBUTING.md): said with its name, before any run."""
 
 
+_RULES = ("Int", "Float", "Bool", "Choice", "Str")
+
+
+def _plain(v) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str)) or (
+        isinstance(v, (tuple, list)) and all(_plain(x) for x in v))
+
+
+def _literal_rule(node: ast.expr):
+    """Build ``Rule(literal, ..., key=literal)`` from its ``ast`` without evaluating any code: the callee must be
+    a bare ``kit.params`` rule class name and every argument a plain literal; else ``ValueError``."""
+    from kit import params as P
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _RULES):
+        raise ValueError(f"not a call of {', '.join(_RULES)}")
+    if any(kw.arg is None for kw in node.keywords):
+        raise ValueError("** arguments are not literals")
+    args = [ast.literal_eval(a) for a in node.args]  # ValueError on anything but a literal (no calls, ops, names)
+    kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+    if not all(_plain(v) for v in [*args, *kwargs.values()]):
+        raise ValueError("arguments must be numbers, strings, booleans, None or tuples/lists of them")
+    try:
+        return getattr(P, node.func.id)(*args, **kwargs)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
 def validation_rules(path: Path) -> dict:
     """The ``kit.params`` rules of the notebook's validation cell (first code cell after ``parameters``),
     with :func:`kit.params.common_rules` for ``seed``, ``device`` and ``smoke``.
 
-    Read without running the notebook: each keyword of its ``validate(globals(), name=Rule(...))`` call is
-    evaluated with only the rule classes in scope, so a rule must be a literal ``Rule(...)``; anything else
-    raises :class:`LessonError` naming the lesson and the parameter (never skipped silently).
+    Read without running any notebook code (:func:`_literal_rule`): each keyword of its
+    ``validate(globals(), name=Rule(...))`` call must be a literal ``Rule(...)``; anything else raises
+    :class:`LessonError` naming the lesson and the parameter (never skipped silently).
     """
     from kit import params as P
     cells = _cells(path)
@@ -106,7 +132,6 @@ def validation_rules(path: Path) -> dict:
     tree = parse_cell(cell.source) if cell is not None else None
     if tree is None:
         return rules
-    scope = {"__builtins__": {}, "Int": P.Int, "Float": P.Float, "Bool": P.Bool, "Choice": P.Choice, "Str": P.Str}
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -117,13 +142,10 @@ def validation_rules(path: Path) -> dict:
             if kw.arg is None:
                 continue
             try:
-                rule = eval(compile(ast.Expression(kw.value), "<validate>", "eval"), scope)  # noqa: S307
-            except Exception as e:  # noqa: BLE001 - say which rule, never skip it
+                rules[kw.arg] = _literal_rule(kw.value)
+            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as e:
                 raise LessonError(f"{Path(path).name}: the rule of parameter {kw.arg!r} is not a literal "
-                                  f"kit.params rule ({ast.unparse(kw.value)}: {e})") from None
-            if not isinstance(rule, P.Rule):
-                raise LessonError(f"{Path(path).name}: the rule of parameter {kw.arg!r} is not a kit.params rule")
-            rules[kw.arg] = rule
+                                  f"kit.params rule ({ast.unparse(kw.value)[:200]}: {e})") from None
     return rules
 
 
