@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable
 from kit.checks import ExerciseError
 
 __all__ = ["Exercise", "ExerciseError", "check", "hint", "exercises", "value", "function", "prop", "compare", "randn",
-           "find_leaks", "Case"]
+           "find_leaks", "Case", "Outcome", "call"]
 
 _REGISTRY: dict[str, "Exercise"] = {}
 
@@ -40,18 +40,69 @@ class Case:
 
 
 @dataclass
+class Outcome:
+    """What a learner's function did on one case: returned ``value``, or raised (exception type name, message)."""
+    value: Any = None
+    raised: tuple[str, str] | None = None
+
+
+def call(fn, case: Case) -> Outcome:
+    """Call ``fn`` on copies of ``case``'s arguments (so it cannot change kit's inputs)."""
+    try:
+        return Outcome(fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs)))
+    except Exception as e:  # noqa: BLE001 - the learner's code: what it raised is part of the outcome
+        return Outcome(raised=(type(e).__name__, str(e)))
+
+
+@dataclass
 class Exercise:
+    """One exercise. A *function* exercise is judged in two halves that may run in different processes:
+    ``calls(rng)`` draws the inputs the learner's function is called on, and ``assess(cases, outcomes)`` judges what
+    it returned (kit's references live only there). *value* and *property* exercises are judged on the answer itself
+    by ``test(answer)``. ``kit grade`` runs the calls in a sandbox and ``assess`` in its own process; :func:`check`
+    runs both here — the same cases and the same comparison.
+    """
     id: str                      # "02.3": lesson 02, exercise 3
     title: str
     kind: str                    # "value" | "function" | "property"
     hints: tuple[str, ...]
-    judge: Callable[[Any], str | None]  # None when correct, else why not (without the hint)
+    calls: Callable[[Any], Iterable[Case]] | None = None  # function: the inputs, from a numpy Generator
+    assess: Callable[[list, list], str | None] | None = None  # function: None when right, else why not
+    test: Callable[[Any], str | None] | None = None  # value/property: None when right, else why not
     probe: Callable[[], Any] | None = None  # value exercises: the expected value (for the no-leak test)
-    arity: Callable[[], Case] | None = None  # function exercises: one case, to find candidate functions
 
     @property
     def lesson(self) -> str:
         return self.id.split(".")[0]
+
+    def arity(self) -> Case:
+        """One case (seed 0), to find candidate functions in the no-leak test."""
+        import numpy as np
+        return next(iter(self.calls(np.random.default_rng(0))))
+
+    def judge(self, answer) -> str | None:
+        """``None`` if ``answer`` is right, else why not — everything in this process (interactive checks)."""
+        if self.kind != "function":
+            return self.test(answer)
+        if not callable(answer):
+            return not_a_function(answer)
+        import numpy as np
+        cases = list(self.calls(np.random.default_rng()))
+        return self.assess(cases, [call(answer, c) for c in cases])
+
+
+def not_a_function(answer) -> str:
+    return f"your answer should be a function, got {type(answer).__name__}"
+
+
+def raised_message(outcome: Outcome, where: str) -> str | None:
+    """The verdict on a case where the learner's function raised (``None`` if it did not)."""
+    if outcome.raised is None:
+        return None
+    name, msg = outcome.raised
+    if name == "NotImplementedError":
+        return "no answer yet — write the function's body"
+    return f"{where} your function raised {name}: {msg}"
 
 
 def _register(ex: Exercise) -> Exercise:
@@ -145,9 +196,9 @@ def randn(rng, *shape, scale: float = 1.0, loc: float = 0.0, dtype=None):
 def value(id: str, title: str, expected: Callable[[], Any], hints: Iterable[str], atol: float = 1e-6,
           rtol: float = 1e-5) -> Exercise:
     """An exercise whose answer is a value; ``expected()`` computes it inside kit when the check runs."""
-    def judge(answer):
+    def test(answer):
         return compare(answer, expected(), atol, rtol, "your answer")
-    return _register(Exercise(id, title, "value", tuple(hints), judge, probe=expected))
+    return _register(Exercise(id, title, "value", tuple(hints), test=test, probe=expected))
 
 
 def function(id: str, title: str, reference: Callable, cases: Callable[[Any], Iterable[Case]], hints: Iterable[str],
@@ -158,34 +209,27 @@ def function(id: str, title: str, reference: Callable, cases: Callable[[Any], It
     cases: shapes, masks, extreme values); the learner's function gets copies, so it cannot change kit's inputs.
     ``same(got, want)`` replaces the numeric comparison where needed.
     """
-    def judge(fn):
-        if not callable(fn):
-            return f"your answer should be a function, got {type(fn).__name__}"
-        import numpy as np
-        n = 0
-        for case in cases(np.random.default_rng()):
+    def assess(cases, outcomes):
+        for case, got in zip(cases, outcomes):
+            where = f"on the case '{case.label}'"
+            if got.raised:
+                return raised_message(got, where)
             want = reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
-            try:
-                got = fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
-            except NotImplementedError:
-                return "no answer yet — write the function's body"
-            except Exception as e:  # noqa: BLE001 - the learner's code: say what it raised, on which case
-                return f"on the case '{case.label}' your function raised {type(e).__name__}: {e}"
-            msg = same(got, want) if same else compare(got, want, atol, rtol, "its result")
+            msg = same(got.value, want) if same else compare(got.value, want, atol, rtol, "its result")
             if msg:
-                return f"on the case '{case.label}' {msg}"
-            n += 1
+                return f"{where} {msg}"
         return None
-
-    def one_case():
-        import numpy as np
-        return next(iter(cases(np.random.default_rng(0))))
-    return _register(Exercise(id, title, "function", tuple(hints), judge, arity=one_case))
+    return _register(Exercise(id, title, "function", tuple(hints), calls=cases, assess=assess))
 
 
-def prop(id: str, title: str, test: Callable[[Any], str | None], hints: Iterable[str]) -> Exercise:
-    """An exercise judged by kit's own test of the answer (``test(answer)`` → ``None`` or why not)."""
-    return _register(Exercise(id, title, "property", tuple(hints), test))
+def prop(id: str, title: str, test: Callable, hints: Iterable[str],
+         calls: Callable[[Any], Iterable[Case]] | None = None) -> Exercise:
+    """An exercise judged by kit's own test. Without ``calls``: ``test(answer)`` → ``None`` or why not. With
+    ``calls`` the answer is a function, called on ``calls(rng)``'s cases, and ``test(cases, outcomes)`` judges
+    what it returned (e.g. a statistical test of a randomised function)."""
+    if calls is not None:
+        return _register(Exercise(id, title, "function", tuple(hints), calls=calls, assess=test))
+    return _register(Exercise(id, title, "property", tuple(hints), test=test))
 
 
 # ------------------------------------------------------------------------------------------ using
@@ -248,7 +292,13 @@ def verdict(id: str, answer) -> str | None:
 
 
 def check(id: str, answer) -> bool:
-    """Check a learner's answer to exercise ``id``; print ✓, or raise :class:`ExerciseError` with a hint."""
+    """Check a learner's answer to exercise ``id``; print ✓, or raise :class:`ExerciseError` with a hint.
+
+    Under ``kit grade --no-sandbox`` (``KIT_GRADE_JOB`` set) it only records the answer's outputs for the grader.
+    """
+    if os.environ.get("KIT_GRADE_JOB"):
+        from kit.exercises.harness import check as record_for_grader
+        return record_for_grader(id, answer)
     ex = get(id)
     why = verdict(id, answer)
     if why:

@@ -6,6 +6,7 @@ import math
 import torch
 
 from kit.exercises import Case, function
+from kit.exercises.inputs import InputFunction
 
 
 def _scaled_identity_cases(rng):
@@ -49,8 +50,8 @@ def _tangent_reference(f, x0):
     return slope, y.item() - slope * float(x0)
 
 
-_FUNCTIONS = [("x³", lambda t: t ** 3), ("sin x", torch.sin), ("e^(−x²)", lambda t: torch.exp(-t ** 2)),
-              ("log(1 + x²)", lambda t: torch.log1p(t ** 2))]
+_FUNCTIONS = [(label, InputFunction(kind, label)) for label, kind in
+              [("x³", "cube"), ("sin x", "sin"), ("e^(−x²)", "gauss"), ("log(1 + x²)", "log1p_square")]]
 
 
 def _tangent_cases(rng):
@@ -58,7 +59,7 @@ def _tangent_cases(rng):
         x0 = float(rng.uniform(-2, 2))
         yield Case(f"f(x) = {name} at x0 = {x0:.3f}", (f, x0))
     yield Case("f(x) = x³ at x0 = 0 (a flat tangent)", (_FUNCTIONS[0][1], 0.0))
-    yield Case("f(x) = sin x at x0 = π/2", (torch.sin, math.pi / 2))
+    yield Case("f(x) = sin x at x0 = π/2", (_FUNCTIONS[1][1], math.pi / 2))
 
 
 function("00.3", "the tangent line (slope, intercept) of f at x0, with autograd",

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from kit.exercises import Case, function, randn as _t
+from kit.exercises.inputs import InputFunction
 
 
 # ------------------------------------------------------------------------------------------ 06.1
@@ -51,53 +52,19 @@ def _ig(grad_fn, x, baseline, steps):
     return (x - baseline) * total
 
 
-class _Quadratic:
-    """f(x) = Σ cᵢ xᵢ² + w·x: its gradient is linear along the path, so the trapezoid rule is exact."""
-    def __init__(self, c, w):
-        self.c, self.w = c, w
-
-    def __call__(self, x):
-        return 2 * self.c * x + self.w
-
-    def __repr__(self):
-        return "quadratic score"
-
-
-class _Cubic:
-    def __init__(self, c):
-        self.c = c
-
-    def __call__(self, x):
-        return 3 * self.c * x ** 2
-
-    def __repr__(self):
-        return "cubic score"
-
-
-class _Tanh:
-    def __init__(self, w):
-        self.w = w
-
-    def __call__(self, x):
-        return self.w * (1 - torch.tanh(self.w @ x.flatten()) ** 2)
-
-    def __repr__(self):
-        return "tanh(w·x)"
-
-
 def _ig_cases(rng):
     d = int(rng.integers(3, 12))
     w = _t(rng, d)
     yield Case(f"a linear score in {d} dimensions, black baseline, 8 steps",
-               (lambda x, w=w: w.clone(), _t(rng, d), torch.zeros(d, dtype=torch.float64), 8))
+               (InputFunction("constant_gradient", "linear score", w=w), _t(rng, d), torch.zeros(d, dtype=torch.float64), 8))
     yield Case("a quadratic score, non-zero baseline, 5 steps",
-               (_Quadratic(_t(rng, d), _t(rng, d)), _t(rng, d), _t(rng, d), 5))
+               (InputFunction("quadratic_gradient", "quadratic score", c=_t(rng, d), w=_t(rng, d)), _t(rng, d), _t(rng, d), 5))
     yield Case("a cubic score, 3 steps (the trapezoid rule is not exact here)",
-               (_Cubic(_t(rng, d)), _t(rng, d), torch.zeros(d, dtype=torch.float64), 3))
+               (InputFunction("cubic_gradient", "cubic score", c=_t(rng, d)), _t(rng, d), torch.zeros(d, dtype=torch.float64), 3))
     w2 = _t(rng, 6, scale=0.5)
     yield Case("tanh(w·x), 2-D input is flattened by the score, 16 steps",
-               (_Tanh(w2), _t(rng, 6), torch.zeros(6, dtype=torch.float64), 16))
-    yield Case("one step (just the two end points)", (_Cubic(_t(rng, 4)), _t(rng, 4), _t(rng, 4), 1))
+               (InputFunction("tanh_gradient", "tanh(w·x)", w=w2), _t(rng, 6), torch.zeros(6, dtype=torch.float64), 16))
+    yield Case("one step (just the two end points)", (InputFunction("cubic_gradient", "cubic score", c=_t(rng, 4)), _t(rng, 4), _t(rng, 4), 1))
 
 
 function("06.2", "integrated gradients by the trapezoid rule, from a gradient function",
@@ -125,14 +92,8 @@ def _occlusion(score_fn, x, patch, fill=0.0):
     return out
 
 
-class _Score:
-    def __init__(self, kind, W):
-        self.kind, self.W = kind, W
-
-    def __call__(self, x):
-        if self.kind == "linear":
-            return (self.W * x).sum()
-        return torch.tanh((self.W * x).sum()) + x.max()
+def _Score(kind, W):
+    return InputFunction(f"{kind}_score", W=W)
 
 
 def _occ_cases(rng):

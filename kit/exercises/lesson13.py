@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from kit.exercises import Case, compare, function, prop, randn as _t
+from kit.exercises import Case, compare, function, prop, raised_message, randn as _t
 
 
 # ------------------------------------------------------------------ 13.1 a FedAvg round with a server learning rate
@@ -80,27 +80,33 @@ function("13.2", "clip each example's gradient (each row) to norm ≤ C",
 
 # ------------------------------------------------------------------ 13.3 the noisy mean (property)
 
-def _noisy_mean_test(fn):
-    if not callable(fn):
-        return f"your answer should be a function, got {type(fn).__name__}"
-    rng = np.random.default_rng()
-    n, d, C, sigma = 8, 400, 2.0, 1.5
+_REPS = 300  # calls with noise: enough for a standard deviation within ±7 % and a correlation test
+
+
+def _noisy_mean_calls(rng):
+    n, d, C = 8, 400, 2.0
     grads = _t(rng, n, d, scale=3.0)  # norms ≈ 60 ≫ C: clipping matters
+    yield Case("sigma = 0", (grads, C, 0.0))
+    for _ in range(_REPS):
+        yield Case("sigma = 1.5", (grads, C, 1.5))
+
+
+def _noisy_mean_test(cases, outcomes):
+    grads, C, _ = cases[0].args
+    n, d = grads.shape
+    sigma = cases[1].args[2]
     want_mean = _clip(grads, C).mean(0)
-    try:
-        exact = fn(grads.clone(), C, 0.0)
-    except NotImplementedError:
-        return "no answer yet — write the function's body"
-    except Exception as e:  # noqa: BLE001 - the learner's code
-        return f"with sigma = 0 your function raised {type(e).__name__}: {e}"
-    msg = compare(exact, want_mean, 1e-6, 1e-4, "with sigma = 0 (no noise) its result")
+    for case, got in zip(cases, outcomes):
+        if got.raised:
+            return raised_message(got, f"with {case.label}")
+    msg = compare(outcomes[0].value, want_mean, 1e-6, 1e-4, "with sigma = 0 (no noise) its result")
     if msg:
         return msg + " — without noise it must be the mean of the CLIPPED per-example gradients"
-    reps = 300
     try:
-        outs = torch.stack([torch.as_tensor(fn(grads.clone(), C, sigma)).double() for _ in range(reps)])
-    except Exception as e:  # noqa: BLE001
-        return f"with sigma = {sigma} your function raised {type(e).__name__}: {e}"
+        outs = torch.stack([torch.as_tensor(o.value).double() for o in outcomes[1:]])
+    except Exception as e:  # noqa: BLE001 - whatever the learner's function returned
+        return f"with sigma = {sigma} its results are not tensors of one shape ({type(e).__name__}: {e})"
+    reps = len(outs)
     if outs.shape != (reps, d):
         return f"its result has shape {tuple(outs.shape[1:])}, expected ({d},)"
     noise = outs - want_mean
@@ -121,7 +127,7 @@ def _noisy_mean_test(fn):
 
 
 prop("13.3", "DP-SGD's noisy mean: clip, sum, add N(0, σ²C²) to the sum, divide by n",
-     _noisy_mean_test,
+     _noisy_mean_test, calls=_noisy_mean_calls,
      hints=("Clip first (exercise 13.2), then sum over the examples, then add the noise, then divide: the order "
             "matters for how large the noise is.",
             "The noise is added once to the SUM of the clipped gradients — one Gaussian number per coordinate, not "
