@@ -293,12 +293,13 @@ def _get(url: str):
         return r.status, json.loads(r.read())
 
 
-def test_lab_serves_with_a_token_only(tmp_path):
-    port, token = _free_port(), "kit-test-token"
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+def test_lab_serves_with_a_token_only_and_ps_never_shows_it(tmp_path):
+    import psutil
+    port, token = _free_port(), "kit-test-token-5f1c"
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_TOKEN=token)
     with open(tmp_path / "lab.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "kit", "lab", "--port", str(port), "--token", token,
-                                 "--dir", str(tmp_path)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "kit", "lab", "--port", str(port), "--dir", str(tmp_path)],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline, status = time.monotonic() + 90, None
         while time.monotonic() < deadline and proc.poll() is None:
@@ -309,6 +310,8 @@ def test_lab_serves_with_a_token_only(tmp_path):
                 time.sleep(0.5)
         assert status is not None, (tmp_path / "lab.log").read_text()
         assert status[0] == 200 and "started" in status[1]
+        shown = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if token in " ".join(p.info["cmdline"] or [])]
+        assert shown == [], f"the token is visible to `ps`: {shown}"
         with pytest.raises(urllib.error.HTTPError) as err:
             _get(f"http://127.0.0.1:{port}/api/status")
         assert err.value.code == 403

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -162,6 +163,8 @@ def cmd_check(args) -> int:
         if args.hints < 1:
             return _err("check", ValueError(f"--hints must be 1 or more, got {args.hints}"))
         os.environ["KIT_HINTS"] = str(args.hints)  # the kernel inherits it; failures show that many hints
+    if args.untrusted:
+        return _check_untrusted(args)
     try:
         nb = find_notebook(args.notebook)
         results, other, executed = check_notebook(nb, args.out, _params(args.p), timeout=args.timeout,
@@ -192,12 +195,53 @@ def cmd_check(args) -> int:
     return 0 if results and n_ok == len(results) and not other else 1
 
 
+def _check_untrusted(args) -> int:
+    """``kit check --untrusted``: one notebook graded as ``kit grade`` grades it (sandbox, judged outside)."""
+    from kit.lessons.grade import grade_one, Settings
+    from kit.lessons.sandbox import SandboxUnavailable, available
+    why = available()
+    if why:
+        return _err("check", SandboxUnavailable(f"{why}; --untrusted needs the sandbox"))
+    path = Path(args.notebook)
+    if not path.name.endswith(".ipynb") or not (path.exists() or path.is_symlink()):
+        return _err("check", FileNotFoundError(f"no notebook {path}"))
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="kit-check-"))
+    sub = grade_one("you", path, out, Settings(timeout=args.timeout, limit=max(args.timeout, 600)))
+    if args.json:
+        print(json.dumps({"notebook": sub.notebook, "exercises": [{"name": k, "passed": ok, "message": m} for k, (ok, m)
+                                                                  in sub.exercises.items()],
+                          "errors": ([sub.error] if sub.error else []) + sub.flags}))
+    else:
+        print(f"{sub.notebook} (sandboxed, judged outside it):")
+        for name, (ok, msg) in sub.exercises.items():
+            print(f"  ✓ {name}: correct" if ok else f"  ✗ {name}: {msg}")
+        for e in ([sub.error] if sub.error else []) + sub.flags:
+            print(f"  ! {e}")
+    ok = sub.exercises and all(ok for ok, _ in sub.exercises.values()) and not sub.error
+    return 0 if ok else 1
+
+
+def _mem(text: str) -> int:
+    """``2G``, ``512M`` or a number of bytes."""
+    units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}
+    t = str(text).strip().upper().removesuffix("B")
+    try:
+        n = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        n = -1
+    if n < 256 * 2 ** 20:
+        raise argparse.ArgumentTypeError(f"--mem must be at least 256M (e.g. 2G), got {text!r}")
+    return int(n)
+
+
 def cmd_grade(args) -> int:
     from kit.lessons.grade import grade
+    from kit.lessons.sandbox import SandboxUnavailable
     try:
         csv_path, html_path, results = grade(Path(args.dir), Path(args.out), jobs=args.jobs, timeout=args.timeout,
-                                             limit=args.limit, progress=not args.quiet)
-    except FileNotFoundError as e:
+                                             limit=args.limit, progress=not args.quiet, mem=args.mem,
+                                             sandbox=not args.no_sandbox)
+    except (FileNotFoundError, SandboxUnavailable) as e:
         return _err("grade", e)
     learners = len({r.learner for r in results})
     broken = sum(r.error is not None for r in results)
@@ -206,10 +250,12 @@ def cmd_grade(args) -> int:
     return 0
 
 
-def lab_command(port: int, token: str, root: Path) -> list[str]:
-    """Loopback only, token required, no news/update checks; offline (KIT_OFFLINE=1): no PyPI extension manager."""
+def lab_command(port: int, root: Path) -> list[str]:
+    """Loopback only, token required (passed as ``JUPYTER_TOKEN`` in the environment, never on the command line, where
+    ``ps`` shows it to every user of the machine), no news/update checks; offline (KIT_OFFLINE=1): no PyPI
+    extension manager."""
     cmd = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--no-browser",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+           f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
            "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.environ.get("KIT_OFFLINE") == "1":
         cmd.append("--LabApp.extension_manager=readonly")
@@ -223,15 +269,16 @@ def cmd_lab(args) -> int:
     import subprocess
 
     from kit.lessons.run import NOTEBOOKS
-    token = args.token or secrets.token_hex(16)
+    token = args.token or os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(16)
     root = Path(args.dir).resolve() if args.dir else NOTEBOOKS
     if not root.is_dir():
         return _err("lab", FileNotFoundError(f"no folder {root}"))
-    cmd = lab_command(args.port, token, root)
+    cmd = lab_command(args.port, root)
+    env = {**os.environ, "JUPYTER_TOKEN": token}
     print(f"JupyterLab in {root}: http://127.0.0.1:{args.port}/lab?token={token}", flush=True)
     if os.name == "posix":  # become the server: signals (Ctrl-C, terminate) reach it directly
-        os.execv(sys.executable, cmd)
-    return subprocess.call(cmd)
+        os.execve(sys.executable, cmd, env)
+    return subprocess.call(cmd, env=env)
 
 
 def cmd_serve(args) -> int:
@@ -299,6 +346,8 @@ def main(argv=None) -> int:
     ck.add_argument("-q", "--quiet", action="store_true")
     ck.add_argument("--json", action="store_true", help="print {notebook, exercises: [{name, passed, message}]} as JSON")
     ck.add_argument("--hints", type=int, metavar="N", help="show up to N hints on each failing exercise (default 1)")
+    ck.add_argument("--untrusted", action="store_true",
+                    help="grade it as kit grade does: in the sandbox, judged outside it (for a notebook you did not write)")
     ck.set_defaults(fn=cmd_check)
 
     gr = sub.add_parser("grade", help="a teacher's grade book: check every learner's notebooks (DIR/<learner>/*.ipynb)")
@@ -307,12 +356,17 @@ def main(argv=None) -> int:
     gr.add_argument("--jobs", "-j", type=int, default=2, help="notebooks checked at once")
     gr.add_argument("--timeout", type=float, default=120, help="time limit of each cell in seconds (default 120)")
     gr.add_argument("--limit", type=float, default=600, help="time limit of each notebook in seconds (default 600)")
+    gr.add_argument("--mem", type=_mem, default=2 * 2 ** 30, help="memory (address space) per process, e.g. 2G (default)")
+    gr.add_argument("--no-sandbox", action="store_true",
+                    help="UNSAFE: run learners' code as you, with your files, network and kit's reference solutions "
+                         "in reach (for machines without bubblewrap, and notebooks you trust)")
     gr.add_argument("-q", "--quiet", action="store_true")
     gr.set_defaults(fn=cmd_grade)
 
     lab = sub.add_parser("lab", help="start JupyterLab on 127.0.0.1 with a token")
     lab.add_argument("--port", type=int, default=8888)
-    lab.add_argument("--token")
+    lab.add_argument("--token", help="the access token (default: $JUPYTER_TOKEN, else a random one); JupyterLab gets "
+                     "it through its environment, so `ps` never shows it")
     lab.add_argument("--dir", help="folder to open (default: the lessons)")
     lab.set_defaults(fn=cmd_lab)
 
