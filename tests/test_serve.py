@@ -70,6 +70,9 @@ BAD = {
     "1e400": (b'{"inputs": [[1e400' + b", 0.5" * (W - 1) + b"]]}", 422, "NaN or infinity"),
     "over float32": (b'{"inputs": [[1e39' + b", 0.5" * (W - 1) + b"]]}", 422, "too large for float32"),
     "empty batch": (b'{"inputs": []}', 422, "empty batch"),
+    "deeply nested body": (b"[" * 5000 + b"]" * 5000, 400, "nested too deeply"),
+    "deeply nested inputs": (b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "nested too deeply"),
+    "nested rows": (b'{"inputs": ' + b"[" * 40 + b"0.5" + b"]" * 40 + b"}", 422, "wrong shape"),
     "batch over the cap": (json.dumps({"inputs": [ROW] * 33}).encode(), 413, "over the cap of 32"),
     "body over the cap": (b'{"inputs": [[' + b" " * 30_000 + b"0.5]]}", 413, "over the cap of 20000"),
 }
@@ -91,6 +94,123 @@ def test_body_over_the_cap_without_a_length_header_is_refused_while_reading(serv
             yield b" " * 1000
     r = httpx.post(server.url + "/predict", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413 and "over the cap" in r.json()["error"]
+
+
+def test_100_000_nested_lists_get_a_400_and_the_service_keeps_serving(model_path):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with service.ThreadServer(service.create_app(model_path)) as srv:
+        for body in (deep, b'{"inputs": ' + deep + b"}"):
+            r = _post(srv.url, body)
+            assert r.status_code == 400 and r.json() == {"error": "malformed JSON: nested too deeply"}
+        assert httpx.post(srv.url + "/predict", json={"inputs": [ROW]}).status_code == 200
+
+
+def _samples(text: str) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_values_that_overflow_inside_the_model_get_a_422_and_metrics_stay_finite(model_path):
+    big = float(np.finfo(np.float32).max) * 0.999  # finite in float32, but sums of 16 of them are not
+    bodies = [[[big] * W], [[big, -big] * (W // 2)], [[-big] * W, ROW]]
+    with service.ThreadServer(service.create_app(model_path)) as srv:
+        for rows in bodies:
+            out = service.ort_session(model_path).run(None, {"x": np.array(rows, dtype=np.float32)})[0]
+            r = httpx.post(srv.url + "/predict", json={"inputs": rows})
+            if np.isfinite(out).all():
+                assert r.status_code == 200, r.text
+            else:
+                assert r.status_code == 422 and "overflowed to inf/NaN" in r.json()["error"], r.text
+        assert any(not np.isfinite(service.ort_session(model_path).run(None, {"x": np.array(b, np.float32)})[0]).all()
+                   for b in bodies)  # the test does exercise an overflow
+        assert httpx.post(srv.url + "/predict", json={"inputs": [ROW]}).status_code == 200
+        samples = _samples(httpx.get(srv.url + "/metrics").text)
+    assert samples and all(np.isfinite(v) for v in samples.values()), samples
+    counted = {dict(k[1])["status"]: v for k, v in samples.items() if k[0] == "kit_requests_total"}
+    assert sum(counted.values()) == len(bodies) + 1 and "500" not in counted, counted
+
+
+def test_an_internal_error_is_a_500_counted_as_500(model_path):
+    class Broken:  # an ONNX Runtime session whose run fails
+        def __init__(self):
+            self.sess = service.ort_session(model_path)
+
+        def get_inputs(self):
+            return self.sess.get_inputs()
+
+        def run(self, *a):
+            raise RuntimeError("the model broke")
+    with service.ThreadServer(service.create_app(Broken())) as srv:
+        r = httpx.post(srv.url + "/predict", json={"inputs": [ROW]})
+        assert r.status_code == 500 and "internal error" in r.json()["error"]
+        assert httpx.get(srv.url + "/health").status_code == 200
+        samples = _samples(httpx.get(srv.url + "/metrics").text)
+    predict = {dict(k[1])["status"]: v for k, v in samples.items()
+               if k[0] == "kit_requests_total" and dict(k[1])["endpoint"] == "/predict"}
+    assert predict == {"500": 1.0}, predict
+
+
+def _closed_by_server(sock: socket.socket, within: float, drip: bytes = b"") -> float | None:
+    """Seconds until the server closes ``sock`` (sending ``drip`` every 0.1 s meanwhile), or None if it did not."""
+    import select
+    import time
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < within:
+        try:
+            if drip:
+                sock.sendall(drip)
+            if select.select([sock], [], [], 0.1)[0]:
+                while True:  # read any response, then the end of the stream
+                    if not sock.recv(65536):
+                        return time.perf_counter() - t0
+        except OSError:  # reset or broken pipe: closed as well
+            return time.perf_counter() - t0
+    return None
+
+
+def test_idle_and_slow_connections_are_closed_and_idle_sockets_do_not_stop_the_server(model_path):
+    app = service.create_app(model_path, read_timeout=0.5)
+    with service.ThreadServer(app, keep_alive=0.5) as srv:
+        def connect():
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=3)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return s
+        with connect() as idle:  # never sends a byte
+            assert (_closed_by_server(idle, 3) or 9) < 2
+        with connect() as slow:  # request headers dripping in, one line every 0.1 s, never finished
+            slow.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+            assert (_closed_by_server(slow, 3, drip=b"X-a: b\r\n") or 9) < 2
+        with connect() as after:  # idle after a response
+            after.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (_closed_by_server(after, 3) or 9) < 2
+        with connect() as body:  # headers complete, body never comes: 408
+            body.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            body.settimeout(3)
+            assert body.recv(65536).startswith(b"HTTP/1.1 408 ")
+        sockets = [connect() for _ in range(50)]
+        try:
+            for _ in range(3):
+                assert httpx.post(srv.url + "/predict", json={"inputs": [ROW]}).status_code == 200
+        finally:
+            for s in sockets:
+                s.close()
+
+
+def test_connections_over_the_limit_get_503_and_the_server_recovers(model_path):
+    import time
+    with service.ThreadServer(service.create_app(model_path), limit_concurrency=5) as srv:
+        sockets = [socket.create_connection(("127.0.0.1", srv.port), timeout=3) for _ in range(8)]
+        t0 = time.perf_counter()
+        while (code := httpx.get(srv.url + "/health").status_code) != 503 and time.perf_counter() - t0 < 2:
+            time.sleep(0.05)
+        assert code == 503
+        for s in sockets:
+            s.close()
+        t0 = time.perf_counter()
+        while (code := httpx.get(srv.url + "/health").status_code) != 200 and time.perf_counter() - t0 < 2:
+            time.sleep(0.05)
+        assert code == 200
 
 
 def test_metrics_endpoint_speaks_prometheus(model_path):
@@ -190,7 +310,22 @@ def test_cli_serve_defaults_to_loopback():
     from kit.serve.__main__ import add_arguments
     ap = argparse.ArgumentParser()
     add_arguments(ap)
-    assert ap.parse_args(["m.onnx"]).host == "127.0.0.1"
+    args = ap.parse_args(["m.onnx"])
+    assert args.host == "127.0.0.1" and args.timeout_keep_alive == 5 and args.limit_concurrency == 512
+
+
+@pytest.mark.parametrize("host,warns", [("127.0.0.1", False), ("localhost", False), ("::1", False),
+                                        ("0.0.0.0", True), ("::", True), ("192.168.1.5", True)])
+def test_cli_serve_warns_once_when_not_loopback(host, warns, model_path, capsys, monkeypatch):
+    served = {}
+    monkeypatch.setattr(service, "serve", lambda model, host, port, **kw: served.update(host=host, **kw))
+    assert main(["serve", str(model_path), "--host", host, "--timeout-keep-alive", "2"]) == 0
+    assert served["host"] == host and served["keep_alive"] == 2  # still served, with the flags
+    err = capsys.readouterr().err.strip()
+    if warns:
+        assert len(err.splitlines()) == 1 and "reachable from the network, without authentication" in err, err
+    else:
+        assert err == ""
 
 
 # ---------------------------------------------------------------------------------------------- monitor

@@ -1,4 +1,5 @@
-"""``python -m kit.serve MODEL [--host 127.0.0.1] [--port N]``: the service of :mod:`kit.serve.app`."""
+"""``python -m kit.serve MODEL [--host 127.0.0.1] [--port N]``: the service of :mod:`kit.serve.app`
+(a --host other than loopback gets a warning on stderr: the service has no authentication)."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--max-wait-ms", type=float, default=2.0, help="micro-batching: longest wait for a batch to fill")
     ap.add_argument("--max-rows", type=int, default=256, help="largest batch one request may send (else 413)")
     ap.add_argument("--max-body", type=int, default=1_000_000, help="largest request body in bytes (else 413)")
+    ap.add_argument("--timeout-keep-alive", type=float, default=5.0,
+                    help="seconds before an idle connection is closed (default 5)")
+    ap.add_argument("--timeout-read", type=float, default=10.0,
+                    help="seconds a request's headers, and then its body, may take to arrive (default 10)")
+    ap.add_argument("--limit-concurrency", type=int, default=512,
+                    help="open connections at most; requests beyond get 503 (default 512)")
     ap.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # stop when it ends
 
 
@@ -29,14 +36,19 @@ def run(args) -> int:
         problems.append(f"--port must be 0–65535, got {args.port}")
     if args.max_batch < 1 or args.max_wait_ms < 0 or args.max_rows < 1 or args.max_body < 1:
         problems.append("--max-batch, --max-rows and --max-body must be ≥ 1 and --max-wait-ms ≥ 0")
+    if not (args.timeout_keep_alive > 0 and args.timeout_read > 0 and args.limit_concurrency >= 1):
+        problems.append("--timeout-keep-alive and --timeout-read must be > 0 and --limit-concurrency ≥ 1")
     if problems:
         print(f"kit serve: {problems[0]}", file=sys.stderr)
         return 2
-    from kit.serve.app import serve
+    from kit.serve.app import network_warning, serve
+    if network_warning(args.host):
+        print(network_warning(args.host), file=sys.stderr, flush=True)
     try:
         serve(args.model, args.host, args.port, batching=args.batching, max_batch=args.max_batch,
               max_wait_ms=args.max_wait_ms, max_batch_rows=args.max_rows, max_body_bytes=args.max_body,
-              parent_pid=args.parent_pid)
+              parent_pid=args.parent_pid, keep_alive=args.timeout_keep_alive, read_timeout=args.timeout_read,
+              limit_concurrency=args.limit_concurrency)
     except (OSError, ValueError) as e:  # port in use, address not local, a model that is not (batch, features)
         print(f"kit serve: {e}", file=sys.stderr)
         return 2

@@ -8,13 +8,20 @@
 
 ``POST /predict`` takes ``{"inputs": [[x₀, …, x_{d−1}], …]}`` (a batch of rows of the model's input width) and
 answers ``{"predictions": [...], "confidence": [...]}``. Bad input gets a 4xx with ``{"error": "..."}`` and the
-service keeps serving: malformed JSON (400), a body over ``max_body_bytes`` or a batch over ``max_batch_rows``
-(413), wrong shape, wrong type, NaN/inf or an empty batch (422).
+service keeps serving: malformed or too deeply nested JSON (400), a body that does not arrive within
+``read_timeout`` (408), a body over ``max_body_bytes`` or a batch over ``max_batch_rows`` (413), wrong shape, wrong
+type, NaN/inf, an empty batch or values whose model output overflows to inf/NaN (422). Any other failure is a 500,
+counted as one in ``/metrics``. The server closes connections idle for ``keep_alive`` seconds (also before their
+first request) or whose request headers take over ``read_timeout``, and answers 503 beyond ``limit_concurrency``
+open connections.
 """
 
+import asyncio
 import atexit
+import functools
+import ipaddress
 import json
-import math
+import logging
 import os
 import socket
 import subprocess
@@ -26,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["create_app", "ThreadServer", "ServerProcess", "serve", "BadInput", "parse_batch", "ort_session"]
+__all__ = ["create_app", "ThreadServer", "ServerProcess", "serve", "BadInput", "parse_batch", "ort_session",
+           "network_warning"]
 
 
 class BadInput(ValueError):
@@ -58,6 +66,8 @@ def parse_batch(body: bytes, width: int, max_rows: int) -> np.ndarray:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadInput(400, f"malformed JSON: {e}", "malformed_json") from None
+    except RecursionError:  # [[[[…]]]] deeper than the parser's recursion limit
+        raise BadInput(400, "malformed JSON: nested too deeply", "malformed_json") from None
     if not isinstance(doc, dict) or "inputs" not in doc:
         raise BadInput(422, 'the body must be a JSON object {"inputs": [[...], ...]}', "wrong_type")
     rows = doc["inputs"]
@@ -70,6 +80,9 @@ def parse_batch(body: bytes, width: int, max_rows: int) -> np.ndarray:
     if (b"true" in body or b"false" in body or b"null" in body) and \
             any(isinstance(v, bool) or v is None for r in rows if isinstance(r, list) for v in r):
         raise BadInput(422, "inputs must be numbers (found true/false/null)", "wrong_type")
+    if any(isinstance(v, list) for r in rows if isinstance(r, list) for v in r):
+        raise BadInput(422, f"wrong shape: each row must be a flat list of {width} numbers (found nested lists)",
+                       "wrong_shape")
     try:
         X = np.array(rows)
     except ValueError:
@@ -105,7 +118,7 @@ def _metrics(registry):
 
 
 def create_app(model, *, max_batch_rows: int = 256, max_body_bytes: int = 1_000_000, batching: bool = False,
-               max_batch: int = 64, max_wait_ms: float = 2.0, threads: int = 1):
+               max_batch: int = 64, max_wait_ms: float = 2.0, threads: int = 1, read_timeout: float = 10.0):
     """The FastAPI app serving ``model`` (a path to an .onnx file, or an ONNX Runtime session)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
@@ -143,42 +156,61 @@ def create_app(model, *, max_batch_rows: int = 256, max_body_bytes: int = 1_000_
 
     app = FastAPI(title="kit serve", lifespan=lifespan)
     app.state.batcher, app.state.registry, app.state.width = batcher, registry, width
+    app.state.read_timeout = read_timeout
 
     def reject(status: int, reason: str, message: str):
         M["rejected"].labels(reason).inc()
         M["requests"].labels("/predict", str(status)).inc()
         return JSONResponse({"error": message}, status_code=status)
 
-    @app.post("/predict")
-    async def predict(request: Request):
-        t0 = time.perf_counter()
+    async def read_body(request) -> bytes:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-            return reject(413, "body_too_large", f"body of {length} bytes is over the cap of {max_body_bytes}")
-        chunks, size = [], 0
-        async for chunk in request.stream():  # chunked bodies have no length: count while reading
-            size += len(chunk)
-            if size > max_body_bytes:
-                return reject(413, "body_too_large", f"body over the cap of {max_body_bytes} bytes")
-            chunks.append(chunk)
-        try:
-            X = parse_batch(b"".join(chunks), width, max_batch_rows)
-        except BadInput as e:
-            return reject(e.status, e.reason, str(e))
-        logits = await batcher.submit(X) if batcher else run(X)
-        probs = _softmax(np.asarray(logits, dtype=np.float64))
+            raise BadInput(413, f"body of {length} bytes is over the cap of {max_body_bytes}", "body_too_large")
+
+        async def collect():
+            chunks, size = [], 0
+            async for chunk in request.stream():  # chunked bodies have no length: count while reading
+                size += len(chunk)
+                if size > max_body_bytes:
+                    raise BadInput(413, f"body over the cap of {max_body_bytes} bytes", "body_too_large")
+                chunks.append(chunk)
+            return b"".join(chunks)
+        try:  # a body sent slowly (or never) must not hold the connection forever
+            return await asyncio.wait_for(collect(), read_timeout)
+        except asyncio.TimeoutError:
+            raise BadInput(408, f"the body did not arrive within {read_timeout:g} s", "read_timeout") from None
+
+    async def answer(request):
+        t0 = time.perf_counter()
+        X = parse_batch(await read_body(request), width, max_batch_rows)
+        logits = np.asarray(await batcher.submit(X) if batcher else run(X), dtype=np.float64)
+        if not np.isfinite(logits).all():  # finite inputs near float32's max can overflow inside the model
+            raise BadInput(422, "the model's output overflowed to inf/NaN: input values too large for this model",
+                           "output_not_finite")
+        probs = _softmax(logits)
         pred, conf = probs.argmax(1), probs.max(1)
+        response = JSONResponse({"predictions": pred.tolist(), "confidence": np.round(conf, 6).tolist()})
         for c, k in zip(*np.unique(pred, return_counts=True)):
             M["classes"].labels(str(int(c))).inc(int(k))
-        for v in X.mean(1):
-            M["input_mean"].observe(float(v))
-        for v in X.std(1):
-            M["input_std"].observe(float(v))
-        for v in conf:
-            M["confidence"].observe(float(v))
+        X64 = X.astype(np.float64)  # float32 sums of values near its max would overflow to inf
+        for hist, values in ((M["input_mean"], X64.mean(1)), (M["input_std"], X64.std(1)), (M["confidence"], conf)):
+            for v in values[np.isfinite(values)]:  # a histogram's sum must never absorb inf/NaN
+                hist.observe(float(v))
         M["latency"].observe(time.perf_counter() - t0)
         M["requests"].labels("/predict", "200").inc()
-        return {"predictions": pred.tolist(), "confidence": np.round(conf, 6).tolist()}
+        return response
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        try:
+            return await answer(request)
+        except BadInput as e:
+            return reject(e.status, e.reason, str(e))
+        except Exception:  # noqa: BLE001 - counted as the 500 it is, logged, and the service keeps serving
+            logging.getLogger("uvicorn.error").exception("kit serve: /predict failed")
+            M["requests"].labels("/predict", "500").inc()
+            return JSONResponse({"error": "internal error while predicting (see the server's log)"}, status_code=500)
 
     @app.get("/health")
     async def health():
@@ -204,20 +236,80 @@ def _loopback_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def network_warning(host: str) -> str | None:
+    """A warning when ``host`` is not loopback: the service then answers anyone on the network, unauthenticated."""
+    try:
+        local = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = host == "localhost"
+    return None if local else (f"kit serve: warning: --host {host or repr(host)} makes the service reachable from the "
+                               "network, without authentication (127.0.0.1: this machine only)")
+
+
+@functools.cache
+def _protocol(read_timeout: float):
+    """uvicorn's h11 protocol with the deadlines it lacks: it closes a connection idle for ``timeout_keep_alive``
+    seconds (uvicorn's own timer starts only after a first response) or whose request headers are still arriving
+    ``read_timeout`` seconds after their first byte (a slow sender holds no socket forever)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        _timer = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._deadline(self.timeout_keep_alive, idle=True)
+
+        def data_received(self, data):
+            if self._idle and self.cycle is self._waiting:  # first bytes of a request: its headers' deadline
+                self._deadline(read_timeout, idle=False)
+            super().data_received(data)
+
+        def on_response_complete(self):
+            self._deadline(self.timeout_keep_alive, idle=True)  # before super(), which may start a pipelined request
+            super().on_response_complete()
+
+        def connection_lost(self, exc):
+            if self._timer is not None:
+                self._timer.cancel()
+            super().connection_lost(exc)
+
+        def _deadline(self, seconds: float, idle: bool):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._idle, self._waiting = idle, self.cycle
+            self._timer = self.loop.call_later(seconds, self._expire)
+
+        def _expire(self):
+            if self.cycle is self._waiting and not self.transport.is_closing():  # no request began since
+                self.transport.close()
+
+    return Protocol
+
+
+def _config(app, keep_alive: float, limit_concurrency: int | None):
+    import uvicorn
+    read_timeout = getattr(getattr(app, "state", None), "read_timeout", 10.0)  # create_app's
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2,
+                          http=_protocol(read_timeout), ws="none", timeout_keep_alive=keep_alive,
+                          limit_concurrency=limit_concurrency)
+
+
 class ThreadServer:
     """uvicorn serving ``app`` in a daemon thread; ``stop()`` (or leaving the ``with``) ends it and joins the thread.
 
     ``port=0`` takes a free port (``.url`` tells which). Registered with ``atexit`` so an interpreter that exits
-    mid-lesson still stops it.
+    mid-lesson still stops it. ``keep_alive``: seconds before an idle connection is closed; beyond
+    ``limit_concurrency`` open connections requests get 503.
     """
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0):
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0, *,
+                 keep_alive: float = 5.0, limit_concurrency: int | None = 512):
         import uvicorn
         self.sock = _loopback_socket(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                                    timeout_graceful_shutdown=2))
+        self.server = uvicorn.Server(_config(app, keep_alive, limit_concurrency))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
                                        name=f"kit-serve-{self.port}")
         self.timeout = timeout
@@ -330,9 +422,10 @@ def _watch_parent(pid: int, server) -> None:
     threading.Thread(target=loop, daemon=True, name="kit-serve-parent-watch").start()
 
 
-def serve(model, host: str = "127.0.0.1", port: int = 8000, parent_pid: int | None = None, **kw) -> None:
+def serve(model, host: str = "127.0.0.1", port: int = 8000, parent_pid: int | None = None, *,
+          keep_alive: float = 5.0, limit_concurrency: int | None = 512, **kw) -> None:
     """Serve ``model`` until interrupted (Ctrl-C or SIGTERM); prints ``listening on URL`` once it accepts requests.
-    With ``parent_pid`` it also stops when that process ends."""
+    With ``parent_pid`` it also stops when that process ends; ``kw`` go to :func:`create_app`."""
     import uvicorn
     app = create_app(model, **kw)
     sock = _loopback_socket(host, port)
@@ -344,7 +437,7 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, parent_pid: int | No
             print(f"kit serve: {Path(str(model)).name} listening on {url} (POST /predict, GET /health, GET /metrics)",
                   flush=True)
 
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2))
+    server = _Server(_config(app, keep_alive, limit_concurrency))
     if parent_pid:
         _watch_parent(parent_pid, server)
     server.run(sockets=[sock])
