@@ -256,14 +256,14 @@ class Settings:
     sandbox: bool = True
 
 
-def _write_job(job: Path, nb, inputs: dict, settings: Settings) -> None:
+def _write_job(job: Path, nb, name: str, inputs: dict, settings: Settings) -> None:
     import nbformat
 
     from kit.exercises import wire
     from kit.lessons.run import notebook_parameters
     (job / "inputs").mkdir(parents=True)
     (job / "answers").mkdir()
-    path = job / "notebook.ipynb"
+    path = job / name
     nbformat.write(nb, str(path))
     params = {"smoke": True} if "smoke" in notebook_parameters(path) else {}
     for id, task in inputs.items():
@@ -352,13 +352,15 @@ def grade_one(learner: str, path: Path, out: Path, settings: Settings, slot: int
     keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kit-grade-") as tmp:
         job = Path(tmp) / "job"
-        _write_job(job, nb, inputs, settings)
+        _write_job(job, nb, sub.notebook, inputs, settings)
         with open(Path(tmp) / "log.txt", "wb") as log:  # outside the job folder; read by nobody
             stopped = _run_job(job, settings, slot, log)
         run_error = stopped or _run_status(job)
+        if run_error and run_error.startswith(f"{sub.notebook}, "):
+            run_error = run_error[len(sub.notebook) + 2:]
         executed = None
         try:
-            raw = wire.read_untrusted(job, f"run/{job.joinpath('notebook.ipynb').name}", limit=MAX_NOTEBOOK_BYTES)
+            raw = wire.read_untrusted(job, f"run/{sub.notebook}", limit=MAX_NOTEBOOK_BYTES)
             executed = parse_notebook(raw)
             _atomic_write(keep / sub.notebook, raw)
         except (FileNotFoundError, wire.WireError, NotGradable):
