@@ -175,6 +175,8 @@ def rebuild(lesson, learner) -> tuple[object, list[str]]:
             mine = by_id.get(cell.get("id"))
             if mine is not None and _source(mine) != cell.source:
                 flags.append(f"cell {cell.get('id')} differs from the lesson's and was restored")
+            elif mine is None and by_id and cell.cell_type == "code":
+                flags.append(f"cell {cell.get('id')} was missing and was restored")
             continue
         mine = by_id.get(cell.get("id")) if cell.get("id") in by_id and _is_answer(by_id[cell.get("id")]) else \
             (their_answers[n_answer] if n_answer < len(their_answers) else None)
