@@ -381,3 +381,34 @@ def test_grade_book_of_a_workshop_with_broken_notebooks(tmp_path):
     assert "pass rate" in page and "Most common failures" in page and "no answer yet" in page
     assert "on the case" in page, "a wrong answer's message names the failing case"
     assert "<script" not in page and "http" not in page.split("</style>")[1]  # offline, nothing to fetch
+
+
+@pytest.mark.notebook
+def test_check_json_is_clean_when_the_notebook_writes_to_file_descriptor_1(tmp_path):
+    """An honest learner's os.system output goes to stderr; stdout is exactly the JSON document."""
+    from kit.lessons.run import find_notebook
+    nb = nbformat.read(str(find_notebook("00")), as_version=4)
+    cell = next(c for c in nb.cells if "solution" in c.metadata.get("tags", []))
+    cell.source += "\nimport os\nos.system('echo hi from C')"
+    path = tmp_path / "00_setup.ipynb"
+    nbformat.write(nb, str(path))
+    p = subprocess.run([sys.executable, "-m", "kit", "check", str(path), "--json", "-q", "--out", str(tmp_path / "o")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    doc = json.loads(p.stdout)
+    assert p.returncode == 0 and [e["passed"] for e in doc["exercises"]] == [True, True, True], p.stdout + p.stderr
+
+
+@pytest.mark.notebook
+def test_check_untrusted_grades_one_notebook_in_the_sandbox(tmp_path):
+    from kit.lessons.sandbox import available
+    if available() and os.environ.get("KIT_REQUIRE_SANDBOX") != "1":
+        pytest.skip(f"no sandbox here: {available()}")
+    from kit.lessons.run import find_notebook
+    blank = student_notebook(nbformat.read(str(find_notebook("00")), as_version=4))
+    nbformat.write(blank, str(tmp_path / "00_setup.ipynb"))
+    p = subprocess.run([sys.executable, "-m", "kit", "check", str(find_notebook("00")), "--untrusted", "--json"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and all(e["passed"] for e in json.loads(p.stdout)["exercises"]), p.stdout + p.stderr
+    p = subprocess.run([sys.executable, "-m", "kit", "check", str(tmp_path / "00_setup.ipynb"), "--untrusted"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and p.stdout.count("no answer yet") == 3, p.stdout + p.stderr

@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 from kit.lessons.execute import STALL_TIMEOUT as STALL
@@ -155,6 +156,22 @@ def cmd_student(args) -> int:
     return 0
 
 
+@contextmanager
+def _stdout_to_stderr(on: bool):
+    """While on: file descriptor 1 (inherited by kernels) points at stderr."""
+    if not on:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def cmd_check(args) -> int:
     from kit.lessons.run import failure_message, find_notebook
     from kit.lessons.student import check_notebook
@@ -167,8 +184,9 @@ def cmd_check(args) -> int:
         return _check_untrusted(args)
     try:
         nb = find_notebook(args.notebook)
-        results, other, executed = check_notebook(nb, args.out, _params(args.p), timeout=args.timeout,
-                                                  stall_timeout=args.stall, progress=not args.quiet)
+        with _stdout_to_stderr(args.json):  # the kernel's C-level output (os.system) must not land in the JSON
+            results, other, executed = check_notebook(nb, args.out, _params(args.p), timeout=args.timeout,
+                                                      stall_timeout=args.stall, progress=not args.quiet)
     except (ParameterError, FileNotFoundError, ValueError) as e:
         return _err("check", e)
     except Exception as e:  # noqa: BLE001 - the kernel died or stalled: one message, never a traceback
@@ -350,7 +368,15 @@ def main(argv=None) -> int:
                     help="grade it as kit grade does: in the sandbox, judged outside it (for a notebook you did not write)")
     ck.set_defaults(fn=cmd_check)
 
-    gr = sub.add_parser("grade", help="a teacher's grade book: check every learner's notebooks (DIR/<learner>/*.ipynb)")
+    gr = sub.add_parser("grade", help="a teacher's grade book: check every learner's notebooks (DIR/<learner>/*.ipynb)",
+                        description=textwrap.dedent("""\
+        Grade every learner's notebook (untrusted code) into OUT/grades.csv and OUT/grades.html.
+        Each submission is copied (symlinks refused), rebuilt from the lesson's cells plus its answer cells, and run in a
+        bubblewrap sandbox: no network, read-only system and kit (without exercise references), private HOME and /tmp,
+        only a copy of the notebook writable, memory/CPU/file/process limits, a PID namespace so nothing outlives it.
+        Answers are judged outside the sandbox against kit's references on inputs drawn at grading time; nothing the
+        notebook prints is read. Without bubblewrap it refuses unless --no-sandbox (unsafe) is given."""),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     gr.add_argument("dir", help="one sub-folder per learner, holding their notebooks")
     gr.add_argument("--out", required=True, help="where grades.csv and grades.html go")
     gr.add_argument("--jobs", "-j", type=int, default=2, help="notebooks checked at once")
