@@ -70,6 +70,7 @@ class Exercise:
     assess: Callable[[list, list], str | None] | None = None  # function: None when right, else why not
     test: Callable[[Any], str | None] | None = None  # value/property: None when right, else why not
     probe: Callable[[], Any] | None = None  # value exercises: the expected value (for the no-leak test)
+    reference: Callable | None = None  # function exercises made by function(): kit's own solution (grader side only)
 
     @property
     def lesson(self) -> str:
@@ -219,7 +220,7 @@ def function(id: str, title: str, reference: Callable, cases: Callable[[Any], It
             if msg:
                 return f"{where} {msg}"
         return None
-    return _register(Exercise(id, title, "function", tuple(hints), calls=cases, assess=assess))
+    return _register(Exercise(id, title, "function", tuple(hints), calls=cases, assess=assess, reference=reference))
 
 
 def prop(id: str, title: str, test: Callable, hints: Iterable[str],
