@@ -58,7 +58,7 @@ def call(fn, case: Case) -> Outcome:
 class Exercise:
     """One exercise. A *function* exercise is judged in two halves that may run in different processes:
     ``calls(rng)`` draws the inputs the learner's function is called on, and ``assess(cases, outcomes)`` judges what
-    it returned (kit's references live only there). *value* and *property* exercises are judged on the answer itself
+    it returned (``outcomes`` may be a lazy iterable, consumed in order) (kit's references live only there). *value* and *property* exercises are judged on the answer itself
     by ``test(answer)``. ``kit grade`` runs the calls in a sandbox and ``assess`` in its own process; :func:`check`
     runs both here — the same cases and the same comparison.
     """
@@ -89,7 +89,7 @@ class Exercise:
             return not_a_function(answer)
         import numpy as np
         cases = list(self.calls(np.random.default_rng()))
-        return self.assess(cases, [call(answer, c) for c in cases])
+        return self.assess(cases, (call(answer, c) for c in cases))  # lazily: no call after the first failing case
 
 
 def not_a_function(answer) -> str:

@@ -92,6 +92,7 @@ def _noisy_mean_calls(rng):
 
 
 def _noisy_mean_test(cases, outcomes):
+    outcomes = list(outcomes)
     grads, C, _ = cases[0].args
     n, d = grads.shape
     sigma = cases[1].args[2]
