@@ -3,6 +3,7 @@ over run folders (lessons in order, "—" for what is missing), key-figure thumb
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -34,7 +35,17 @@ def test_missing_metric_or_no_bar_is_a_dash_not_a_mark():
     info = judge(Headline("p99_ms", "p99", None, "lower"), {"p99_ms": 12.5})
     assert info["ok"] is None and info["text"] == "12.5" and info["bar_text"] == ""
     assert judge(h, {"acc": "not a number"})["ok"] is None
-    assert judge(h, {"acc": float("nan")})["ok"] is None
+
+
+def test_a_non_finite_value_or_bar_is_a_miss():
+    """NaN or inf — a float, or the string kit.save_metrics writes for it — is a diverged run: ✗, not "—"."""
+    h, lo = Headline("acc", "accuracy", 0.9, unit="%"), Headline("loss", "loss", "unigram-0.5", "lower")
+    for bad in (float("nan"), "nan", float("inf"), "inf", "-inf", float("-inf")):
+        assert judge(h, {"acc": bad})["ok"] is False, bad
+        assert judge(lo, {"loss": bad, "unigram": 3.3})["ok"] is False, bad
+        assert judge(lo, {"loss": 1.0, "unigram": bad})["ok"] is False, bad  # the baseline diverged
+        assert judge(Headline("ok", "flag", True), {"ok": bad})["ok"] is False
+    assert judge(h, {"acc": float("nan")})["text"] == "nan" and judge(lo, {"loss": 1.0, "unigram": 3.3})["ok"] is True
 
 
 def test_bool_metrics_must_be_bools():
@@ -60,6 +71,13 @@ def test_bars_that_name_other_metrics():
     assert gone["ok"] is None and "—" in gone["bar_text"]
     with pytest.raises(ValueError):
         hl.bar_value("2 + 2 = 5", m)
+    # a name may hold "-" before a digit (lesson 03's "none_below_1e-3"); an operator still splits it off
+    z = {"l1_below_1e-3": 0.3, "none_below_1e-3": 0.1, "x": 1.0}
+    assert hl.bar_value("none_below_1e-3*2", z) == 0.2 and hl.bar_value("none_below_1e-3", z) == 0.1
+    assert abs(hl.bar_value("x-1e-3", z) - 0.999) < 1e-12 and hl.bar_value("none_below_1e-3*2", {}) is None
+    assert judge(Headline("l1_below_1e-3", "l", "none_below_1e-3*2"), z)["ok"] is True
+    assert hl.bar_metric("none_below_1e-3*2") == "none_below_1e-3" and hl.bar_metric("acc_teacher-0.03") == "acc_teacher"
+    assert hl.bar_metric(0.5) is None and hl.bar_metric("unigram_val_loss") == "unigram_val_loss"
 
 
 def test_verdict_of_a_lesson():
@@ -97,11 +115,156 @@ def test_headline_keys_are_the_lessons_metrics(n):
         pytest.fail(f"lesson {n} is {src.stem}, headlines say {lesson.stem}")
     bars = ROOT / "tests" / "bars" / f"{src.stem}.py"
     text = src.read_text() + (bars.read_text() if bars.exists() else "")
-    keys = [h.key for h in lesson.metrics] + [re.match(r"[\w.]+", h.bar).group(0) for h in lesson.metrics
-                                              if isinstance(h.bar, str)]
+    keys = [h.key for h in lesson.metrics] + [hl.bar_metric(h.bar) for h in lesson.metrics if isinstance(h.bar, str)]
     for key in keys:
         prefixes = [key[:i] for i in range(len(key), 3, -1) if key[i - 1] == "_"]
         assert key in text or any(f'f"{p}{{' in text for p in prefixes), f"{n}: {key} not in {src.name}"
+
+
+# ------------------------------------------------------------------------- bars that a broken run misses
+
+LN65, LOG2_65 = math.log(65), math.log2(65)  # tiny-shakespeare's 65 characters: a uniform guess, nats / bits
+UNIGRAM_CHAR = 4.78 * math.log(2)            # its character unigram: 4.78 bits (issue 26) = 3.31 nats per character
+
+# What a run computes for itself as the yardstick of a relative bar, at healthy values: a broken *model* does not
+# change them. Where a bar is relative, the broken value below is written in terms of these.
+BASELINES = {
+    "03": {"none_below_1e-3": 0.018},                     # weights below 1e-3 without L1 (default run: 1.8 %)
+    "07": {"unigram_val_loss": UNIGRAM_CHAR},
+    "08": {"chance": 0.25}, "10": {"chance": 0.25},       # the largest of 4 balanced classes (text_sources)
+    "11": {"acc_teacher": 0.97, "size_kb_fp32": 100.0},
+    "14": {"rmse_global_mean": 1.10, "rmse_biases": 0.94, "pop_ndcg_at_10": 0.10, "random_ndcg_at_10": 0.02},
+    "15": {"unigram_bits_per_byte": 3.648},  # the lesson's 1 024-token BPE on its 90/10 split (kit.data.bpe, computed)
+    "16": {"sft_exact_match_before": 0.0},                # measured at defaults: 0 % before SFT (commit f89a674)
+    "17": {"fd_real_vs_real": 76.5},                      # RESULTS.md, lesson 17 at defaults
+    "18": {"bad_requests_sent": 14},
+}
+
+# lesson → headline key → [(what broke, the value such a run gives)]. Every barred headline must be here, and
+# every value must be ✗: a bar loosened far enough to pass one of them fails this test.
+#
+# | broken run                     | gives                                                                  |
+# |--------------------------------|------------------------------------------------------------------------|
+# | untrained / uniform LM         | ln 65 = 4.17 nats/char; log2 65 = 6.02 bits/byte over characters;      |
+# |                                | log2 1024 × 0.443 tokens/byte = 4.43 bits/byte over lesson 15's BPE    |
+# | LM that learned no context     | its unigram: 3.31 nats/char (07, 09); 3.648 bits/byte (15's tokens)    |
+# | untrained / constant classifier| chance: 1/10 for digits, the largest class (0.627 benign, 0.25 of 4)   |
+# | random scores                  | ROC AUC 0.5; "always malignant" F1 = 2·0.373/1.373 = 0.543             |
+# | untrained regressor / MF       | R² 0 (the mean); RMSE of the global mean; random-order NDCG            |
+# | a wrong gradient / formula /   | an error of order 0.1–1 where the bar is 1e-4 … 1e-12                  |
+# |   weights not loaded           |                                                                        |
+# | no improvement                 | the baseline itself (L1 off, SFT that learned nothing)                 |
+# | a weak generator               | lesson 17's ε-prediction DDPM before the fix: confident 0.344, match   |
+# |                                | 0.258, FD 589 against the floor 76.5 (RESULTS.md)                      |
+# | a check that checks nothing    | Spearman 1.0 (the "random" net is the trained one); alerts never /     |
+# |                                | always firing; invalid requests accepted                               |
+# | a diverged run                 | NaN or inf (every bar: test_every_bar_rejects_nan)                     |
+WRONG = 0.5  # a wrong gradient, formula or export: an error of this order
+BROKEN = {
+    "00": {"grad_error": [("a wrong gradient", WRONG)]},
+    "01": {"test_r2": [("untrained: predicts the mean price", 0.0)],
+           "max_weight_diff": [("gradient descent far from the closed form", 0.1)]},
+    "02": {"test_acc": [("always the majority class (357 of 569)", 357 / 569), ("chance", 0.5)],
+           "grad_err_fd": [("the wrong derivation 1 − 2p − y", WRONG)]},
+    "03": {"test_acc": [("chance over 10 digits", 0.1)],
+           "l1_below_1e-3": [("L1 not applied (or nothing trained)", BASELINES["03"]["none_below_1e-3"])]},
+    "04": {"test_acc": [("chance over 10 digits", 0.1)]},
+    "05": {"roc_auc": [("random scores", 0.5)],
+           "binary_f1": [("always says malignant (212 of 569)", 2 * (212 / 569) / (1 + 212 / 569))]},
+    "06": {"test_acc": [("chance over 10 digits", 0.1)],
+           "ig_completeness_rel_gap": [("integrated gradients without the (x − x′) factor", WRONG)],
+           "sanity_spearman_saliency": [("the 'random' network is the trained one", 1.0)]},
+    "07": {key: [("untrained: uniform over 65 characters", LN65),
+                 ("no context learned: the unigram itself", BASELINES["07"]["unigram_val_loss"])]
+           for key in ("val_loss_lstm", "val_loss_rnn")} | {"lstm_vs_torch": [("gates in the wrong order", WRONG)]},
+    "08": {"test_acc": [("chance: the largest class", BASELINES["08"]["chance"])],
+           "attn_diff_float32": [("attention without the 1/√d scale", WRONG)]},
+    "09": {key: [("untrained: uniform over 65 characters", LN65), ("no context learned: the unigram", UNIGRAM_CHAR)]
+           for key in ("val_loss", "val_loss_60s")} | {"kv_cache_same_greedy": [("a stale KV cache", False)]},
+    "10": {"parity_max_abs_err": [("weights not loaded (random init)", WRONG)],
+           "acc_finetuned": [("chance: the largest class", BASELINES["10"]["chance"])]},
+    "11": {"acc_int8_static": [("wrong quantization scales: chance", 0.1)],
+           "size_kb_int8_static": [("not quantized: the fp32 size", BASELINES["11"]["size_kb_fp32"])],
+           "onnx_max_abs_diff": [("the wrong weights exported", WRONG)]},
+    "12": {"max_rel_loss_diff": [("gradients summed, not averaged, over the processes", 0.1)]},
+    "13": {"fedavg_iid_acc": [("chance over 10 digits", 0.1)], "centralized_acc": [("chance over 10 digits", 0.1)],
+           "opacus_vs_func_max_diff": [("per-sample gradients not per sample", WRONG)]},
+    "14": {"rmse_mf": [("untrained: the global mean", BASELINES["14"]["rmse_global_mean"])],
+           "bpr_ndcg_at_10": [("untrained: random order", BASELINES["14"]["random_ndcg_at_10"])]},
+    "15": {"bpe_matches_tokenizers": [("merges applied out of rank order", False)],
+           "gpt2_parity_max_abs_diff": [("Conv1D weights not transposed", WRONG)],
+           "val_bits_per_byte": [("uniform over 65 characters (the former bar 6.0 passed it)", LOG2_65),
+                                 ("untrained: uniform over the 1 024 tokens", math.log2(1024) * 0.443),
+                                 ("no context learned: the unigram of the same tokens",
+                                  BASELINES["15"]["unigram_bits_per_byte"])]},
+    "16": {"acc_lora": [("untrained head: chance over 4 balanced classes", 0.25)],
+           "lora_merge_max_abs_diff": [("merged without the α/r scale", WRONG)],
+           "sft_exact_match_after": [("SFT learned nothing", BASELINES["16"]["sft_exact_match_before"]),
+                                     ("SFT learned a little (the former bar passed any gain)",
+                                      BASELINES["16"]["sft_exact_match_before"] + 0.1)]},
+    "17": {"ddpm_confident_fraction": [("the ε-prediction DDPM before the fix", 0.344)],
+           "ddpm_class_match": [("chance over 10 digits", 0.1), ("the ε-prediction DDPM before the fix", 0.258)],
+           **{key: [("the ε-prediction DDPM before the fix (the former bar passed it)", 589.0)]
+              for key in ("fd_ddpm", "fd_gan", "fd_vae")},
+           "vae_kl_check_max_abs_diff": [("the KL without its ½", WRONG)]},
+    "18": {"bad_requests_rejected": [("no validation: every bad request served", 0),
+                                     ("NaN and inf let through", BASELINES["18"]["bad_requests_sent"] - 2)],
+           "drift_alert_shifted": [("an alert that never fires", False)],
+           "drift_alert_clean": [("an alert that always fires", True)]},
+}
+
+
+@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(19)])
+def test_every_bar_rejects_a_broken_run(n):
+    """Issue 26: each barred headline, judged on what a broken run of its lesson gives, is ✗ — and so is the
+    lesson's verdict. A new bar needs its broken value here."""
+    lesson, broken = hl.LESSONS[n], BROKEN.get(n, {})
+    barred = [h for h in lesson.metrics if h.bar is not None]
+    assert {h.key for h in barred} == set(broken), f"{n}: every barred headline, and only those, needs a broken value"
+    for h in barred:
+        for why, value in broken[h.key]:
+            r = judge(h, BASELINES.get(n, {}) | {h.key: value})
+            assert r["ok"] is False, f"{n} {h.key} {r['bar_text']}: passed by a broken run ({why}: {r['text']})"
+    run = BASELINES.get(n, {}) | {key: cases[0][1] for key, cases in broken.items()}
+    assert all(r["ok"] is False for h, r in hl.judge_all(lesson, run) if h.bar is not None)
+    assert verdict(hl.judge_all(lesson, run)) is False
+
+
+@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(19)])
+def test_every_bar_rejects_nan(n):
+    """A diverged run — NaN or inf as a float, or as the string kit.save_metrics writes — misses every bar,
+    and so does a value judged against a baseline that is NaN."""
+    for h in hl.LESSONS[n].metrics:
+        if h.bar is None:
+            continue
+        for bad in (float("nan"), "nan", float("inf"), "-inf"):
+            assert judge(h, BASELINES.get(n, {}) | {h.key: bad})["ok"] is False, (n, h.key, bad)
+        ref = hl.bar_metric(h.bar)
+        if ref:
+            assert judge(h, {h.key: 0.5, ref: float("nan")})["ok"] is False, (n, h.key, ref)
+
+
+# Default runs as recorded (README, benchmarks/RESULTS.md, commit messages): the bars above must not be set
+# where the recorded default runs miss them. Lessons without a recorded default value are not listed
+# (lesson 15's val_bits_per_byte at defaults is not recorded anywhere yet).
+RECORDED_DEFAULTS = {
+    "03": {"test_acc": 0.956, "l1_below_1e-3": 0.631, "none_below_1e-3": 0.018},  # kit run 03, seed 0 (issue 26)
+    "04": {"test_acc": 0.986},                                # RESULTS: time_to_98.py at lesson 04's defaults, seed 0
+    "10": {"acc_finetuned": 0.81, "chance": 0.25},           # README's lesson 10 row (4 balanced classes)
+    "09": {"val_loss": 1.455, "val_loss_60s": 1.660, "kv_cache_same_greedy": True},  # median of 3 seeds
+    "16": {"acc_lora": 0.754, "sft_exact_match_before": 0.0, "sft_exact_match_after": 0.765},  # commit f89a674
+    "17": {"ddpm_confident_fraction": 0.938, "ddpm_class_match": 0.974, "fd_ddpm": 108.7, "fd_gan": 233.7,
+           "fd_vae": 322.2, "fd_real_vs_real": 76.5, "vae_kl_check_max_abs_diff": 7e-15},  # RESULTS, new defaults
+    "18": {"bad_requests_rejected": 14, "bad_requests_sent": 14, "drift_alert_shifted": True,
+           "drift_alert_clean": False},                                     # RESULTS, lesson 18 at defaults
+}
+
+
+@pytest.mark.parametrize("n", sorted(RECORDED_DEFAULTS))
+def test_recorded_default_runs_meet_their_bars(n):
+    for h, r in hl.judge_all(hl.LESSONS[n], RECORDED_DEFAULTS[n]):
+        if h.key in RECORDED_DEFAULTS[n] and h.bar is not None:
+            assert r["ok"] is True, f"{n} {h.key}={r['text']} misses {r['bar_text']}, met by the recorded default run"
 
 
 def test_fmt():

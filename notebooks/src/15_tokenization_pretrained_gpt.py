@@ -58,7 +58,7 @@ from kit.models import gpt
 from kit.models.gpt import GPT
 from kit.models.gpt2_parity import transformers_max_abs_diff
 from kit.train import train_gpt
-from kit.train.lm_eval import evaluate_lm
+from kit.train.lm_eval import evaluate_lm, unigram_entropy
 from kit.viz.tokenization import bpb_vs_seconds, vocab_tradeoff
 
 corpus = load("tinyshakespeare")
@@ -187,8 +187,10 @@ run = train_gpt(local, data.train_ids, data.val_ids, pre_tc, seconds=train_secon
                 device=dev, seed=seed, progress=False)
 val_loss = evaluate_lm(local, data.val_ids, local.cfg.block_size, batch_size=64, device=dev)
 val_bpb = to_bits_per_byte(val_loss, data.tokens_per_byte)
+# the bar to beat: a unigram model of the same tokens (frequencies counted on the training ids), same bytes
+unigram_bpb = to_bits_per_byte(unigram_entropy(data.train_ids, vocab_size, eval_ids=data.val_ids), data.tokens_per_byte)
 print(f"{local.n_params():,} parameters, {run.steps:,} steps in {run.seconds:.0f} s → validation {val_loss:.3f} "
-      f"nats/token = {val_bpb:.3f} bits/byte")
+      f"nats/token = {val_bpb:.3f} bits/byte (a unigram model of the same tokens: {unigram_bpb:.3f} bits/byte)")
 local.save_pretrained(folder, eos_token_id=toks[vocab_size].special.get("<|endoftext|>"))  # GPT-2: bos = eos
 print(sorted(p.name for p in folder.iterdir()))
 print(open(folder / "config.json").read())
@@ -256,6 +258,7 @@ assert kv_same
 # %% [code]
 metrics = {"gpt2_parity_max_abs_diff": parity, "bpe_roundtrip_ok": bpe_roundtrip, "bpe_matches_tokenizers": bpe_parity,
            "reload_max_abs_diff": reload_diff, "val_loss": val_loss, "val_bits_per_byte": val_bpb,
+           "unigram_bits_per_byte": unigram_bpb,
            "tokens_per_byte": data.tokens_per_byte, "vocab_size": vocab_size, "n_params": local.n_params(),
            "kv_cache_same": kv_same, "generated_by": "gpt2" if gen_model is not reloaded else "local"} | \
           {f"vocab{r['vocab']}_{k}": r[k] for r in sweep for k in ("tokens_per_byte", "val_loss", "bits_per_byte")}
