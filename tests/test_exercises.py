@@ -111,8 +111,39 @@ def test_find_leaks_sees_values_functions_and_kit_modules(scratch):
     ns = {"doubler": lambda x: x * 2, "other": lambda x: x, "lib": fake_kit, "v": 0.123456, "w": 0.5,
           "t": torch.tensor(0.123456), "_hidden": 0.123456}
     leaks = kx.find_leaks(ns, "T9")
-    assert sorted(leaks) == ["doubler passes T9.1", "lib.twice passes T9.1", "t holds the answer to T9.2",
-                             "v holds the answer to T9.2"]
+    assert sorted(leaks) == ["doubler passes T9.1", "lib._private passes T9.1", "lib.twice passes T9.1",
+                             "t holds the answer to T9.2", "v holds the answer to T9.2"]
+
+
+def _pair_cases(rng):
+    yield kx.Case("random (3, 4)", (kx.randn(rng, 3, 4), kx.randn(rng, 3, 4)))
+    yield kx.Case("random (5, 2)", (kx.randn(rng, 5, 2), kx.randn(rng, 5, 2)))
+
+
+def _samples(rng):
+    yield kx.Case("30 and 40 draws", (kx.randn(rng, 30), kx.randn(rng, 40, loc=0.5)))
+
+
+def test_find_leaks_sees_thin_wrappers_of_kit_functions_methods_and_libraries(scratch):
+    """Planted one-liners: a result summed, indexed or keyed, arguments swapped, a method of a kit object, scipy."""
+    import types
+    kx.function("T9.3", "a − 2b summed over the last axis", reference=lambda a, b: (a - 2 * b).sum(-1),
+                cases=_pair_cases, hints=("h",))
+    kx.function("T9.4", "the two-sample KS statistic", reference=lambda a, b: float(
+        __import__("scipy.stats").stats.ks_2samp(a.numpy(), b.numpy()).statistic), cases=_samples, hints=("h",))
+    lib = types.ModuleType("kit.fake")
+    exec("def terms(a, b):\n    return a - 2 * b\n"
+         "def swapped(b, a):\n    return (a - 2 * b).sum(-1)\n"
+         "def pair(a, b, scale=1.0):\n    return (a - 2 * b).sum(-1) * scale, None\n"
+         "def _named(a, b):\n    return {'other': 0, 'loss': (a - 2 * b).sum(-1)}\n"
+         "class Thing:\n    def combine(self, a, b):\n        return (a - 2 * b).sum(-1)\n", lib.__dict__)
+    lib.Thing.__module__ = "kit.fake"
+    leaks = kx.find_leaks({"lib": lib, "thing": lib.Thing(), "unrelated": lambda a, b: a + b}, "T9")
+    for wrapper in ["lib.terms(…).sum(-1) passes T9.3", "lib.swapped with arguments reordered (1, 0) passes T9.3",
+                    "lib.pair(…)[0] passes T9.3", "lib._named(…)['loss'] passes T9.3", "thing.combine passes T9.3"]:
+        assert wrapper in leaks, (wrapper, leaks)
+    assert any(l.startswith("scipy.stats.ks_2samp") and l.endswith("T9.4") for l in leaks), leaks
+    assert not any("unrelated" in l for l in leaks)
 
 
 # ------------------------------------------------------------------------------- every lesson's exercises

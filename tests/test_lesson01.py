@@ -22,11 +22,14 @@ def _fails(id, fn, *words):
     return why
 
 
-def test_01_1_mse():
-    _ok("01.1", lambda y, y_hat: ((y_hat - y) ** 2).mean())
-    _ok("01.1", lambda y, y_hat: torch.nn.functional.mse_loss(y_hat, y))
-    _fails("01.1", lambda y, y_hat: ((y_hat - y) ** 2).sum(), "random targets")       # a sum, not a mean
-    _fails("01.1", lambda y, y_hat: ((y_hat - y) ** 2).mean().sqrt())                 # the RMSE
+def test_01_1_mse_and_its_gradient():
+    _ok("01.1", lambda y, y_hat: (((y_hat - y) ** 2).mean(), 2 * (y_hat - y) / len(y)))
+    _fails("01.1", lambda y, y_hat: (((y_hat - y) ** 2).sum(), 2 * (y_hat - y)), "random targets")  # sums
+    _fails("01.1", lambda y, y_hat: (((y_hat - y) ** 2).mean(), 2 * (y_hat - y)), "random targets")  # forgot 1/n
+    _fails("01.1", lambda y, y_hat: (((y_hat - y) ** 2).mean(), 2 * (y - y_hat) / len(y)))  # sign
+    _fails("01.1", lambda y, y_hat: (((y_hat - y) ** 2).mean().sqrt(), 2 * (y_hat - y) / len(y)))  # the RMSE
+    # library one-liners give only half of it
+    _fails("01.1", lambda y, y_hat: torch.nn.functional.mse_loss(y_hat, y))
     assert "no answer yet" in verdict("01.1", None)
 
 

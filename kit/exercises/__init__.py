@@ -15,10 +15,7 @@ loaded on first use.
 from __future__ import annotations
 
 import copy
-import inspect
-import io
 import os
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, Callable, Iterable
@@ -313,78 +310,8 @@ def check(id: str, answer) -> bool:
 # ------------------------------------------------------------------------------------------ no leaks
 
 
-def _plain_values(namespace: dict):
-    for name, v in namespace.items():
-        if name.startswith("_") and name != "_":
-            continue
-        if isinstance(v, (int, float, complex)) and not isinstance(v, bool):
-            yield name, v
-        elif hasattr(v, "shape") and hasattr(v, "dtype") and getattr(v, "size", None) is not None:
-            yield name, v
-        elif isinstance(v, (list, tuple)) and 0 < len(v) <= 10_000 and all(isinstance(x, (int, float)) for x in v):
-            yield name, v
-
-
-def _candidate_functions(namespace: dict):
-    """Functions in the namespace, and public functions of the kit modules bound in it."""
-    import types
-    seen = set()
-    for name, v in list(namespace.items()):
-        if name.startswith("_"):
-            continue
-        if isinstance(v, (types.FunctionType, types.BuiltinFunctionType)) or \
-                (callable(v) and not isinstance(v, (type, types.ModuleType)) and hasattr(v, "__call__") and
-                 isinstance(v, types.MethodType)):
-            if id(v) not in seen:
-                seen.add(id(v))
-                yield name, v
-        elif isinstance(v, types.ModuleType) and v.__name__.startswith("kit.") and \
-                not v.__name__.startswith("kit.exercises"):
-            for attr, f in list(vars(v).items()):  # a judged function may add to it (__warningregistry__)
-                if not attr.startswith("_") and isinstance(f, types.FunctionType) and id(f) not in seen:
-                    seen.add(id(f))
-                    yield f"{name}.{attr}", f
-
-
-def _binds(fn, case: Case) -> bool:
-    try:
-        inspect.signature(fn).bind(*case.args, **case.kwargs)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def _quietly(fn):
-    """Run ``fn()`` with its output swallowed; an exception becomes a message (a failing candidate is no leak).
-
-    No timer signal: a SIGALRM inside a Jupyter kernel can reach a thread in the middle of a ZeroMQ call (a
-    kernel once died of it, "Bad file descriptor (signaler.cpp)"); a candidate that runs long is bounded by
-    the cell's own time limit instead.
-    """
-    try:
-        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-            return fn()
-    except Exception as e:  # noqa: BLE001 - a candidate that fails is simply not a leak
-        return f"raised {type(e).__name__}"
-
-
 def find_leaks(namespace: dict, lesson: str) -> list[str]:
-    """Names in a notebook's namespace that would pass one of ``lesson``'s exercises if copied.
-
-    Value exercises: any number/array/tensor (or list of numbers) equal to the expected value. Function
-    exercises: any function in the namespace, or a public function of a kit module bound in it, that passes
-    the check. Property exercises are judged on the learner's own answer and are skipped.
-    """
-    leaks = []
-    for ex in exercises(lesson):
-        if ex.kind == "value":
-            want = ex.probe()
-            for name, v in _plain_values(namespace):
-                if _quietly(lambda: compare(v, want, 1e-6, 1e-5)) is None:
-                    leaks.append(f"{name} holds the answer to {ex.id}")
-        elif ex.kind == "function":
-            case = ex.arity()
-            for name, fn in _candidate_functions(namespace):
-                if _binds(fn, case) and _quietly(lambda: ex.judge(fn)) is None:
-                    leaks.append(f"{name} passes {ex.id}")
-    return leaks
+    """Names (and thin wrappers of them) in a notebook's namespace that would pass one of ``lesson``'s exercises:
+    see :mod:`kit.exercises.leaks`."""
+    from kit.exercises.leaks import find_leaks as find
+    return find(namespace, lesson)

@@ -12,10 +12,11 @@ def _with_ones(X):
     return torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
 
 
-# ------------------------------------------------------------------------------------------ 01.1 mse
+# ------------------------------------------------------------------------------------------ 01.1 mse and its gradient
 
-def _mse(y, y_hat):
-    return ((y_hat - y) ** 2).mean()
+def _mse_and_grad(y, y_hat):
+    r = y_hat - y
+    return (r ** 2).mean(), 2 * r / len(r)
 
 
 def _mse_cases(rng):
@@ -23,13 +24,16 @@ def _mse_cases(rng):
     yield Case(f"{n} random targets and predictions", (_t(rng, n), _t(rng, n)))
     yield Case("one example", (_t(rng, 1), _t(rng, 1)))
     y = _t(rng, 7)
-    yield Case("perfect predictions (MSE 0)", (y, y.clone()))
+    yield Case("perfect predictions (MSE 0, gradient 0)", (y, y.clone()))
     yield Case("prices in the hundreds", (_t(rng, 20, scale=50, loc=300), _t(rng, 20, scale=50, loc=300)))
 
 
-function("01.1", "mean squared error", reference=_mse, cases=_mse_cases, atol=1e-9,
-         hints=("Square the residuals ŷ − y one by one, then reduce them to a single number.",
-                "It is a *mean* over the n examples (not a sum), and no square root (that would be the RMSE)."))
+function("01.1", "the mean squared error and its gradient with respect to the predictions",
+         reference=_mse_and_grad, cases=_mse_cases, atol=1e-9,
+         hints=("Both parts start from the residuals ŷ − y. The loss reduces them to one number; the gradient keeps one "
+                "number per prediction.",
+                "The loss is a mean over the n examples (not a sum, no square root). For the gradient, differentiate "
+                "one term of that mean with respect to its own ŷᵢ — and remember the 1/n."))
 
 
 # ------------------------------------------------------------------------------------------ 01.2 standardise

@@ -24,22 +24,39 @@ function("02.1", "predicted probabilities p = σ(Xw)",
                 "z = X @ w; then squash every z with the sigmoid (torch has one)."))
 
 
+def _weighted_bce(z, y, weights):
+    losses = -(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))
+    return (weights * losses).sum() / weights.sum()
+
+
+def _weights(rng, n):
+    return torch.tensor(rng.uniform(0.2, 3.0, n), dtype=torch.float64)
+
+
 def _bce_cases(rng):
     n = int(rng.integers(4, 50))
-    yield Case(f"{n} random logits", (_t(rng, n, scale=3), _labels(rng, n)))
+    yield Case(f"{n} random logits, random weights", (_t(rng, n, scale=3), _labels(rng, n), _weights(rng, n)))
+    yield Case("every weight 1 (the plain mean)", (_t(rng, 9, scale=3), _labels(rng, 9), torch.ones(9, dtype=torch.float64)))
     yield Case("confident and right: z = ±40", (torch.tensor([40.0, -40.0], dtype=torch.float64),
-                                                torch.tensor([1.0, 0.0], dtype=torch.float64)))
+                                                torch.tensor([1.0, 0.0], dtype=torch.float64),
+                                                torch.tensor([1.0, 2.0], dtype=torch.float64)))
     yield Case("confident and wrong: z = ±100", (torch.tensor([100.0, -100.0, 3.0], dtype=torch.float64),
-                                                 torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)))
-    yield Case("a single example", (_t(rng, 1), _labels(rng, 1)))
+                                                 torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64),
+                                                 torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)))
+    yield Case("weight 0 on a confidently wrong example (it must not count, nor make NaN)",
+               (torch.tensor([100.0, 0.5, -1.0], dtype=torch.float64), torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64),
+                torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64)))
+    yield Case("weights that do not sum to n", (_t(rng, 6, scale=2), _labels(rng, 6),
+                                                 torch.tensor([10.0, 0.1, 0.1, 0.1, 0.1, 0.1], dtype=torch.float64)))
 
 
-function("02.2", "binary cross-entropy from logits, computed stably",
-         reference=lambda z, y: F.binary_cross_entropy_with_logits(z, y), cases=_bce_cases, atol=1e-8,
-         hints=("Your loss must stay finite when |z| is large: log(σ(100)) is fine, but log(1 − σ(100)) is log(0).",
-                "Write log σ(z) and log(1 − σ(z)) = log σ(−z) with a function that never takes log of 0 "
-                "(look at F.logsigmoid or F.softplus).",
-                "Average over the examples: the loss is a mean, not a sum."))
+function("02.2", "class-weighted binary cross-entropy from logits, computed stably",
+         reference=_weighted_bce, cases=_bce_cases, atol=1e-8,
+         hints=("Your loss must stay finite when |z| is large: log(σ(100)) is fine, but log(1 − σ(100)) is log(0). "
+                "Rewrite 1 − σ(z) as σ of something.",
+                "torch.nn.functional has a log-sigmoid that never takes log of 0. A weight-0 example must contribute "
+                "exactly 0 — which 0·∞ would not.",
+                "A weighted mean divides by the total weight, not by the number of examples."))
 
 
 def _softmax_cases(rng):

@@ -202,14 +202,17 @@ kit.save_metrics({"max_weight_diff": max(agree.values()), "hand_vs_autograd": ag
 # failure names the first case that differs and gives a hint. `hint("01.3", 2)` shows the next hint.
 # Inputs are float64 tensors unless said otherwise.
 #
-# **Exercise 01.1 (warm-up).** Write `mse(y, y_hat)`: the mean squared error
-# $\frac1n\sum_i (\hat y_i - y_i)^2$ between targets `y` and predictions `y_hat` (two vectors of length $n$).
+# **Exercise 01.1 (warm-up: a loss and its gradient).** Write `mse_and_grad(y, y_hat)` for targets `y` and
+# predictions `y_hat` (two vectors of length $n$): return `(loss, grad)`, the mean squared error
+# $L = \frac1n\sum_i (\hat y_i - y_i)^2$ and its gradient $\partial L / \partial \hat y$ — a vector of length $n$,
+# derived by hand (no autograd). This gradient is the first link of the chain rule that exercise 01.3 completes.
 # %% [code] solution
-def mse(y, y_hat):
-    return ((y_hat - y) ** 2).mean()
+def mse_and_grad(y, y_hat):
+    residual = y_hat - y
+    return (residual ** 2).mean(), 2 * residual / len(residual)
 # %% [code]
 from kit.exercises import check, hint
-check("01.1", mse)
+check("01.1", mse_and_grad)
 # %% [md]
 # **Exercise 01.2 (standardising).** Write `standardise(X_train, X_test)` for two NumPy arrays with the same
 # columns: return `(Z_train, Z_test)`, each column shifted and scaled to $(x - \mu_j)/\sigma_j$ where $\mu_j$ and

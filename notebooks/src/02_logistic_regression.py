@@ -110,14 +110,17 @@ def predict_proba(X, w):
 from kit.exercises import check, hint
 check("02.1", predict_proba)
 # %% [md]
-# **Exercise 02.2 (stability).** Write `bce_loss(z, y)`: the mean binary cross-entropy computed from the
-# logits `z` (not from probabilities). It must stay finite and exact when a logit is $\pm 100$ — a model that is
-# confidently wrong has a large loss, not `inf` or `nan`.
+# **Exercise 02.2 (stability, with class weights).** On imbalanced data each example often gets a weight $w_i$
+# (e.g. larger for the rare class). Write `weighted_bce(z, y, weights)`: the weighted mean binary cross-entropy
+# $\sum_i w_i \ell_i / \sum_i w_i$, each $\ell_i$ computed from the logit $z_i$ (not from a probability). It must stay
+# finite and exact when a logit is $\pm 100$ — a model that is confidently wrong has a large loss, not `inf` or
+# `nan` — and an example of weight 0 must not count at all.
 # %% [code] solution
-def bce_loss(z, y):
-    return -(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z)).mean()
+def weighted_bce(z, y, weights):
+    losses = -(y * F.logsigmoid(z) + (1 - y) * F.logsigmoid(-z))
+    return (weights * losses).sum() / weights.sum()
 # %% [code]
-check("02.2", bce_loss)
+check("02.2", weighted_bce)
 # %% [md]
 # **Exercise 02.3 (implement: the key step for many classes).** With $K$ classes the model outputs a row of
 # logits $z$ per example, $p = \mathrm{softmax}(z)$ and $L = -\frac1n\sum_i \log p_{i,y_i}$. Derive
