@@ -136,11 +136,13 @@ def test_find_leaks_sees_thin_wrappers_of_kit_functions_methods_and_libraries(sc
          "def swapped(b, a):\n    return (a - 2 * b).sum(-1)\n"
          "def pair(a, b, scale=1.0):\n    return (a - 2 * b).sum(-1) * scale, None\n"
          "def _named(a, b):\n    return {'other': 0, 'loss': (a - 2 * b).sum(-1)}\n"
+         "def keywords(*, b, a=None):\n    return {'g': (a - 2 * b).sum(-1)}\n"
          "class Thing:\n    def combine(self, a, b):\n        return (a - 2 * b).sum(-1)\n", lib.__dict__)
     lib.Thing.__module__ = "kit.fake"
     leaks = kx.find_leaks({"lib": lib, "thing": lib.Thing(), "unrelated": lambda a, b: a + b}, "T9")
     for wrapper in ["lib.terms(…).sum(-1) passes T9.3", "lib.swapped with arguments reordered (1, 0) passes T9.3",
-                    "lib.pair(…)[0] passes T9.3", "lib._named(…)['loss'] passes T9.3", "thing.combine passes T9.3"]:
+                    "lib.pair(…)[0] passes T9.3", "lib._named(…)['loss'] passes T9.3", "thing.combine passes T9.3",
+                    "lib.keywords(…)['g'] with a=, b= passes T9.3"]:
         assert wrapper in leaks, (wrapper, leaks)
     assert any(l.startswith("scipy.stats.ks_2samp") and l.endswith("T9.4") for l in leaks), leaks
     assert not any("unrelated" in l for l in leaks)

@@ -96,22 +96,33 @@ def _candidate_functions(namespace: dict):
 
 
 def _arguments(fn, case: Case):
-    """``(label, reorder, drop_kwargs)`` for each way ``fn`` binds the case's arguments (at most 24 orders)."""
+    """``(label, call)`` for each way ``fn`` takes the case's arguments: in their order or reordered (at most 24
+    orders), keywords kept or left at their defaults, or passed by name to its parameters (keyword-only ones too);
+    ``call(args, kwargs)`` calls ``fn`` that way."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return
     n = len(case.args)
-    orders = itertools.permutations(range(n)) if n <= 4 else [tuple(range(n))]
+    orders = list(itertools.permutations(range(n))) if n <= 4 else [tuple(range(n))]
     for order in orders:
         for drop in ((False, True) if case.kwargs else (False,)):
-            args = [case.args[i] for i in order]
             try:
-                sig.bind(*args, **({} if drop else case.kwargs))
+                sig.bind(*[case.args[i] for i in order], **({} if drop else case.kwargs))
             except TypeError:
                 continue
             label = "" if order == tuple(range(n)) else f" with arguments reordered {order}"
-            yield label + (" without its keywords" if drop else ""), order, drop
+            yield label + (" without its keywords" if drop else ""), \
+                lambda a, k, order=order, drop=drop: fn(*[a[i] for i in order], **({} if drop else k))
+    names = [p.name for p in sig.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.KEYWORD_ONLY for p in sig.parameters.values()) and 0 < n <= len(names):
+        for chosen in itertools.islice(itertools.permutations(names, n), 24):
+            try:
+                sig.bind(**dict(zip(chosen, case.args)))
+            except TypeError:
+                continue
+            yield f" with {', '.join(f'{c}=' for c in chosen)}", \
+                lambda a, k, chosen=chosen: fn(**dict(zip(chosen, a)))
 
 
 def _quietly(fn):
@@ -143,9 +154,9 @@ def _memory_cap(extra: int = 4 * 2 ** 30):
         resource.setrlimit(resource.RLIMIT_AS, old)
 
 
-def _wrap(fn, order, drop, adapt):
+def _wrap(call, adapt):
     def wrapper(*args, **kwargs):
-        return adapt(fn(*[args[i] for i in order], **({} if drop else kwargs)))
+        return adapt(call(args, kwargs))
     return wrapper
 
 
@@ -175,9 +186,8 @@ def _find_leaks(namespace: dict, lesson: str) -> list[str]:
             for name, fn in _candidate_functions(namespace):
                 if log:
                     print(ex.id, name, file=log, flush=True)
-                for how, order, drop in _arguments(fn, case):
-                    ok, got = _quietly(lambda: fn(*[copy.deepcopy(case.args[i]) for i in order],
-                                                  **({} if drop else copy.deepcopy(case.kwargs))))
+                for how, call in _arguments(fn, case):
+                    ok, got = _quietly(lambda: call(copy.deepcopy(case.args), copy.deepcopy(case.kwargs)))
                     if not ok:
                         continue
                     for what, adapt in RESULTS + [(f"[{k!r}]", lambda r, k=k: r[k]) for k in
@@ -185,7 +195,7 @@ def _find_leaks(namespace: dict, lesson: str) -> list[str]:
                         ok, value = _quietly(lambda: adapt(got))
                         if not ok or _quietly(lambda: ex.assess([case], [Outcome(value)])) != (True, None):
                             continue
-                        if _quietly(lambda: ex.judge(_wrap(fn, order, drop, adapt))) == (True, None):
+                        if _quietly(lambda: ex.judge(_wrap(call, adapt))) == (True, None):
                             wrapped = f"{name}(…){what}" if what else name
                             leaks.append(f"{wrapped}{how} passes {ex.id}")
                             break
