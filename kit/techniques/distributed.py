@@ -20,7 +20,6 @@ import shlex
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,13 +138,18 @@ def launch(nproc: int = 2, cfg: DDPConfig | None = None, out: str | Path | None 
            timeout: float = 300, threads_per_process: int = 1, **kw) -> dict:
     """Run :mod:`kit.techniques.ddp_train` under ``torchrun`` with ``nproc`` local processes; return rank 0's JSON.
 
-    The data are written once to ``<out>-task.pt`` for the workers. Each process gets ``OMP_NUM_THREADS=threads_per_process`` (processes × threads should not exceed the
-    cores). Rank 0 also saves the final weights beside the JSON (``state`` in the result, a state_dict).
-    The processes' output goes to ``<out>-torchrun.log``; on failure the error names the exit code and
-    shows the start and end of that output.
+    Every file goes beside ``out``: the data, written once to ``<out>-task.pt`` for the workers; rank 0's
+    JSON and final weights (``<out>.pt``, ``state`` in the result, a state_dict); the processes' output,
+    ``<out>-torchrun.log`` (on failure the error names the exit code and shows its start and end). So give
+    ``out`` in a folder of the caller's own (a lesson's :func:`kit.results.scratch_dir`), never relative to
+    the working directory; without ``out``, a fresh scratch folder, removed when this process exits.
+    Each process gets ``OMP_NUM_THREADS=threads_per_process`` (processes × threads should not exceed the cores).
     """
     cfg = cfg or DDPConfig(**kw)
-    out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="kit-ddp-")) / "ddp.json"
+    if out is None:
+        from kit.results import scratch_dir
+        out = scratch_dir("ddp") / "ddp.json"  # removed when this process exits
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_process), KIT_THREADS=str(threads_per_process),

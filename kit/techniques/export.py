@@ -1,8 +1,12 @@
 """Export a model to ONNX, run it with ONNX Runtime, and check that it computes what PyTorch computes.
 
-    path, how = to_onnx(model, example_input, "model.onnx")    # torch.onnx.export
-    sess = ort_session(path)                                    # onnxruntime.InferenceSession (CPU)
-    parity(model, sess, X)                                      # max |PyTorch − ONNX Runtime|
+    work = kit.results.scratch_dir("export")                        # a folder of this process's own
+    path, how = to_onnx(model, example_input, work / "model.onnx")  # torch.onnx.export
+    sess = ort_session(path)                                        # onnxruntime.InferenceSession (CPU)
+    parity(model, sess, X)                                          # max |PyTorch − ONNX Runtime|
+
+A relative ``path`` is relative to the working directory, which for a lesson is the folder of the sources
+(JupyterLab, ``papermill --cwd``): lessons export into their :func:`kit.results.scratch_dir` instead.
 
 ``to_onnx`` uses the torch.export-based exporter (``dynamo=True``, the default since torch 2.9; it needs
 the ``onnxscript`` package) and falls back to the legacy TorchScript exporter (``dynamo=False``) when

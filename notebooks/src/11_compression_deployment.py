@@ -190,11 +190,16 @@ display(Markdown(
 # `torch.onnx.export` writes the network as a framework-neutral graph (here with the torch.export-based
 # exporter, `dynamo=True`, and a symbolic batch axis). ONNX Runtime executes it without PyTorch — in C++,
 # C#, Java, JavaScript or on phones. First check that the file computes the same function, then time it.
+# The `.onnx` files go into a scratch folder of this kernel's own (`kit.results.scratch_dir`, removed when the
+# kernel stops), not next to the notebook; the size printed is the real file's.
 # %% [code]
-onnx_path, exporter = E.to_onnx(teacher, test[0][:2], "teacher.onnx")
+from kit.results import scratch_dir
+
+work = scratch_dir("11")
+onnx_path, exporter = E.to_onnx(teacher, test[0][:2], work / "teacher.onnx")
 info = E.onnx_summary(onnx_path)
-print(f"exported with {exporter}: {info['bytes'] / 1024:.0f} kB, opset {info['opset']}, ops {info['ops']}, "
-      f"inputs {info['inputs']}")
+print(f"exported with {exporter} → {onnx_path}: {info['bytes'] / 1024:.0f} kB on disk, opset {info['opset']}, "
+      f"ops {info['ops']}, inputs {info['inputs']}")
 sess = E.ort_session(onnx_path, threads=1)
 onnx_diff = E.parity(teacher, sess, test[0])
 TOL = 1e-4
@@ -229,7 +234,7 @@ if export_gpt:
     torch.manual_seed(seed)
     gpt = GPT(gcfg).eval()
     tokens = torch.randint(0, 65, (4, gcfg.block_size), generator=torch.Generator().manual_seed(seed))
-    gpath, _ = E.to_onnx(gpt, tokens[:2], "gpt.onnx", input_names=("tokens",))
+    gpath, _ = E.to_onnx(gpt, tokens[:2], work / "gpt.onnx", input_names=("tokens",))
     gpt_diff = E.parity(gpt, E.ort_session(gpath), tokens)
     assert gpt_diff <= TOL, f"GPT: ONNX Runtime differs by {gpt_diff:.2e}"
     print(f"GPT ({sum(p.numel() for p in gpt.parameters()):,} parameters): {E.onnx_summary(gpath)['ops']}\n"

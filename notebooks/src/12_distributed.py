@@ -99,12 +99,18 @@ print(f"{len(ref['losses'])} steps in {ref['seconds']:.2f} s, test accuracy {ref
 # ## `nproc` processes, batch B / nproc each, launched with torchrun
 # `torchrun` (= `python -m torch.distributed.run`) starts the processes and gives each its `RANK`,
 # `WORLD_SIZE` and the rendezvous address (`MASTER_ADDR:MASTER_PORT`, a free port here). The script
-# `kit/ddp_train.py` calls `init_process_group`, wraps the model in `DistributedDataParallel`, and —
-# to open the box — trains a second copy whose gradients it all-reduces by hand. Rank 0 writes the
-# results to a JSON file that this notebook reads. Each process runs with `OMP_NUM_THREADS=1`, so that
-# processes × threads do not exceed the cores.
+# `kit/techniques/ddp_train.py` calls `init_process_group`, wraps the model in `DistributedDataParallel`,
+# and — to open the box — trains a second copy whose gradients it all-reduces by hand. Rank 0 writes the
+# results to a JSON file that this notebook reads, and the final weights beside it; the processes' output
+# goes to a log there too. That folder is a scratch folder of this kernel's own (`kit.results.scratch_dir`,
+# removed when the kernel stops), not the notebook's folder. Each process runs with `OMP_NUM_THREADS=1`, so
+# that processes × threads do not exceed the cores.
 # %% [code]
-res = D.launch(nproc, cfg, out="ddp/ddp.json", backend=backend, timeout=600)
+from kit.results import scratch_dir
+
+work = scratch_dir("12")
+res = D.launch(nproc, cfg, out=work / "ddp.json", backend=backend, timeout=600)
+print(f"torchrun's files: {', '.join(sorted(p.name for p in work.iterdir()))} in {work}")
 print(res["command"])
 print(f"world size {res['world_size']}, backend {res['backend']}, {res['per_process_batch']} examples per process "
       f"per step; training loop {res['seconds']:.2f} s, whole launch {res['launch_seconds']:.1f} s")
@@ -152,7 +158,7 @@ timing = {"single_process_seconds": ref["seconds"], "ddp_loop_seconds": res["sec
           "ddp_only_seconds": res["seconds_ddp"], "manual_allreduce_seconds": res["seconds_manual"],
           "launch_seconds": res["launch_seconds"]}
 if not smoke and nproc > 1:
-    one = D.launch(1, cfg, out="ddp/ddp1.json", backend=backend, timeout=600)
+    one = D.launch(1, cfg, out=work / "ddp1.json", backend=backend, timeout=600)
     timing["torchrun_1_process_ddp_only_seconds"] = one["seconds_ddp"]
     print(f"torchrun with 1 process reproduces the reference too: "
           f"max relative difference {np.max(np.abs(np.array(one['losses_ddp']) - single) / single):.1e}")
