@@ -1,47 +1,88 @@
-"""Lesson 18 exercises: serving and monitoring — PSI, a latency percentile, the KS statistic, micro-batching.
+"""Lesson 18 exercises: serving and monitoring — PSI bin by bin, a latency percentile, the KS statistic of
+weighted samples, micro-batching.
 
-The references are private to this module (kit.serve has its own versions with other signatures), so no
-function a lesson imports can stand in for an answer.
+The references are private to this module, and none of them is one call away from a function the lesson binds
+(``kit.serve.monitor`` returns PSI as one number and the unweighted KS statistic; these exercises ask for PSI's
+contribution of every bin, computed from raw samples, and for the KS statistic of weighted samples).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from kit.exercises import Case, function
 
 
-# ------------------------------------------------------------------------------------------------ 18.1 PSI
+# ------------------------------------------------------------------------------------------ 18.1 PSI by bin
 
 
-def _psi(expected_counts, actual_counts, eps):
+def _psi_terms(expected_counts, actual_counts, eps):
+    """Each bin's term of PSI, from the reference's and the live window's counts."""
     e = np.asarray(expected_counts, dtype=np.float64)
     a = np.asarray(actual_counts, dtype=np.float64)
     e = np.clip(e / e.sum(), eps, None)
     a = np.clip(a / a.sum(), eps, None)
-    return float(np.sum((a - e) * np.log(a / e)))
+    return (a - e) * np.log(a / e)
+
+
+def _psi(expected_counts, actual_counts, eps):
+    """PSI of two histograms (an independent check of ``kit.serve.monitor``'s, in tests/test_serve.py)."""
+    return float(np.sum(_psi_terms(expected_counts, actual_counts, eps)))
+
+
+def _psi_by_bin(reference, live, bins, eps):
+    r = np.asarray(reference, dtype=np.float64)
+    v = np.asarray(live, dtype=np.float64)
+    edges = np.unique(np.quantile(r, np.linspace(0, 1, int(bins) + 1)[1:-1]))  # inner edges, each kept once
+    e = np.bincount(np.searchsorted(edges, r, side="left"), minlength=len(edges) + 1)  # x == edge: the bin below
+    a = np.bincount(np.searchsorted(edges, v, side="left"), minlength=len(edges) + 1)
+    return _psi_terms(e, a, eps)
+
+
+def _size(rng, lo, hi, bins):
+    """A sample size n whose quantile positions q·(n − 1), q = k/bins, are never whole numbers: then no edge sits
+    on a sample (up to rounding), and every correct way of computing the quantiles bins every value alike."""
+    while True:
+        n = int(rng.integers(lo, hi))
+        if math.gcd(n - 1, bins) == 1:
+            return n
 
 
 def _psi_cases(rng):
-    k = int(rng.integers(5, 15))
-    e = rng.integers(20, 200, size=k)
-    yield Case(f"two random histograms of {k} bins (different totals)", (e, rng.integers(20, 400, size=k), 1e-4))
-    yield Case("identical histograms (PSI 0)", (e, e.copy(), 1e-4))
-    yield Case("the same shares, ten times the count (PSI 0)", (e, 10 * e, 1e-4))
-    a = rng.integers(20, 200, size=k)
-    a[int(rng.integers(0, k))] = 0
-    yield Case("an empty bin in the live histogram", (e, a, 1e-4))
-    e2 = e.copy()
-    e2[0] = 0
-    yield Case("an empty bin in the reference, eps = 1e-3", (e2, rng.integers(20, 200, size=k), 1e-3))
-    yield Case("two bins, float counts", (np.array([30.0, 70.0]), np.array([55.5, 44.5]), 1e-4))
+    n, m = _size(rng, 150, 400, 10), int(rng.integers(80, 300))
+    yield Case(f"a reference of {n} values, a shifted live window of {m}, 10 bins",
+               (rng.normal(size=n), rng.normal(0.4, 1.0, size=m), 10, 1e-4))
+    n = _size(rng, 150, 400, 10)
+    yield Case(f"the same distribution, different sizes ({n} and {3 * n}), 10 bins",
+               (rng.normal(size=n), rng.normal(size=3 * n), 10, 1e-4))
+    x = rng.normal(size=_size(rng, 100, 300, 10))
+    yield Case("identical samples (every bin 0)", (x, x.copy(), 10, 1e-4))
+    k = int(rng.integers(4, 8))
+    n = _size(rng, 100, 300, k)
+    yield Case(f"a wider live window, {k} bins, eps 1e-3", (rng.normal(size=n), rng.normal(0, 2.0, size=150), k, 1e-3))
+    n = _size(rng, 100, 300, 10)
+    yield Case("a live window entirely above the reference (empty bins)",
+               (rng.normal(size=n), rng.normal(5.0, 0.3, size=120), 10, 1e-4))
+    yield Case("two bins: live values equal to the edge (the median 3 of [1, 2, 3, 4, 5])",
+               (np.array([4.0, 1.0, 3.0, 5.0, 2.0]), np.array([3.0, 3.0, 3.0, 4.0]), 2, 1e-4))
+    # like the ink fraction: a few values k/64, each many times, so several deciles fall on one value
+    grid = np.arange(6) / 64
+    n = _size(rng, 200, 400, 10)
+    ref = np.concatenate([grid, rng.choice(grid, n - len(grid), p=[.05, .1, .4, .3, .1, .05])])
+    yield Case("ties: values k/64 like the ink fraction (some edges repeat)",
+               (rng.permutation(ref), rng.choice(np.arange(8) / 64, 150), 10, 1e-4))
 
 
-function("18.1", "the population stability index of two histograms",
-         reference=_psi, cases=_psi_cases, atol=1e-9, rtol=1e-7,
-         hints=("Compare shares, not counts: each histogram first becomes proportions that sum to 1.",
-                "An empty bin makes a log blow up: raise every share below eps to eps before taking logs "
-                "(np.clip or np.maximum).",
-                "Each bin contributes (live share − reference share) times the log of their ratio; add the bins up."))
+function("18.1", "PSI bin by bin, from raw samples",
+         reference=_psi_by_bin, cases=_psi_cases, atol=1e-9, rtol=1e-7,
+         hints=("Work in three steps: the bin edges (from the reference alone), the counts of both samples in "
+                "those bins, then one term per bin.",
+                "Where the reference has many equal values, two quantiles can be the same number: keep such an "
+                "edge once (np.unique), or a bin with no room in it appears. np.searchsorted's `side` decides "
+                "where a value equal to an edge goes.",
+                "Counts become shares of their own sample before anything else; a share below eps is raised to "
+                "eps before the log."))
 
 
 # ---------------------------------------------------------------------------------- 18.2 latency percentile
@@ -54,55 +95,77 @@ def _nearest_rank(samples_ms, q):
 
 
 def _pct_cases(rng):
+    # small fixed cases first: each separates nearest rank from a rule that interpolates or rounds a position
+    yield Case("p50 of [1, 2, 3, 4]", (np.array([1.0, 2.0, 3.0, 4.0]), 50))
+    yield Case("p25 of [4, 3, 2, 1]", (np.array([4.0, 3.0, 2.0, 1.0]), 25))
+    yield Case("p10 of 1, 2, …, 10", (np.arange(1.0, 11.0), 10))
+    yield Case("p40 of [15, 20, 35, 40, 50]", (np.array([15.0, 20.0, 35.0, 40.0, 50.0]), 40))
+    yield Case("p99 of 7 samples (the largest)", (rng.lognormal(1.0, 0.5, size=7), 99))
+    yield Case("ties: [5, 1, 5, 5, 2], p50", (np.array([5.0, 1.0, 5.0, 5.0, 2.0]), 50))
     n = int(rng.integers(30, 300))
     lat = rng.lognormal(1.5, 0.6, size=n)
     for q in (50, 95, 99):
         yield Case(f"p{q} of {n} random latencies (unsorted)", (lat, q))
     yield Case("p95 of a hundred samples", (rng.lognormal(1.0, 0.5, size=100), 95))
-    yield Case("p99 of 7 samples (the largest)", (rng.lognormal(1.0, 0.5, size=7), 99))
     yield Case("one sample", (np.array([3.25]), 50))
     yield Case("p100 is the maximum", (lat, 100))
-    yield Case("ties: [5, 1, 5, 5, 2], p50", (np.array([5.0, 1.0, 5.0, 5.0, 2.0]), 50))
     yield Case("p0 is the minimum", (lat, 0))
 
 
 function("18.2", "a latency percentile by the nearest-rank rule",
          reference=_nearest_rank, cases=_pct_cases, atol=0, rtol=0,
-         hints=("A reported p99 is a latency some request really had: pick one of the samples, do not interpolate "
-                "between two (np.percentile's default does).",
+         hints=("Nearest rank picks one of the samples and never interpolates between two; which one depends only "
+                "on q and the number of samples.",
                 "Sort the samples. The nearest rank is the smallest k with k ≥ q·n/100 (round up); p0 is the "
-                "smallest sample.",
+                "smallest sample. A rule that rounds a position q·(n − 1)/100 to the nearest sample is a different "
+                "definition.",
                 "Ranks count from 1, Python indexes from 0."))
 
 
-# ---------------------------------------------------------------------------------------- 18.3 KS statistic
+# ------------------------------------------------------------------------------ 18.3 KS of weighted samples
 
 
-def _ks(a, b):
-    from scipy import stats
-    return float(stats.ks_2samp(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)).statistic)
+def _weighted_ks(a, wa, b, wb):
+    x = np.concatenate([np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)])
+
+    def cdf(v, w):  # the share of the total weight on values ≤ each x
+        v, w = np.asarray(v, dtype=np.float64), np.asarray(w, dtype=np.float64)
+        order = np.argsort(v, kind="stable")
+        cum = np.concatenate([[0.0], np.cumsum(w[order])]) / w.sum()
+        return cum[np.searchsorted(v[order], x, side="right")]
+    return float(np.max(np.abs(cdf(a, wa) - cdf(b, wb))))
 
 
 def _ks_cases(rng):
     n, m = int(rng.integers(20, 200)), int(rng.integers(20, 200))
-    yield Case(f"two normal samples ({n} and {m} values)", (rng.normal(size=n), rng.normal(size=m)))
-    yield Case("a shifted sample", (rng.normal(size=n), rng.normal(0.7, 1.0, size=m)))
-    yield Case("a wider sample (same mean)", (rng.normal(size=n), rng.normal(0, 2.5, size=m)))
-    x = rng.normal(size=40)
-    yield Case("identical samples (statistic 0)", (x, x.copy()))
-    yield Case("many ties (small integers)", (rng.integers(0, 5, size=60).astype(float),
-                                             rng.integers(1, 6, size=45).astype(float)))
-    yield Case("one value against many", (np.array([0.3]), rng.normal(size=30)))
+    yield Case(f"two normal samples ({n} and {m} values), random weights",
+               (rng.normal(size=n), rng.uniform(0.1, 2.0, n), rng.normal(size=m), rng.uniform(0.1, 2.0, m)))
+    age = np.arange(m)[::-1]  # the newest request last, with weight 1
+    yield Case("a shifted sample whose weights halve every 50 requests",
+               (rng.normal(size=n), np.ones(n), rng.normal(0.5, 1.0, size=m), 0.5 ** (age / 50)))
+    yield Case("a wider sample (same mean), random weights",
+               (rng.normal(size=n), rng.uniform(0.1, 2.0, n), rng.normal(0, 2.5, size=m), rng.uniform(0.1, 2.0, m)))
+    yield Case("equal weights (the ordinary two-sample statistic)",
+               (rng.normal(size=n), np.ones(n), rng.normal(0.3, 1.0, size=m), np.ones(m)))
+    x, w = rng.normal(size=40), rng.uniform(0.1, 2.0, 40)
+    yield Case("the same sample, its weights times 7 (statistic 0)", (x, w, x.copy(), 7 * w))
+    yield Case("the same values, other weights", (x, w, x.copy(), rng.uniform(0.1, 2.0, 40)))
+    yield Case("many ties (small integers), random weights",
+               (rng.integers(0, 5, size=60).astype(float), rng.uniform(0.1, 2.0, 60),
+                rng.integers(1, 6, size=45).astype(float), rng.uniform(0.1, 2.0, 45)))
+    yield Case("one value against many", (np.array([0.3]), np.array([2.5]), rng.normal(size=30), rng.uniform(0.1, 2.0, 30)))
     yield Case("samples that do not overlap: a = [3, 4], b = [1, 2] (statistic 1)",
-               (np.array([3.0, 4.0]), np.array([1.0, 2.0])))
+               (np.array([3.0, 4.0]), np.array([1.0, 3.0]), np.array([1.0, 2.0]), np.array([0.5, 0.5])))
 
 
-function("18.3", "the two-sample Kolmogorov–Smirnov statistic",
-         reference=_ks, cases=_ks_cases, atol=1e-12,
-         hints=("The statistic is the largest vertical gap between the two empirical CDFs.",
-                "Both CDFs only jump at observed values: evaluate both at every value of either sample "
-                "(np.searchsorted on the sorted samples counts how many are ≤ x).",
-                "Each CDF divides by its own sample's size: the two samples may differ in length."))
+function("18.3", "the Kolmogorov–Smirnov statistic of two weighted samples",
+         reference=_weighted_ks, cases=_ks_cases, atol=1e-12,
+         hints=("The statistic is the largest vertical gap between the two weighted empirical CDFs; start from how "
+                "you would compute it with every weight 1, then let each value count with its weight.",
+                "Both CDFs only jump at observed values: evaluating both at every value of either sample is enough. "
+                "When you sort a sample, its weights must move with their values.",
+                "A CDF at x is a share: the weight of the values ≤ x over the sample's total weight — and ≤ counts "
+                "every value tied with x."))
 
 
 # ---------------------------------------------------------------------------------- 18.4 micro-batching
@@ -147,7 +210,7 @@ def _same_sizes(got, want):
     return f"gives batch sizes {cut(got)}, expected {cut(want)}"
 
 
-function("18.4", "batch sizes of the dynamic micro-batching policy",
+function("18.4", "batch sizes of a simplified micro-batching policy (model calls take no time)",
          reference=_microbatches, cases=_mb_cases, same=_same_sizes,
          hints=("Walk through the arrivals in time order; each batch starts with the first request that is not "
                 "in a batch yet.",

@@ -8,8 +8,8 @@ strict input checks (every bad request gets a clear 4xx and the service keeps se
 async clients at 1…64 concurrent users — throughput and p50/p95/p99 latency, with **dynamic micro-batching** on
 and off; and **monitoring**: a reference window of clean traffic, then live windows of clean and shifted
 traffic (noisy digits, rotated digits, a changed class mix), **PSI** and **KS** tests on input statistics and
-on the model's outputs, alerts that fire on shifted windows only, and the accuracy decay that the delayed
-labels confirm only later. One dashboard figure shows it all.
+on the model's outputs, alerts meant to fire on shifted windows only (and how often they fire on clean ones), and
+the accuracy decay that the delayed labels confirm only later. One dashboard figure shows it all.
 
 **Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI): a wide MLP is trained on 60 % of them in the
 lesson and exported to ONNX; the other 40 % are the live traffic (never trained on).
@@ -30,6 +30,7 @@ rotate = 25.0             # shifted traffic: rotation in degrees
 psi_threshold = 0.25      # alert when a statistic's PSI exceeds this
 ks_alpha = 0.01           # ... or when a KS p-value is below ks_alpha / (number of KS tests)
 timeline = 12             # monitoring: windows in the timeline where the noise creeps in
+false_alarm_trials = 200  # monitoring: random pairs of disjoint clean windows, to measure how often clean traffic alerts
 label_delay = 3           # windows until a window's true labels arrive
 # %% [code]
 import kit
@@ -39,14 +40,14 @@ validate(globals(), hidden=Int(16, 8192), epochs=Int(1, 1000), max_concurrency=I
          requests_per_level=Int(10, 100_000), seconds_per_level=Float(0.5, 600), max_batch=Int(1, 256),
          max_wait_ms=Float(0, 100), window=Int(50, 100_000), noise=Float(0, 1, lo_open=True),
          rotate=Float(1, 180), psi_threshold=Float(0, 10, lo_open=True), ks_alpha=Float(0, 1, lo_open=True, hi_open=True),
-         timeline=Int(4, 200), label_delay=Int(0, 50))
+         timeline=Int(4, 200), label_delay=Int(0, 50), false_alarm_trials=Int(10, 100_000))
 # one torch thread: the service and the load test's clients each need a core of their own later, and on a busy
 # machine extra threads that spin while they wait slow training down rather than up
 dev = kit.setup(seed, device, threads=1)
 if smoke:
     hidden, epochs, max_concurrency = min(hidden, 256), min(epochs, 2), min(max_concurrency, 8)
     requests_per_level, seconds_per_level, window, timeline = min(requests_per_level, 40), min(seconds_per_level, 0.5), 250, 6
-    label_delay = min(label_delay, 2)
+    label_delay, false_alarm_trials = min(label_delay, 2), min(false_alarm_trials, 100)
 # %% [md]
 # ## The model to serve
 # Train a two-layer MLP on the digits and export it with `kit.techniques.export.to_onnx` (lesson 11), with a
@@ -198,7 +199,10 @@ display(Markdown(f"**{bad_requests_rejected} of {bad_requests_sent}** bad reques
 # Labels arrive late in production (if ever), so a service watches what it *can* see at once: statistics of its
 # **inputs** (mean intensity, its spread, the share of inked pixels) and of its **outputs** (the top probability —
 # the model's confidence — and the predicted class). A **reference window** of clean traffic fixes their
-# distributions; each **live window** is compared with it:
+# distributions; each **live window** is compared with it. The images are split once into two disjoint halves:
+# the reference window is drawn from one, every live window from the other, so a clean live window shares no
+# image with the reference — as fresh traffic would not (shared images would make clean windows look more alike
+# than they are, and hide false alarms).
 #
 # * **PSI** (population stability index) bins a statistic at the reference's deciles and compares the shares:
 #   $\mathrm{PSI} = \sum_b (a_b - e_b)\,\ln(a_b / e_b)$ with $e_b$, $a_b$ the reference's and the live window's
@@ -213,12 +217,12 @@ display(Markdown(f"**{bad_requests_rejected} of {bad_requests_sent}** bad reques
 from scipy import ndimage
 
 
-def traffic(kind: str, n: int, gen) -> tuple[np.ndarray, np.ndarray]:
-    """n images of the live pool as a given kind of traffic, and their true labels."""
+def traffic(kind: str, n: int, gen, source) -> tuple[np.ndarray, np.ndarray]:
+    """n images drawn from `source` (indices of digits) as a given kind of traffic, and their true labels; without
+    replacement where `source` has enough images of the kind."""
     if kind == "class mix (only 0–4)":
-        idx = gen.choice(pool[y_all[pool] < 5], n)
-    else:
-        idx = gen.choice(pool, n)
+        source = source[y_all[source] < 5]
+    idx = gen.choice(source, n, replace=n > len(source))
     X = X_all[idx].copy()
     if kind.startswith("noisy"):
         X = np.clip(X + gen.normal(0, float(kind.split("σ=")[1].rstrip(")")), X.shape), 0, 1)
@@ -241,11 +245,13 @@ def observe(url: str, X: np.ndarray) -> np.ndarray:
 
 live_kinds = ["clean 1", "clean 2", "clean 3", f"noisy (σ={noise})", "rotated", "class mix (only 0–4)"]
 gen = np.random.default_rng(seed + 1)
-X_ref, y_ref = traffic("clean", window, gen)
+halves = gen.permutation(pool)
+ref_pool, live_pool = halves[:len(pool) // 2], halves[len(pool) // 2:]  # disjoint: no image in both
+X_ref, y_ref = traffic("clean", window, gen, ref_pool)
 ref = monitor.window_stats(X_ref, observe(srv.url, X_ref))
 reports, accs = {}, {}
 for kind in live_kinds:
-    X, y = traffic(kind, window, gen)
+    X, y = traffic(kind, window, gen, live_pool)
     stats = monitor.window_stats(X, observe(srv.url, X))
     reports[kind] = monitor.drift_report(ref, stats, n_classes=10, psi_threshold=psi_threshold, ks_alpha=ks_alpha)
     accs[kind] = float((stats["predicted"] == y).mean())
@@ -254,12 +260,14 @@ sigmas = [0.0 if k < timeline // 3 else noise * (k - timeline // 3 + 1) / (timel
           for k in range(timeline)]
 steps = []
 for k, s in enumerate(sigmas):
-    X, y = traffic("clean" if s == 0 else f"noisy (σ={s})", window, gen)
+    X, y = traffic("clean" if s == 0 else f"noisy (σ={s})", window, gen, live_pool)
     stats = monitor.window_stats(X, observe(srv.url, X))
     r = monitor.drift_report(ref, stats, n_classes=10, psi_threshold=psi_threshold, ks_alpha=ks_alpha)
     steps.append({"window": k, "sigma": s, "psi_max": r["psi_max"], "alert": r["alert"],
                   "accuracy": float((stats["predicted"] == y).mean())})
 acc_ref = float((ref["predicted"] == y_ref).mean())
+print(f"{len(ref_pool)} images for the reference window, {len(live_pool)} others for the live windows "
+      f"({window} per window{'' if window <= len(live_pool) else ', so some images repeat within a window'})")
 pd.DataFrame([{"window": k, **{r["statistic"]: f"PSI {r['psi']:.3f}" + ("" if np.isnan(r["ks_p"]) else f", KS p {r['ks_p']:.1e}")
                                + (" ⚠" if r["alert"] else "") for r in rep["table"]},
                "alert": rep["alert"], "accuracy": accs[k]} for k, rep in reports.items()])
@@ -268,12 +276,65 @@ clean = [k for k in live_kinds if k.startswith("clean")]
 shifted = [k for k in live_kinds if not k.startswith("clean")]
 drift_alert_clean = any(reports[k]["alert"] for k in clean)
 drift_alert_shifted = all(reports[k]["alert"] for k in shifted)
+false_alarms = [k for k in clean if reports[k]["alert"]]
+missed = [k for k in shifted if not reports[k]["alert"]]
+if not false_alarms and not missed:
+    outcome = "In this run the alerts fired on every shifted window and on none of the clean ones"
+else:
+    outcome = "In this run " + " and ".join(part for part in (
+        f"the clean window(s) {', '.join(false_alarms)} alerted (false alarms)" if false_alarms else "",
+        f"the shifted window(s) {', '.join(missed)} did not alert (missed)" if missed else "") if part)
 display(Markdown(
     f"Reference accuracy {acc_ref:.3f}. Clean windows: largest PSI "
     f"{max(reports[k]['psi_max'] for k in clean):.3f}, smallest KS p-value {min(reports[k]['ks_p_min'] for k in clean):.2g} "
     f"→ alert: **{drift_alert_clean}**. Shifted windows: " + "; ".join(
         f"{k}: largest PSI {reports[k]['psi_max']:.2f}, accuracy {accs[k]:.3f}, alert **{reports[k]['alert']}**"
-        for k in shifted) + ". The alerts fire on the shifted windows only — before a single label has arrived."))
+        for k in shifted) + f". {outcome} — and no alert needed a single label."))
+# %% [md]
+# ## How often does clean traffic alert?
+# A few clean windows say little either way: an alert rule is judged by its **false-alarm rate** over many
+# clean windows. Each trial below splits the lesson's images at random into two disjoint windows of the same
+# size, a reference and a clean live window, and runs the same drift report on them (the model's outputs for
+# every image come from the service once; clean images do not change). The trials reuse the same images, so they
+# are not independent draws from the world, but no image is ever in both windows of a trial.
+#
+# The same trials show PSI's **sampling floor**: two samples of one distribution never have identical histograms,
+# so PSI between two clean windows is positive, and it shrinks only as the windows grow. For one statistic
+# binned in $B$ bins, a chi-square approximation puts its mean near $(B - 1)(1/n_\mathrm{ref} + 1/n_\mathrm{live})$.
+# %% [code]
+from scipy.stats import binomtest
+
+S_pool = monitor.window_stats(X_all[pool], observe(srv.url, X_all[pool]))
+n_fa = min(window, len(pool) // 2)
+fa_gen = np.random.default_rng(seed + 2)
+trials = []
+for _ in range(false_alarm_trials):
+    order = fa_gen.permutation(len(pool))
+    r = monitor.drift_report({k: v[order[:n_fa]] for k, v in S_pool.items()},
+                             {k: v[order[n_fa:2 * n_fa]] for k, v in S_pool.items()},
+                             n_classes=10, psi_threshold=psi_threshold, ks_alpha=ks_alpha)
+    trials.append(r)
+n_alarms = sum(r["alert"] for r in trials)
+false_alarm_rate = n_alarms / len(trials)
+ci = binomtest(n_alarms, len(trials)).proportion_ci(0.95)
+by_psi = sum(any(row["psi"] > psi_threshold for row in r["table"]) for r in trials)
+by_ks = sum(r["ks_p_min"] < ks_alpha / len(monitor.STATS) for r in trials)
+psi_clean = pd.DataFrame([{row["statistic"]: row["psi"] for row in r["table"]} | {"largest": r["psi_max"]}
+                          for r in trials])
+psi_approx = (10 - 1) * (1 / n_fa + 1 / n_fa)
+psi_floor_median, psi_floor_p95 = float(psi_clean["largest"].median()), float(psi_clean["largest"].quantile(0.95))
+display(psi_clean.describe(percentiles=[0.5, 0.95]).loc[["mean", "50%", "95%", "max"]].round(3))
+display(Markdown(
+    f"**False alarms:** {n_alarms} of {len(trials)} pairs of disjoint clean windows of {n_fa} images alerted, a rate "
+    f"of {false_alarm_rate:.1%} (95 % interval {ci.low:.1%}–{ci.high:.1%}); {by_psi} of them by a PSI above "
+    f"{psi_threshold:g}, {by_ks} by a KS p-value below {ks_alpha:g}/{len(monitor.STATS)}. "
+    f"**PSI's floor at n = {n_fa}:** between two clean windows the input mean's PSI (10 bins) averages "
+    f"{psi_clean['input_mean'].mean():.3f}, against {psi_approx:.3f} from the approximation; the largest of a "
+    f"window's PSIs, which the alert looks at, has median {psi_floor_median:.3f} and 95th percentile "
+    f"{psi_floor_p95:.3f}. So at this window size sampling alone produces PSIs up to about {psi_floor_p95:.2f}"
+    + (" — above the rule of thumb's 0.1 for 'stable', which cannot be read literally at this size" if psi_floor_p95 > 0.1 else
+       ", under the rule of thumb's 0.1 for 'stable'")
+    + f"; the alert threshold {psi_threshold:g} is {psi_threshold / psi_floor_p95:.1f}× that."))
 # %% [md]
 # ## Accuracy decays; the labels say so late
 # In the timeline the noise grows from window to window after a clean start. The drift statistics are known as
@@ -306,7 +367,9 @@ kit.save_metrics({"bad_requests_sent": bad_requests_sent, "bad_requests_rejected
                   "psi_max_clean": max(reports[k]["psi_max"] for k in clean),
                   "psi_min_shifted": min(reports[k]["psi_max"] for k in shifted),
                   "acc_reference": acc_ref, "acc_last_window": steps[-1]["accuracy"],
-                  "first_alert_window": first_alert, "server_stopped": not srv.running},
+                  "first_alert_window": first_alert, "false_alarm_rate": false_alarm_rate,
+                  "psi_floor_median": psi_floor_median, "psi_floor_p95": psi_floor_p95,
+                  "server_stopped": not srv.running},
                  timing={"p50_ms": p50_ms, "p99_ms": p99_ms, "rps_max": rps_max, "batching_speedup": batching_speedup,
                          "train_seconds": train_seconds, "model_ms_batch1": model_ms_1,
                          "model_ms_per_row_batched": model_ms_batch, "load_average": os.getloadavg()[0],
@@ -317,24 +380,41 @@ kit.save_metrics({"bad_requests_sent": bad_requests_sent, "bad_requests_rejected
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("18.2", 2)` shows the next hint.
 #
-# **Exercise 18.1 (implement: PSI).** Write `psi(expected_counts, actual_counts, eps)`: the population stability
-# index of two histograms over the same bins (the reference's counts, then the live window's). Turn counts into
-# shares, raise shares below `eps` to `eps`, then $\sum_b (a_b - e_b)\ln(a_b/e_b)$. Identical histograms give 0;
-# an empty bin must give a large but finite number.
+# **Exercise 18.1 (implement: PSI, bin by bin).** An alert says *that* a statistic moved; the PSI of each bin says
+# *where*. Write `psi_by_bin(reference, live, bins, eps)`: from two raw samples of one statistic (the reference
+# window's values, then the live window's), return the array of each bin's term
+# $(a_b - e_b)\ln(a_b/e_b)$ — their sum is the PSI the monitor alerts on. The bins are the monitor's:
+#
+# * the inner edges are the **reference's** quantiles at $1/B, 2/B, \dots, (B-1)/B$ for $B$ = `bins` (numpy's
+#   default quantile), an edge that comes out twice kept once — so there are (number of distinct edges + 1) bins;
+# * the bins are $(-\infty, t_1], (t_1, t_2], \dots, (t_\text{last}, \infty)$: a value equal to an edge counts in
+#   the bin below it;
+# * $e_b$ and $a_b$ are the shares of each sample in bin $b$, a share below `eps` raised to `eps`.
+#
+# Identical samples give 0 in every bin; a live window that leaves a bin empty gives a large but finite term.
 # %% [code] solution
-def psi(expected_counts, actual_counts, eps):
-    e = np.asarray(expected_counts, dtype=np.float64)
-    a = np.asarray(actual_counts, dtype=np.float64)
-    e = np.maximum(e / e.sum(), eps)
-    a = np.maximum(a / a.sum(), eps)
-    return float(np.sum((a - e) * np.log(a / e)))
+def psi_by_bin(reference, live, bins, eps):
+    reference = np.asarray(reference, dtype=np.float64)
+    live = np.asarray(live, dtype=np.float64)
+    edges = np.unique(np.quantile(reference, np.arange(1, bins) / bins))
+    n_bins = len(edges) + 1
+    e = np.bincount(np.searchsorted(edges, reference, side="left"), minlength=n_bins) / len(reference)
+    a = np.bincount(np.searchsorted(edges, live, side="left"), minlength=n_bins) / len(live)
+    e, a = np.maximum(e, eps), np.maximum(a, eps)
+    return (a - e) * np.log(a / e)
 # %% [code]
 from kit.exercises import check, hint
-check("18.1", psi)
+check("18.1", psi_by_bin)
 # %% [md]
-# **Exercise 18.2 (a latency percentile).** Dashboards report p99 as a latency some request actually had. Write
-# `latency_percentile(samples_ms, q)` for an integer `q` in 0…100 by the **nearest-rank** rule: the smallest
-# sample $x$ such that at least $q\,\%$ of the samples are $\le x$ (p0 is the smallest sample).
+# **Exercise 18.2 (a latency percentile: two definitions).** "p99" is not one definition. The **interpolated**
+# percentile (numpy's default) puts the sorted samples at positions $0, 1, \dots, n-1$ and reads position
+# $q(n-1)/100$, interpolating linearly between its two neighbours: this lesson's p50/p95/p99 are computed so
+# (`loadtest.summary`), and Prometheus's `histogram_quantile`, which sees only bucket counts, also interpolates
+# linearly inside the bucket where the rank falls. The **nearest-rank** percentile is the smallest sample $x$
+# such that at least $q\,\%$ of the samples are $\le x$: always a latency some request really had. The two differ
+# on small samples — for [1, 2, 3, 4] the interpolated p50 is 2.5, the nearest-rank p50 is 2 — and agree ever
+# more closely as samples grow. Write `latency_percentile(samples_ms, q)` for an integer `q` in 0…100 by the
+# nearest-rank rule (p0 is the smallest sample).
 # %% [code] solution
 def latency_percentile(samples_ms, q):
     s = np.sort(np.asarray(samples_ms, dtype=np.float64))
@@ -343,24 +423,37 @@ def latency_percentile(samples_ms, q):
 # %% [code]
 check("18.2", latency_percentile)
 # %% [md]
-# **Exercise 18.3 (implement: the KS statistic).** Write `ks_statistic(a, b)`: the two-sample Kolmogorov–Smirnov
-# statistic $D = \max_x |F_a(x) - F_b(x)|$, with $F_a(x)$ the share of sample `a` that is $\le x$. kit compares
-# it with `scipy.stats.ks_2samp` — on samples with ties too.
+# **Exercise 18.3 (implement: the KS statistic of weighted samples).** A monitor that should notice drift soon
+# can weigh recent requests more than old ones (say, a weight that halves every 50 requests), so each value comes
+# with a weight. Write `weighted_ks(a, wa, b, wb)`: the two-sample Kolmogorov–Smirnov statistic
+# $D = \max_x |F_a(x) - F_b(x)|$ of two weighted samples, where $F_a(x)$ is the share of sample `a`'s total
+# weight that sits on values $\le x$ (`wa[i]` is the weight of `a[i]`; weights are ≥ 0 and not all 0). With
+# every weight equal it is the ordinary statistic of the lesson's KS test; samples may contain ties.
 # %% [code] solution
-def ks_statistic(a, b):
-    a, b = np.sort(np.asarray(a, dtype=np.float64)), np.sort(np.asarray(b, dtype=np.float64))
+def weighted_ks(a, wa, b, wb):
+    a, wa = np.asarray(a, dtype=np.float64), np.asarray(wa, dtype=np.float64)
+    b, wb = np.asarray(b, dtype=np.float64), np.asarray(wb, dtype=np.float64)
     x = np.concatenate([a, b])
-    Fa = np.searchsorted(a, x, side="right") / len(a)
-    Fb = np.searchsorted(b, x, side="right") / len(b)
-    return float(np.max(np.abs(Fa - Fb)))
+
+    def cdf(values, weights):
+        order = np.argsort(values)
+        cum = np.concatenate([[0.0], np.cumsum(weights[order])]) / weights.sum()
+        return cum[np.searchsorted(values[order], x, side="right")]
+    return float(np.max(np.abs(cdf(a, wa) - cdf(b, wb))))
 # %% [code]
-check("18.3", ks_statistic)
+check("18.3", weighted_ks)
 # %% [md]
-# **Exercise 18.4 (implement: the micro-batching policy).** Simulate the batcher of this lesson's service: given
-# the arrival times of single-row requests (ms, in any order), return the list of batch sizes in time order.
-# A batch starts with the first request not yet in a batch and takes each following request while it holds
-# fewer than `max_batch` and the request arrives at most `max_wait_ms` after the batch's **first** request.
-# Write `microbatches(arrivals_ms, max_batch, max_wait_ms)`.
+# **Exercise 18.4 (implement: a simplified micro-batching policy).** A simplified model of this lesson's
+# batcher, in which model calls take no time, so the batcher is free whenever a request arrives. Given the arrival
+# times of single-row requests (ms, in any order), return the list of batch sizes in time order. A batch starts
+# with the first request not yet in a batch, and its wait starts when that request arrives: the batch takes each
+# following request while it holds fewer than `max_batch` and the request arrives at most `max_wait_ms` after the
+# batch's **first** request. Write `microbatches(arrivals_ms, max_batch, max_wait_ms)`.
+#
+# The service's batcher (`kit/serve/batching.py`) differs where model calls take time: while the model runs on one
+# batch, new requests queue; when the worker is free again it takes the first waiting request, every request
+# already queued joins at once (up to `max_batch`), and the wait counts from the moment the worker took that first
+# request, not from its arrival. Under load its batches can therefore be larger than this model's.
 # %% [code] solution
 def microbatches(arrivals_ms, max_batch, max_wait_ms):
     t = np.sort(np.asarray(arrivals_ms, dtype=np.float64))
