@@ -85,13 +85,14 @@ hist = fit(model, (torch.tensor(X_all[tr]), torch.tensor(y_all[tr])), (torch.ten
            optimizer="adam", lr=1e-3, epochs=epochs, batch_size=64, device=dev, seed=seed, progress=False)
 train_seconds = time.perf_counter() - t0
 model = model.cpu().eval()
-onnx_path, exporter = export.to_onnx(model, torch.tensor(X_all[:2]), "digits_mlp.onnx", dynamo=False)
+work = kit.results.scratch_dir("18")  # exported files go here, never next to the notebook
+onnx_path, exporter = export.to_onnx(model, torch.tensor(X_all[:2]), work / "digits_mlp.onnx", dynamo=False)
 pool = np.concatenate([va, te])                  # the live traffic: images the model never trained on
 print(f"{n_params(model):,} parameters, validation accuracy {hist['val_acc'][-1]:.3f}; exported with {exporter} "
       f"→ {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB); {len(pool)} images for the traffic")
 # %% [md]
 # ## The service
-# `kit serve digits_mlp.onnx` (or `python -m kit.serve`) starts uvicorn with the app of `kit.serve.app.create_app`.
+# `kit serve <the .onnx path printed above>` (or `python -m kit.serve`) starts uvicorn with the app of `kit.serve.app.create_app`.
 # It binds **127.0.0.1** by default: only this machine can reach it. Every request body is checked before the
 # model sees it — JSON, an object with `"inputs"`, a non-empty list of rows of exactly 64 finite numbers, no more
 # rows than the cap, no more bytes than the cap — and whatever fails gets a 4xx with one sentence saying why:
