@@ -62,8 +62,30 @@ def test_round_trip_is_exact_on_any_unicode(trained):
         assert bpe.decode(bpe.encode(text)) == text
     assert bpe.decode(bpe.encode("你好，世界！")) == "你好，世界！"
     assert bpe.decode(bpe.encode("a<|endoftext|>b")) == "a<|endoftext|>b"
-    assert bpe.encode("a<|endoftext|>b")[1] == 399
-    assert 399 not in bpe.encode("a<|endoftext|>b", allowed_special="none")
+    assert bpe.decode(bpe.encode("a<|endoftext|>b", allowed_special="all")) == "a<|endoftext|>b"
+
+
+def test_special_tokens_in_a_text_are_plain_text_unless_allowed(trained):
+    """A user's text cannot inject the control token: like tiktoken, "<|endoftext|>" becomes id 399 only where
+    allowed_special names it; disallowed_special="all" (tiktoken's default) refuses the text instead."""
+    bpe, _ = trained
+    text = "a<|endoftext|>b"
+    plain = bpe.encode(text)
+    assert 399 not in plain and len(plain) > 3 and plain == bpe.encode(text, allowed_special="none")
+    assert plain == bpe._encode_ordinary(text) == bpe.encode(text, allowed_special=set())
+    for allowed in ({"<|endoftext|>"}, ["<|endoftext|>"], "all"):
+        ids = bpe.encode(text, allowed_special=allowed)
+        assert ids[1] == 399 and ids == bpe.encode("a") + [399] + bpe.encode("b") and 399 not in plain
+    with pytest.raises(ValueError, match=r"contains the special token '<\|endoftext\|>'.*allowed_special="):
+        bpe.encode(text, disallowed_special="all")
+    with pytest.raises(ValueError, match="contains the special token"):
+        bpe.encode(text, disallowed_special={"<|endoftext|>"})
+    assert bpe.encode(text, allowed_special="all", disallowed_special="all")[1] == 399   # allowed wins, as in tiktoken
+    assert bpe.encode("no special token here", disallowed_special="all") == bpe.encode("no special token here")
+    with pytest.raises(ValueError, match=r"names \['<\|endoftxt\|>'\], which are not special tokens"):
+        bpe.encode(text, allowed_special={"<|endoftxt|>"})
+    with pytest.raises(TypeError, match="a set of special tokens"):
+        bpe.encode(text, allowed_special="<|endoftext|>")
 
 
 def test_same_ids_as_the_tokenizers_library_with_the_same_files(trained):
@@ -75,10 +97,12 @@ def test_same_ids_as_the_tokenizers_library_with_the_same_files(trained):
     rng = random.Random(1)
     texts = [_random_text(rng, rng.randint(1, 120)) for _ in range(300)] + \
         [CORPUS, _shakespeare(1_000_000)[-50_000:], "你好，世界！", "x<|endoftext|>y"]
-    for text in texts:
+    for text in texts:   # tokenizers matches an added special token everywhere: kit's allowed_special="all"
         want = ref.encode(text).ids
-        assert bpe.encode(text) == want, repr(text)
-        assert again.encode(text) == want
+        assert bpe.encode(text, allowed_special="all") == want, repr(text)
+        assert again.encode(text, allowed_special="all") == want
+        if "<|endoftext|>" not in text:
+            assert bpe.encode(text) == want
 
 
 def test_same_ids_as_tokenizers_on_a_vocabulary_tokenizers_trained(tmp_path):

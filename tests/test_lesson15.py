@@ -24,21 +24,74 @@ def _text(n=60_000):
     return SHAKESPEARE[:n]
 
 
+# ------------------------------------------------------------------------------------- answers used below
+def _gpt2_encode(ids, merges):  # GPT-2's encoder.py loop, on ids
+    rank = {p: r for r, p in enumerate(merges)}
+    ids = list(ids)
+    while len(ids) > 1:
+        best = min(zip(ids, ids[1:]), key=lambda p: rank.get(p, math.inf))
+        if best not in rank:
+            break
+        ids = L._merge(ids, best, merges[best])
+    return ids
+
+
+def _minbpe_encode(ids, merges):  # the new id as the rank (new ids are given in rank order): right too
+    ids = list(ids)
+    while len(ids) >= 2:
+        pair = min(set(zip(ids, ids[1:])), key=lambda p: merges.get(p, math.inf))
+        if pair not in merges:
+            return ids
+        ids = L._merge(ids, pair, merges[pair])
+    return ids
+
+
+def _tiktoken_style_encode(ids, merges):  # one occurrence at a time (the leftmost of the lowest rank): same result
+    rank = {p: r for r, p in enumerate(merges)}
+    ids = list(ids)
+    while True:
+        ranked = [(rank[p], i) for i, p in enumerate(zip(ids, ids[1:])) if p in rank]
+        if not ranked:
+            return ids
+        _, i = min(ranked)
+        ids[i:i + 2] = [merges[(ids[i], ids[i + 1])]]
+
+
+def _train_inline(ids, n_merges, first_id):
+    from collections import Counter
+    ids, merges = list(ids), {}
+    for k in range(n_merges):
+        c = Counter(zip(ids, ids[1:]))   # most_common keeps first-seen order among equal counts
+        if not c:
+            break
+        pair = c.most_common(1)[0][0]
+        merges[pair] = first_id + k
+        ids = L._merge(ids, pair, first_id + k)
+    return merges, ids
+
+
+RIGHT = {
+    "15.1": [L._bits_per_byte,
+             lambda losses, tokens: np.mean(losses) * len(tokens) / len("".join(tokens).encode()) / math.log(2),
+             lambda losses, tokens: sum(l / math.log(2) for l in losses) / sum(len(t.encode("utf-8")) for t in tokens)],
+    "15.2": [L._merge],
+    "15.3": [L._train, _train_inline],
+    "15.4": [L._encode, _gpt2_encode, _minbpe_encode, _tiktoken_style_encode],
+    "15.5": [L._hf_to_kit,
+             lambda name, tensor: (lambda got: None if got is None else (got[0], got[1].contiguous()))(
+                 L._hf_to_kit(name, tensor))],   # a transposed copy, not a view, is fine too
+}
+
+
 # ------------------------------------------------------------------------------------- right answers pass
-@pytest.mark.parametrize("id,fn", [("15.1", L._bits_per_byte), ("15.2", L._most_frequent_pair), ("15.3", L._merge),
-                                   ("15.4", L._train), ("15.5", L._hf_to_kit)])
-def test_reference_style_answers_pass_on_fresh_inputs(id, fn):
-    for _ in range(4):
-        assert verdict(id, fn) is None
+@pytest.mark.parametrize("id", sorted(RIGHT))
+def test_right_answers_pass_on_fresh_inputs(id):
+    for fn in RIGHT[id]:
+        for _ in range(5):
+            assert verdict(id, fn) is None, fn
 
 
 def test_other_right_answers_pass():
-    from collections import Counter
-
-    def pair_counter(ids):  # Counter.most_common keeps first-seen order among equal counts
-        c = Counter(zip(ids, ids[1:]))
-        return c.most_common(1)[0][0] if c else None
-
     def merge_by_index(ids, pair, new_id):
         out, skip = [], False
         for i, x in enumerate(ids):
@@ -51,55 +104,50 @@ def test_other_right_answers_pass():
                 out.append(x)
         return out
 
-    def hf_to_kit_tensors_as_numpy(name, tensor):  # returning a transposed copy, not a view, is fine too
-        got = L._hf_to_kit(name, tensor)
-        return None if got is None else (got[0], got[1].contiguous())
-
-    assert verdict("15.1", lambda loss, n_tokens, n_bytes: loss / math.log(2) * (n_tokens / n_bytes)) is None
-    assert verdict("15.2", pair_counter) is None
-    assert verdict("15.3", merge_by_index) is None
-    assert verdict("15.5", hf_to_kit_tensors_as_numpy) is None
+    assert verdict("15.2", merge_by_index) is None
+    assert verdict("15.4", lambda ids, merges: np.array(_gpt2_encode(ids, merges))) is None  # an array is a list too
 
 
 # ------------------------------------------------------------------------------------- wrong answers fail
-def test_15_1_wrong_answers():
-    nats = verdict("15.1", lambda loss, n_tokens, n_bytes: loss * n_tokens / n_bytes)
-    assert nats and "on the case 'loss" in nats
-    upside_down = verdict("15.1", lambda loss, n_tokens, n_bytes: loss * n_bytes / n_tokens / math.log(2))
-    assert upside_down and "on the case 'loss" in upside_down
-    log10 = verdict("15.1", lambda loss, n_tokens, n_bytes: loss * n_tokens / n_bytes / math.log(10))
-    assert log10 and "on the case" in log10
+def _bpb_chars(losses, tokens):
+    return float(np.sum(losses)) / math.log(2) / len("".join(tokens))
+
+
+def _bpb_mean(losses, tokens):
+    return float(np.mean(losses)) / math.log(2) / sum(len(t.encode()) for t in tokens)
+
+
+def _bpb_nats(losses, tokens):
+    return float(np.sum(losses)) / sum(len(t.encode()) for t in tokens)
+
+
+def _bpb_log10(losses, tokens):
+    return float(np.sum(losses)) / math.log(10) / sum(len(t.encode()) for t in tokens)
+
+
+def _bpb_per_token(losses, tokens):
+    return float(np.sum(losses)) / math.log(2) / len(tokens)
+
+
+def _bpb_array_only(losses, tokens):
+    return losses.sum() / math.log(2) / sum(len(t.encode()) for t in tokens)
+
+
+WRONG_15_1 = [(_bpb_chars, "on the case '", "accents, Chinese and emoji"),
+              (_bpb_mean, "on the case '", "tokens of English text"),
+              (_bpb_nats, "on the case '", "tokens of English text"),
+              (_bpb_log10, "on the case '", "tokens of English text"),
+              (_bpb_per_token, "on the case '", "tokens of English text"),
+              (_bpb_array_only, "raised AttributeError", "losses as a plain list")]
+
+
+@pytest.mark.parametrize("wrong,says,case", WRONG_15_1, ids=[w.__name__ for w, *_ in WRONG_15_1])
+def test_15_1_wrong_answers(wrong, says, case):
+    msg = verdict("15.1", wrong)
+    assert msg and says in msg and case in msg, msg
 
 
 def test_15_2_wrong_answers():
-    def largest_on_ties(ids):
-        c = {}
-        for p in zip(ids, ids[1:]):
-            c[p] = c.get(p, 0) + 1
-        return max(c, key=lambda p: (c[p], p)) if c else None
-
-    def non_overlapping(ids):
-        c, i = {}, 0
-        while i + 1 < len(ids):
-            p = (ids[i], ids[i + 1])
-            c[p] = c.get(p, 0) + 1
-            i += 2 if p[0] == p[1] else 1
-        return max(c, key=c.get) if c else None
-
-    def no_short_lists(ids):
-        c = {}
-        for p in zip(ids, ids[1:]):
-            c[p] = c.get(p, 0) + 1
-        return max(c, key=c.get)
-
-    for wrong in (largest_on_ties, non_overlapping):
-        msg = verdict("15.2", wrong)
-        assert msg and "on the case '" in msg and "tie rule" in msg
-    msg = verdict("15.2", no_short_lists)
-    assert "on the case 'one id: no pair' your function raised ValueError" in msg
-
-
-def test_15_3_wrong_answers():
     def overlapping(ids, pair, new_id):  # replaces every position where the pair starts, overlaps included
         out = []
         for i in range(len(ids)):
@@ -133,14 +181,48 @@ def test_15_3_wrong_answers():
                 i += 1
         return out
 
-    msg = verdict("15.3", overlapping)
-    assert msg and "on the case" in msg
-    msg = verdict("15.3", drops_the_last)
+    msg = verdict("15.2", overlapping)
+    assert msg and "on the case 'overlapping" in msg
+    msg = verdict("15.2", drops_the_last)
     assert msg and "on the case" in msg and ("ids where" in msg or "differs" in msg)
-    assert "raised IndexError" in verdict("15.3", no_bounds_check)
+    assert "raised IndexError" in verdict("15.2", no_bounds_check)
 
 
-def test_15_4_wrong_answers():
+def _counts(ids):
+    c = {}
+    for p in zip(ids, ids[1:]):
+        c[p] = c.get(p, 0) + 1
+    return c
+
+
+def _train_with(pick):
+    def train(ids, n_merges, first_id):
+        ids, merges = list(ids), {}
+        for k in range(n_merges):
+            c = _counts(ids)
+            if not c:
+                break
+            pair = pick(c, ids)
+            merges[pair] = first_id + k
+            ids = L._merge(ids, pair, first_id + k)
+        return merges, ids
+    return train
+
+
+def _non_overlapping_counts(ids):
+    c, i = {}, 0
+    while i + 1 < len(ids):
+        p = (ids[i], ids[i + 1])
+        c[p] = c.get(p, 0) + 1
+        i += 2 if p[0] == p[1] else 1
+    return c
+
+
+def test_15_3_wrong_answers():
+    largest_on_ties = _train_with(lambda c, ids: max(c, key=lambda p: (c[p], p)))
+    smallest_on_ties = _train_with(lambda c, ids: min(c, key=lambda p: (-c[p], p)))   # a heap's order
+    non_overlapping = _train_with(lambda c, ids: max((n := _non_overlapping_counts(ids)), key=n.get))
+
     def off_by_one_ids(ids, n_merges, first_id):
         return L._train(ids, n_merges, first_id + 1)
 
@@ -155,10 +237,101 @@ def test_15_4_wrong_answers():
     def only_merges(ids, n_merges, first_id):
         return L._train(ids, n_merges, first_id)[0]
 
-    assert "different merge number 1" in verdict("15.4", off_by_one_ids)
-    msg = verdict("15.4", never_stops)
+    for wrong in (largest_on_ties, smallest_on_ties):   # one of the two tie cases, whichever the draw catches first
+        msg = verdict("15.3", wrong)
+        assert msg.startswith("on the case 'a tie") and "merge number 1" in msg and "ties to the pair seen first" in msg
+    assert "on the case 'b c b c a a a a: overlapping pairs count, 1 merge'" in verdict("15.3", non_overlapping)
+    assert "merge number 1 (in learning order) is the right pair but a different new id" in \
+        verdict("15.3", off_by_one_ids)
+    msg = verdict("15.3", never_stops)
     assert "more merges than possible" in msg and "not a pair" in msg
-    assert "(merges, ids)" in verdict("15.4", only_merges)
+    assert "(merges, ids)" in verdict("15.3", only_merges)
+
+
+def _leftmost_first(ids, merges):  # the first pair (from the left) that has a merge, whatever its rank
+    ids = list(ids)
+    while True:
+        i = next((i for i, p in enumerate(zip(ids, ids[1:])) if p in merges), None)
+        if i is None:
+            return ids
+        ids = L._merge(ids, (ids[i], ids[i + 1]), merges[(ids[i], ids[i + 1])])
+
+
+def _highest_rank_first(ids, merges):
+    rank = {p: r for r, p in enumerate(merges)}
+    ids = list(ids)
+    while True:
+        present = [p for p in zip(ids, ids[1:]) if p in rank]
+        if not present:
+            return ids
+        best = max(present, key=rank.get)
+        ids = L._merge(ids, best, merges[best])
+
+
+def _one_pass_in_rank_order(ids, merges):  # right on tables learned on the text, not in general
+    ids = list(ids)
+    for pair, new in merges.items():
+        ids = L._merge(ids, pair, new)
+    return ids
+
+
+def _one_merge_only(ids, merges):
+    rank = {p: r for r, p in enumerate(merges)}
+    present = [p for p in zip(ids, ids[1:]) if p in rank]
+    return L._merge(list(ids), min(present, key=rank.get), merges[min(present, key=rank.get)]) if present else list(ids)
+
+
+def _right_to_left(ids, merges):  # overlaps resolved from the right
+    rank = {p: r for r, p in enumerate(merges)}
+    ids = list(ids)
+    while len(ids) > 1:
+        best = min(zip(ids, ids[1:]), key=lambda p: rank.get(p, math.inf))
+        if best not in rank:
+            break
+        ids = L._merge(ids[::-1], best[::-1], merges[best])[::-1]
+    return ids
+
+
+def _most_frequent_with_a_merge(ids, merges):  # training's rule, not encoding's
+    ids = list(ids)
+    while True:
+        c = {p: n for p, n in _counts(ids).items() if p in merges}
+        if not c:
+            return ids
+        best = max(c, key=c.get)
+        ids = L._merge(ids, best, merges[best])
+
+
+def _no_short_lists(ids, merges):
+    rank = {p: r for r, p in enumerate(merges)}
+    ids = list(ids)
+    while True:
+        best = min(zip(ids, ids[1:]), key=lambda p: rank.get(p, math.inf))
+        if best not in rank:
+            return ids
+        ids = L._merge(ids, best, merges[best])
+
+
+WRONG_15_4 = [(_leftmost_first, "a b c, where (b, c) has a lower rank than (a, b)"),
+              (_highest_rank_first, "on the case '"),
+              (_one_pass_in_rank_order, "a merge makes a pair of lower rank"),
+              (_one_merge_only, "on the case '"),
+              (_right_to_left, "on the case '"),
+              (_most_frequent_with_a_merge, "on the case '"),
+              (_no_short_lists, "your function raised ValueError")]   # merged down to one id: min() of nothing
+
+
+@pytest.mark.parametrize("wrong,says", WRONG_15_4, ids=[w.__name__ for w, _ in WRONG_15_4])
+def test_15_4_wrong_answers(wrong, says):
+    msg = verdict("15.4", wrong)
+    assert msg and says in msg, msg
+
+
+def test_15_4_wrong_answers_name_the_case_that_shows_the_mistake():
+    assert "on the case 'a a a with (a, a): which pair merges?'" in verdict("15.4", _right_to_left)
+    one_step_on_short_lists = lambda ids, merges: _gpt2_encode(ids, merges) if len(ids) > 4 else \
+        _one_merge_only(ids, merges)  # noqa: E731
+    assert "on the case 'a a a a with (a, a) then (aa, aa)'" in verdict("15.4", one_step_on_short_lists)
 
 
 def test_15_5_wrong_answers():
@@ -191,13 +364,103 @@ def test_blank_answers_say_no_answer_yet():
         assert verdict(f"15.{i}", blank).startswith("no answer yet")
 
 
-def test_15_4_reference_agrees_with_kit_bpe_on_a_text_without_ties():
+# ------------------------------------------------------------------------------------- no answer one call away
+def test_the_old_one_liners_fail():
+    """15.1 was kit's bits_per_byte(loss, n_tokens / n_bytes); 15.5 was gpt2_format._kit_name + CONV1D_WEIGHTS."""
+    from kit.models import gpt2_format
+    old_15_1 = lambda loss, n_tokens, n_bytes: bits_per_byte(loss, n_tokens / n_bytes)  # noqa: E731
+    assert "raised TypeError" in verdict("15.1", old_15_1)
+    assert verdict("15.1", bits_per_byte) and verdict("15.1", lambda losses, tokens: bits_per_byte(losses, tokens))
+    by_chars = lambda losses, tokens: bits_per_byte(np.mean(losses), len(tokens) / len("".join(tokens)))  # noqa: E731
+    assert "accents, Chinese and emoji" in verdict("15.1", by_chars)
+
+    def old_15_5(name, tensor):
+        k = gpt2_format._kit_name(name)
+        return None if k is None else (k, tensor.t() if k.endswith(gpt2_format.CONV1D_WEIGHTS) else tensor)
+    assert "raised AttributeError" in verdict("15.5", old_15_5)
+
+
+def test_no_kit_function_maps_one_checkpoint_name():
+    """No function of gpt2_format (private ones too) turns one Hugging Face name into kit's: the loader writes the
+    mapping out inline, so 15.5 stays the learner's to write."""
+    import inspect
+
+    from kit.models import gpt2_format
+    for attr, f in vars(gpt2_format).items():
+        if not inspect.isfunction(f) or f.__module__ != gpt2_format.__name__:
+            continue
+        try:
+            got = f("transformer.h.0.attn.c_attn.weight")
+        except Exception:  # noqa: BLE001 - a function that does not take a name is no answer
+            continue
+        assert "blocks.0.attn.c_attn.weight" not in repr(got), attr
+
+
+def test_the_lessons_kit_objects_do_not_pass_the_exercises():
+    """What the notebook binds from kit (the tokenizer, bpe_tools' helpers, kit.data.bpe and gpt2_format as modules)
+    passes no lesson-15 exercise directly or through a thin wrapper."""
+    from kit.data import bpe as bpe_module
+    from kit.data import bpe_tools
+    from kit.exercises import call, get
+    from kit.exercises.leaks import RESULTS, _arguments
+    from kit.models import gpt2_format
+    tok = ByteLevelBPE.train(_text(20_000), 300)
+    candidates = [(n, f) for m in (bpe_module, bpe_tools, gpt2_format) for n, f in vars(m).items()
+                  if callable(f) and getattr(f, "__module__", "") == m.__name__ and not isinstance(f, type)]
+    candidates += [(f"tok.{a}", getattr(tok, a)) for a in dir(tok) if not a.startswith("__")
+                   and callable(getattr(tok, a)) and not isinstance(getattr(tok, a), type)]
+    assert len(candidates) > 20
+    for i in range(1, 6):
+        ex = get(f"15.{i}")
+        case = ex.arity()
+        for name, fn in candidates:
+            for how, call in _arguments(fn, case):
+                for what, adapt in RESULTS:
+                    def wrapped(*a, **k):
+                        return adapt(call(a, k))
+                    try:
+                        ok = ex.assess([case], [call(wrapped, case)]) is None
+                    except Exception:  # noqa: BLE001
+                        ok = False
+                    assert not ok, f"{name}{how}{what} passes 15.{i}'s first case"
+
+
+def test_15_3_reference_agrees_with_kit_bpe_on_a_text_without_ties():
     """The exercise's ids-level training is what ByteLevelBPE does inside one piece (when counts do not tie)."""
     ids = list("abababcabab".encode())
     merges, out = L._train(ids, 2, 256)
     assert list(merges) == [(97, 98), (256, 256)] and L._merge(L._merge(ids, (97, 98), 256), (256, 256), 257) == out
     bpe = ByteLevelBPE.train("abababcabab", 256 + 2, special_tokens=())
     assert bpe.merges == [("a", "b"), ("ab", "ab")]
+
+
+def test_15_4_reference_is_kit_bpe_encoding_real_pieces():
+    """On a tokenizer trained on Shakespeare, 15.4's reference (and GPT-2's loop on ids) give ByteLevelBPE's ids for
+    every piece of a text: the exercise is the encoder this lesson's tokenizer uses."""
+    import regex
+
+    from kit.data.bpe import GPT2_PATTERN
+    bpe = ByteLevelBPE.train(_text(40_000), 420, special_tokens=())
+    merges = {(bpe.vocab[a], bpe.vocab[b]): bpe.vocab[a + b] for a, b in bpe.merges}
+    assert list(merges.values()) == list(range(256, 420))
+    pieces = sorted(set(regex.findall(GPT2_PATTERN, _text(60_000)[40_000:] + " naïve café 你好")))
+    assert len(pieces) > 500 and any(len(bpe.encode(p)) > 2 for p in pieces)
+    for piece in pieces:
+        ids = list(piece.encode("utf-8"))
+        want = bpe.encode(piece)
+        assert L._encode(ids, merges) == want and _gpt2_encode(ids, merges) == want, piece
+
+
+def test_15_4_cases_hold_what_their_labels_say():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        cases = {c.label: c.args for c in L._encode_cases(rng)}
+        learned = next(a for label, a in cases.items() if "learned on one text" in label)
+        assert len(learned[1]) >= 3 and L._encode(*learned) != learned[0]
+        table = next(a for label, a in cases.items() if label.startswith("a random table"))
+        assert L._encode(*table) != table[0]
+        trick = cases["a merge makes a pair of lower rank: (ab, c) ranks before (a, b)"]
+        assert L._encode(*trick) != _one_pass_in_rank_order(*trick)
 
 
 # ------------------------------------------------------------------------------------- kit pieces of the lesson
@@ -210,7 +473,9 @@ def test_bits_per_byte_formula_matches_the_total_code_length():
     mean_nats = float(-np.log(p).mean())
     assert bits_per_byte(mean_nats, n_tokens / n_bytes) == pytest.approx(total_bits / n_bytes, rel=1e-12)
     assert bits_per_byte(math.log(256), 1.0) == pytest.approx(8.0)  # a uniform guess over bytes: 8 bits
-    assert L._bits_per_byte(mean_nats, n_tokens, n_bytes) == pytest.approx(total_bits / n_bytes, rel=1e-12)
+    token_bytes = rng.integers(1, 4, n_tokens)          # the exercise's form: per-token losses and token texts
+    tokens = ["x" * int(k) for k in token_bytes]
+    assert L._bits_per_byte(-np.log(p), tokens) == pytest.approx(total_bits / int(token_bytes.sum()), rel=1e-12)
 
 
 def test_truncate_is_training_with_a_smaller_vocabulary():
@@ -227,9 +492,12 @@ def test_truncate_is_training_with_a_smaller_vocabulary():
 def test_round_trip_and_tokenizers_parity_helpers(tmp_path):
     bpe = ByteLevelBPE.train(_text(40_000) + "你好，世界！" * 3, 400)
     folder = bpe.save(tmp_path)
-    assert roundtrip_ok(bpe) and roundtrip_ok(bpe, [_text(5_000)])
-    assert matches_tokenizers(bpe, folder) and matches_tokenizers(bpe, folder, [_text(5_000)])
+    assert roundtrip_ok(bpe) and roundtrip_ok(bpe, [_text(5_000)])   # the special token's text round-trips as text
+    plain = [t for t in MIXED_UNICODE if "<|endoftext|>" not in t]
+    assert matches_tokenizers(bpe, folder, plain) and matches_tokenizers(bpe, folder, [_text(5_000)])
     assert any("你" in t for t in MIXED_UNICODE) and any("<|endoftext|>" in t for t in MIXED_UNICODE)
+    # tokenizers always matches an added special token; kit's encode only where allowed_special names it
+    assert not matches_tokenizers(bpe, folder, [t for t in MIXED_UNICODE if "<|endoftext|>" in t])
     other = truncate(bpe, 300)        # a different tokenizer must not "match" the saved files
     assert not matches_tokenizers(other, folder, [_text(5_000)])
 

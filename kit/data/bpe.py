@@ -7,7 +7,10 @@
   incrementally, a heap picks the next pair). :meth:`save` writes GPT-2's ``vocab.json`` + ``merges.txt``;
   :meth:`from_files` reads any such pair (GPT-2's own included), and encodes exactly as the ``tokenizers``
   library's byte-level BPE does with the same files (``tests/test_bpe.py``).
-* Special tokens (``<|endoftext|>``) are matched before splitting and map to their own ids.
+* Special tokens (``<|endoftext|>``) map to their own ids only where the caller allows them: by default
+  :meth:`ByteLevelBPE.encode` reads ``"<|endoftext|>"`` in a text as **plain text** (its bytes), so a user's text
+  cannot inject the control token; ``allowed_special={"<|endoftext|>"}`` (or ``"all"``) makes it the control token,
+  and ``disallowed_special="all"`` refuses such a text with a ``ValueError`` (tiktoken's default).
 """
 from __future__ import annotations
 
@@ -44,6 +47,23 @@ def bytes_to_unicode() -> dict[int, str]:
 def _to_symbols(piece: str) -> str:
     table = bytes_to_unicode()
     return "".join(table[b] for b in piece.encode("utf-8"))
+
+
+def _special_set(special: dict[str, int], which, what: str) -> set[str]:
+    """``allowed_special`` / ``disallowed_special`` as a set of special tokens (``"all"``, ``"none"`` or a set)."""
+    if which == "all":
+        return set(special)
+    if which == "none":
+        return set()
+    if isinstance(which, str):
+        raise TypeError(f"{what} must be 'all', 'none' or a set of special tokens, got the string {which!r} "
+                        f"(write {{{which!r}}} for a set)")
+    which = set(which)
+    unknown = sorted(which - set(special))
+    if unknown:
+        raise ValueError(f"{what} names {unknown}, which are not special tokens of this tokenizer "
+                         f"(it has {sorted(special)})")
+    return which
 
 
 class ByteLevelBPE:
@@ -144,6 +164,8 @@ class ByteLevelBPE:
 
     # ------------------------------------------------------------------------------------- encoding
     def _bpe(self, symbols: str) -> list[int]:
+        """GPT-2's encoding of one piece: while some adjacent pair has a merge, merge every occurrence (left to
+        right) of the pair of **lowest rank** — until no adjacent pair has one."""
         word = list(symbols)
         while len(word) > 1:
             best = min(zip(word, word[1:]), key=lambda p: self.ranks.get(p, float("inf")))
@@ -172,12 +194,26 @@ class ByteLevelBPE:
             ids.extend(got)
         return ids
 
-    def encode(self, text: str, allowed_special: str | set = "all") -> list[int]:
-        """Token ids of ``text``; special tokens in it become their ids (``allowed_special="none"``: plain text)."""
+    def encode(self, text: str, allowed_special: str | Iterable[str] = (),
+               disallowed_special: str | Iterable[str] = ()) -> list[int]:
+        """Token ids of ``text``.
+
+        A special token's text (``"<|endoftext|>"``) inside ``text`` becomes the special token's id **only** if
+        ``allowed_special`` names it (a set of special tokens, or ``"all"``); otherwise it is plain text, encoded
+        byte by byte like any other — so a text a user typed cannot smuggle in the control token. With
+        ``disallowed_special="all"`` (tiktoken's default) or a set, a text that holds a disallowed special token
+        raises ``ValueError`` instead of being read as plain text.
+        """
         if not isinstance(text, str):
             raise TypeError(f"encode() takes a str, got {type(text).__name__}")
-        allowed = set(self.special) if allowed_special == "all" else set() if allowed_special == "none" \
-            else set(allowed_special)
+        allowed = _special_set(self.special, allowed_special, "allowed_special")
+        disallowed = _special_set(self.special, disallowed_special, "disallowed_special") - allowed
+        if disallowed:
+            found = sorted(s for s in disallowed if s in text)
+            if found:
+                raise ValueError(f"the text contains the special token {found[0]!r}, which is disallowed here. Pass "
+                                 f"allowed_special={{{found[0]!r}}} to encode it as the control token, or "
+                                 f"disallowed_special=() to encode it as plain text")
         if not allowed or self._special_re is None:
             return self._encode_ordinary(text)
         ids: list[int] = []

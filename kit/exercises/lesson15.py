@@ -1,4 +1,10 @@
-"""Lesson 15 exercises: byte-pair encoding by hand, bits per byte, and reading a GPT-2 checkpoint."""
+"""Lesson 15 exercises: bits per byte token by token, byte-pair encoding by hand (merge, train, encode by rank), and
+reading a GPT-2 checkpoint.
+
+15.4's reference is kit's own encoder: the merge table is turned into a :class:`~kit.data.bpe.ByteLevelBPE` (each id
+written as its bytes) and the piece is encoded by the very loop that encodes real text (``ByteLevelBPE._bpe``,
+which ``tests/test_bpe.py`` checks against the ``tokenizers`` library).
+"""
 from __future__ import annotations
 
 import math
@@ -10,8 +16,9 @@ from kit.exercises import Case, compare, function
 
 
 # ------------------------------------------------------------------------------------- references (private)
-def _bits_per_byte(loss, n_tokens, n_bytes):
-    return loss * n_tokens / n_bytes / math.log(2)
+def _bits_per_byte(losses, tokens):
+    n_bytes = sum(len(t.encode("utf-8")) for t in tokens)
+    return float(np.sum(np.asarray(losses, dtype=np.float64))) / math.log(2) / n_bytes
 
 
 def _most_frequent_pair(ids):
@@ -47,6 +54,33 @@ def _train(ids, n_merges, first_id):
     return merges, ids
 
 
+def _id_bytes(merges) -> dict[int, bytes]:
+    """Each id's bytes: 0–255 are bytes, a merged id is its pair's bytes (in any rank order)."""
+    pair_of = {new: tuple(p) for p, new in merges.items()}
+    out: dict[int, bytes] = {b: bytes([b]) for b in range(256)}
+
+    def of(i, depth=0):
+        if i not in out:
+            if depth > len(pair_of):
+                raise ValueError("the merge table has a cycle")
+            a, b = pair_of[i]
+            out[i] = of(a, depth + 1) + of(b, depth + 1)
+        return out[i]
+    for new in pair_of:
+        of(new)
+    return out
+
+
+def _encode(ids, merges):
+    """kit's BPE encoder on ids: ``merges`` ({pair: new_id}, rank = order) as a ByteLevelBPE, then its piece encoder."""
+    from kit.data.bpe import ByteLevelBPE, bytes_to_unicode
+    table = bytes_to_unicode()
+    text = {i: "".join(table[c] for c in bs) for i, bs in _id_bytes(merges).items()}
+    vocab = {text[i]: i for i in text}
+    bpe = ByteLevelBPE(vocab, [(text[a], text[b]) for a, b in merges], special_tokens=())
+    return bpe._bpe("".join(text[i] for i in ids))
+
+
 from kit.models.gpt2_format import CONV1D_WEIGHTS as _CONV1D  # Hugging Face Conv1D layers store (in, out)
 
 
@@ -78,19 +112,6 @@ def _same_ids(got, want):
     return None
 
 
-def _same_pair(got, want):
-    if want is None:
-        return None if got is None else f"your result is {got!r}, but a list this short has no pair: return None"
-    if got is None:
-        return "your result is None, but the list has pairs"
-    g = _as_list(got)
-    if g is None or len(g) != 2:
-        return f"your result should be a pair (a, b), got {got!r}"
-    if tuple(g) != tuple(want):
-        return f"your result is the pair {tuple(g)}, which is not the most frequent one (or loses the tie rule)"
-    return None
-
-
 def _same_training(got, want):
     if not isinstance(got, (tuple, list)) or len(got) != 2:
         return "your result should be two values: (merges, ids)"
@@ -103,11 +124,13 @@ def _same_training(got, want):
         return f"your merges hold the key {bad!r}, which is not a pair (a, b)"
     got_items = [(tuple(p), i) for p, i in merges.items()]
     want_items = list(w_merges.items())
-    if len(got_items) != len(want_items):
-        return f"your function learned {len(got_items)} merges where {len(want_items)} were expected"
     for k, (g, w) in enumerate(zip(got_items, want_items)):
         if g != w:
-            return f"your merges have a different merge number {k + 1} (in learning order)"
+            how = "a different pair" if g[0] != w[0] else "the right pair but a different new id"
+            return f"your merge number {k + 1} (in learning order) is {how} (the most frequent pair, ties to the " \
+                   f"pair seen first?)"
+    if len(got_items) != len(want_items):
+        return f"your function learned {len(got_items)} merges where {len(want_items)} were expected"
     msg = _same_ids(ids, w_ids)
     return f"(final ids) {msg}" if msg else None
 
@@ -125,49 +148,49 @@ def _same_entry(got, want):
 
 
 # ------------------------------------------------------------------------------------- 15.1 bits per byte
+_WORDS = ("the", "king", "of", "my", "lord", "and", "to", "be", "thou", "shall", "not", "what", "is", "love")
+_WIDE = ("é", "café", "ß", "你好", "世界", "😀", "👍🏽", "—", "“", "”", "ñandú", "Ω")  # 2, 3 and 4 bytes a character
+
+
+def _tokens(rng, n, pool):
+    """``n`` token texts: words with or without their leading space, punctuation, new lines."""
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        w = str(rng.choice(pool))
+        out.append(" " + w if r < 0.5 else w if r < 0.8 else str(rng.choice([",", ".", "\n", "!", " "])))
+    return out
+
+
 def _bpb_cases(rng):
-    n_bytes = int(rng.integers(1_000, 1_000_000))
-    n_tokens = int(n_bytes * rng.uniform(0.25, 1.0))
-    yield Case(f"loss {n_tokens:,} tokens over {n_bytes:,} bytes", (float(rng.uniform(0.5, 6)), n_tokens, n_bytes))
-    yield Case("bytes only: one token per byte", (float(rng.uniform(1, 3)), 5000, 5000))
-    yield Case("a perfect model: loss 0", (0.0, 300, 1000))
-    yield Case("a curve of losses (a NumPy array)", (rng.uniform(1, 5, size=int(rng.integers(3, 9))), 4000, 9000))
+    n = int(rng.integers(50, 400))
+    yield Case(f"{n} tokens of English text, losses as a NumPy array",
+               (rng.uniform(0.2, 6.0, n), _tokens(rng, n, _WORDS)))
+    n = int(rng.integers(20, 80))
+    yield Case(f"{n} tokens with accents, Chinese and emoji (a character may be 2–4 bytes)",
+               (rng.uniform(0.2, 6.0, n), _tokens(rng, n, _WIDE)))
+    n = int(rng.integers(5, 30))
+    yield Case(f"{n} tokens, losses as a plain list", ([float(x) for x in rng.uniform(1.0, 4.0, n)],
+                                                      _tokens(rng, n, _WORDS + _WIDE)))
+    yield Case("one token", ([float(rng.uniform(0.5, 3.0))], [" " + str(rng.choice(_WORDS))]))
+    n = int(rng.integers(10, 50))
+    yield Case("a byte-level tokenizer: one byte per token", (rng.uniform(1.0, 5.0, n),
+                                                              [chr(int(c)) for c in rng.integers(97, 123, n)]))
+    yield Case("a perfect model: every loss 0", (np.zeros(6), [" to", " be", ",", " or", " not", "."]))
 
 
-function("15.1", "bits per byte from a loss per token", reference=_bits_per_byte, cases=_bpb_cases, atol=1e-9,
-         hints=("A loss per token is comparable across tokenizers only once it is spread over the same thing: "
-                "the bytes of the text.",
-                "Total nats = loss × number of tokens; divide by the number of bytes, then convert nats to bits.",
-                "One bit is ln 2 nats."))
+function("15.1", "bits per byte of a text, from its tokens' losses", reference=_bits_per_byte, cases=_bpb_cases,
+         atol=1e-9, rtol=1e-9,
+         hints=("Tokenizers cut the same text differently; what every tokenizer shares is the text itself — count "
+                "what the losses add up to, and spread it over the part that does not depend on the tokenizer.",
+                "How many bytes does a token stand for? Try a token such as ' café' or '你好' before you answer "
+                "(a character and a byte are not the same thing).",
+                "The losses are natural-log losses (nats). How many nats is one bit — what is −log₂ p in terms of "
+                "−ln p?"))
 
 
-# ------------------------------------------------------------------------------------- 15.2 most frequent pair
-def _pair_cases(rng):
-    n, k = int(rng.integers(20, 300)), int(rng.integers(2, 8))
-    yield Case(f"{n} random ids from {k} symbols", ([int(i) for i in rng.integers(0, k, n)],))
-    a, b, c, d = (int(x) for x in rng.choice(50, 4, replace=False))
-    yield Case("a tie: two pairs seen twice each", ([c, d, a, b, c, d, a, b],))
-    yield Case("a tie where the larger pair comes first", ([max(a, b), min(a, b), 7 + 50, min(a, b), max(a, b)],))
-    yield Case("b c b c a a a a: overlapping pairs count", ([b, c, b, c] + [a] * 4,))
-    yield Case("two ids", ([a, b],))
-    yield Case("one id: no pair", ([a],))
-    yield Case("an empty list", ([],))
-
-
-function("15.2", "the most frequent adjacent pair (ties: the pair seen first)", reference=_most_frequent_pair,
-         cases=_pair_cases, same=_same_pair,
-         hints=("Look at every neighbouring pair (ids[i], ids[i+1]) and count how often each occurs.",
-                "zip(ids, ids[1:]) gives the pairs; a dict (or collections.Counter) counts them and remembers the "
-                "order in which pairs were first seen — use that order for ties.",
-                "With fewer than two ids there is no pair: return None."))
-
-
-# ------------------------------------------------------------------------------------- 15.3 merge
+# ------------------------------------------------------------------------------------- 15.2 merge
 def _merge_cases(rng):
-    n = int(rng.integers(30, 300))
-    ids = [int(i) for i in rng.integers(0, 6, n)]
-    pair = (ids[3], ids[4])
-    yield Case(f"{n} random ids, a pair that occurs", (ids, pair, 256))
     a, b = (int(x) for x in rng.choice(20, 2, replace=False))
     yield Case("overlapping: (a, a) in a a a", ([a, a, a], (a, a), 300))
     yield Case("overlapping: (a, a) in b a a a a b", ([b, a, a, a, a, b], (a, a), 301))
@@ -175,35 +198,109 @@ def _merge_cases(rng):
     yield Case("the pair reversed is not the pair", ([b, a, b, a], (a, b), 999))
     yield Case("an empty list", ([], (a, b), 256))
     yield Case("a single id", ([a], (a, a), 256))
+    n = int(rng.integers(30, 300))
+    ids = [int(i) for i in rng.integers(0, 6, n)]
+    pair = (ids[3], ids[4])
+    yield Case(f"{n} random ids, a pair that occurs", (ids, pair, 256))
 
 
-function("15.3", "one BPE merge step: replace every (a, b) by a new id", reference=_merge, cases=_merge_cases,
+function("15.2", "one BPE merge step: replace every (a, b) by a new id", reference=_merge, cases=_merge_cases,
          same=_same_ids,
          hints=("Walk through the list once, left to right, building a new list.",
-                "At position i, if ids[i] and ids[i+1] are the pair, emit the new id and jump two places; otherwise "
-                "emit ids[i] and move one place. Careful at the last position.",
-                "a a a with the pair (a, a) becomes two ids, not one: a merged pair is not looked at again."))
+                "When the pair starts at position i, what is the next position worth looking at? And what is there "
+                "to look at from the very last position?",
+                "Work out a a a with the pair (a, a) on paper: how many ids come out?"))
 
 
-# ------------------------------------------------------------------------------------- 15.4 train BPE
+# ------------------------------------------------------------------------------------- 15.3 train BPE
 def _train_cases(rng):
+    a, b, c, d = (int(x) for x in rng.choice(50, 4, replace=False))
+    yield Case("a tie: two pairs seen twice each, 1 merge", ([c, d, a, b, c, d, a, b], 1, 256))
+    yield Case("a tie where the larger pair comes first, 1 merge",
+               ([max(a, b), min(a, b), 7 + 50, min(a, b), max(a, b)], 1, 256))
+    yield Case("b c b c a a a a: overlapping pairs count, 1 merge", ([b, c, b, c] + [a] * 4, 1, 256))
+    yield Case("a run of one symbol, 3 merges", ([7] * 9, 3, 1000))
+    yield Case("more merges than possible: stops at one id", ([1, 2, 3], 5, 256))
+    yield Case("zero merges", ([4, 5, 4, 5], 0, 256))
+    yield Case("an empty list", ([], 3, 256))
     n = int(rng.integers(100, 400))
     yield Case(f"{n} random ids from 5 symbols, 8 merges",
                ([int(i) for i in rng.integers(0, 5, n)], 8, 256))
     text = "".join(rng.choice(["the ", "then ", "there ", "a "], size=30))
     yield Case("bytes of a small text, 10 merges", (list(text.encode()), 10, 256))
-    yield Case("a run of one symbol, 3 merges", ([7] * 9, 3, 1000))
-    yield Case("more merges than possible: stops at one id", ([1, 2, 3], 5, 256))
-    yield Case("zero merges", ([4, 5, 4, 5], 0, 256))
-    yield Case("an empty list", ([], 3, 256))
 
 
-function("15.4", "train BPE on a list of ids: merges in order, and the final ids", reference=_train,
+function("15.3", "train BPE on a list of ids: merges in order, and the final ids", reference=_train,
          cases=_train_cases, same=_same_training,
-         hints=("Training is a loop of your two previous functions.",
-                "Each round: find the most frequent pair, give it the next new id (first_id, first_id + 1, …), record "
-                "it in the dict and merge it everywhere; stop early when no pair is left.",
-                "Keep the dict in learning order: the encoder later applies merges by their rank."))
+         hints=("Training is a loop: each round finds one pair, records it, and uses 15.2's function on the ids.",
+                "Count every neighbouring pair (ids[i], ids[i+1]), overlapping ones too; which data structure "
+                "remembers the order in which pairs were first seen, for the ties?",
+                "What is there to count when fewer than two ids are left? And which new id does round k get?"))
+
+
+# ------------------------------------------------------------------------------------- 15.4 encode by merge rank
+def _random_table(rng, alphabet, n_merges, first_id=256):
+    """A merge table over ``alphabet`` whose pairs use bytes and earlier merges; no two ids with the same bytes."""
+    made = {a: bytes([a]) for a in alphabet}
+    merges, seen = {}, set(made.values())
+    for _ in range(50 * n_merges):
+        if len(merges) == n_merges:
+            break
+        ids = list(made)
+        short = [i for i in ids if len(made[i]) <= 3]  # mostly short tokens: their pairs do occur in a sequence
+        a, b = (int(x) for x in rng.choice(short if rng.random() < 0.8 else ids, 2))
+        if (a, b) in merges or made[a] + made[b] in seen:
+            continue
+        new = first_id + len(merges)
+        merges[(a, b)], made[new] = new, made[a] + made[b]
+        seen.add(made[new])
+    return merges
+
+
+def _learned_table(rng, n_merges):
+    """Merges 15.3's training learns on a small text (cut before any merge whose bytes another id already has)."""
+    text = "".join(rng.choice(["the ", "then ", "there ", "a ", "and ", "hand ", "that "], size=40))
+    merges, _ = _train(list(text.encode()), n_merges, 256)
+    seen, kept = {bytes([b]) for b in range(256)}, {}
+    spelled = _id_bytes(merges)
+    for pair, new in merges.items():
+        if spelled[new] in seen:
+            break
+        seen.add(spelled[new])
+        kept[pair] = new
+    return kept
+
+
+def _encode_cases(rng):
+    a, b, c = (int(x) for x in rng.choice(np.arange(97, 123), 3, replace=False))
+    yield Case("a b c, where (b, c) has a lower rank than (a, b)", ([a, b, c], {(b, c): 256, (a, b): 257}))
+    yield Case("a a a with (a, a): which pair merges?", ([a, a, a], {(a, a): 256}))
+    yield Case("a a a a with (a, a) then (aa, aa)", ([a, a, a, a], {(a, a): 256, (256, 256): 257}))
+    yield Case("a b a b a with (b, a) then (a, b)", ([a, b, a, b, a], {(b, a): 256, (a, b): 257}))
+    yield Case("a merge makes a pair of lower rank: (ab, c) ranks before (a, b)",
+               ([c, a, b, c, a], {(257, c): 256, (a, b): 257, (c, 256): 258}))
+    yield Case("no pair of the sequence has a merge", ([c, b, a, c], {(a, b): 256, (b, b): 257}))
+    yield Case("one id", ([a], {(a, a): 256}))
+    yield Case("an empty list", ([], {(a, b): 256}))
+    merges = _learned_table(rng, int(rng.integers(8, 16)))
+    other = "".join(rng.choice(["the ", "hand ", "at ", "then ", "heat ", "ant "], size=int(rng.integers(8, 20))))
+    yield Case(f"{len(merges)} merges learned on one text (15.3), encoding another", (list(other.encode()), merges))
+    k = int(rng.integers(3, 5))
+    alphabet = [int(x) for x in rng.choice(np.arange(97, 123), k, replace=False)]
+    merges = _random_table(rng, alphabet, int(rng.integers(6, 14)))
+    n = int(rng.integers(30, 120))
+    yield Case(f"a random table of {len(merges)} merges over {k} bytes, {n} ids",
+               ([int(i) for i in rng.choice(alphabet, n)], merges))
+
+
+function("15.4", "encode ids with a merge table: the lowest-ranked pair first, until none applies",
+         reference=_encode, cases=_encode_cases, same=_same_ids,
+         hints=("This is not training: nothing is counted. The only question at each step is which of the pairs "
+                "present has the best rank.",
+                "A pair's rank is its position in merges (the first learned has rank 0): build a lookup from pair "
+                "to rank once, then at each step look at every adjacent pair of the current list.",
+                "After a merge, new neighbours appear — some of them may have a merge of lower rank than the one "
+                "you just did. When exactly are you done?"))
 
 
 # ------------------------------------------------------------------------------------- 15.5 GPT-2 → kit names
@@ -237,7 +334,7 @@ def _entry_cases(rng):
 function("15.5", "a GPT-2 checkpoint tensor → kit's name and layout (or None)", reference=_hf_to_kit,
          cases=_entry_cases, same=_same_entry,
          hints=("Compare the two lists of names the lesson prints: what prefix goes, what is renamed?",
-                "Hugging Face's Conv1D computes x @ W + b with W of shape (in, out); nn.Linear stores (out, in). Only "
-                "the four Conv1D weights of each block need the other layout — embeddings and LayerNorms do not.",
-                "Two kinds of entries have no kit parameter: the output matrix (kit ties it to the token embedding) "
-                "and the causal-mask buffers of the attention."))
+                "Which layers did Hugging Face write as Conv1D (x @ W + b, W stored as (in, out))? Compare each "
+                "weight's shape in the two lists — a square matrix will not tell you by its shape alone.",
+                "Count the entries: the checkpoint has some that kit's state_dict never lists. What are they for, "
+                "and where does kit's GPT get its output matrix?"))

@@ -85,13 +85,6 @@ def config_from_hf(hf: dict) -> GPTConfig:
                      bias=True, activation=acts[act], ln_eps=hf.get("layer_norm_epsilon", 1e-5))
 
 
-def _kit_name(hf_name: str) -> str | None:
-    name = hf_name.removeprefix("transformer.")
-    if name.startswith("lm_head.") or name.endswith((".attn.bias", ".attn.masked_bias")):
-        return None  # tied to wte; causal-mask buffers
-    return name.replace("h.", "blocks.", 1) if name.startswith("h.") else name
-
-
 def load_gpt2(name_or_dir: str | os.PathLike, device=None) -> GPT:
     """kit's :class:`GPT` with the weights of a Hugging Face GPT-2 checkpoint (in eval mode)."""
     folder = resolve(name_or_dir)
@@ -103,10 +96,12 @@ def load_gpt2(name_or_dir: str | os.PathLike, device=None) -> GPT:
                          "delete it from the Hugging Face cache and download it again")
     cfg = config_from_hf(json.loads((folder / "config.json").read_text()))
     state = {}
-    for k, v in _read_state(folder).items():
-        name = _kit_name(k)
-        if name is not None:
-            state[name] = v.t().contiguous() if name.endswith(CONV1D_WEIGHTS) else v
+    for k, v in _read_state(folder).items():   # Hugging Face's names and layout → kit's (written out here only)
+        k = k.removeprefix("transformer.")
+        if k.startswith("lm_head.") or k.endswith((".attn.bias", ".attn.masked_bias")):
+            continue  # tied to wte; causal-mask buffers
+        name = "blocks." + k[len("h."):] if k.startswith("h.") else k
+        state[name] = v.t().contiguous() if name.endswith(CONV1D_WEIGHTS) else v
     model = GPT(cfg)
     expected = {k for k in model.state_dict() if k != "lm_head.weight"}
     missing, unexpected = expected - set(state), set(state) - expected
