@@ -1,9 +1,17 @@
-"""Lesson 09 exercises: GPT — sampling (temperature, top-k, top-p) and the parameter count."""
+"""Lesson 09 exercises: GPT — sampling (temperature, per-request top-k and top-p), the parameter count, and one
+attention step with a KV cache.
+
+Top-k and top-p take **one setting per row** (a server batches requests that each bring their own ``k`` or ``p``):
+kit's sampler (``kit.text.filter_logits``) applies one setting to a whole batch, so it is not one call away from an
+answer. Both follow the sampler's rule for ties: tokens of equal probability are kept or dropped together.
+"""
 from __future__ import annotations
+
+import math
 
 import torch
 
-from kit.exercises import Case, function
+from kit.exercises import Case, function, randn
 
 
 def _probs(rng, *shape, concentration=0.5):
@@ -11,6 +19,10 @@ def _probs(rng, *shape, concentration=0.5):
     p = rng.dirichlet(concentration * torch.ones(shape[-1]).numpy(), size=shape[:-1] or None)
     p = p + rng.uniform(1e-6, 2e-6, size=p.shape)
     return torch.tensor(p / p.sum(-1, keepdims=True), dtype=torch.float64)
+
+
+def _rows(*rows):
+    return torch.tensor(rows, dtype=torch.float64)
 
 
 # ------------------------------------------------------------------ 09.1 temperature
@@ -32,34 +44,36 @@ function("09.1", "next-token probabilities at temperature τ",
          reference=_temperature, cases=_temperature_cases, atol=1e-9,
          hints=("Temperature acts on the logits, before they become probabilities.",
                 "Divide, do not multiply: τ < 1 must make the distribution sharper.",
-                "Normalise over the last dimension (the vocabulary) in a way that cannot overflow for logits "
-                "in the hundreds (torch has a function for it)."))
+                "exp(300 / 0.1) overflows. Subtracting the same number from every logit of a row leaves its softmax "
+                "unchanged — which number would keep every exponent at or below 0?"))
 
 
-# ------------------------------------------------------------------ 09.2 top-k
+# ------------------------------------------------------------------ 09.2 top-k, one k per row
 def _top_k(probs, k):
-    kth = torch.topk(probs, min(int(k), probs.shape[-1]), dim=-1).values[..., -1:]
+    k = torch.as_tensor(k, dtype=torch.long)
+    kth = probs.sort(dim=-1, descending=True).values.gather(-1, (k - 1)[:, None])
     kept = torch.where(probs >= kth, probs, torch.zeros_like(probs))
     return kept / kept.sum(-1, keepdim=True)
 
 
 def _top_k_cases(rng):
     V = int(rng.integers(8, 60))
-    p = _probs(rng, V)
-    yield Case(f"{V} random probabilities, k = 3", (p, 3))
-    yield Case("k = 1 (greedy)", (p, 1))
-    yield Case("k = V (nothing removed)", (p, V))
-    yield Case("a batch of 3 rows, k = 4", (_probs(rng, 3, 10), 4))
-    yield Case("ties with the k-th: [0.4, 0.2, 0.2, 0.1, 0.1], k = 2",
-               (torch.tensor([0.4, 0.2, 0.2, 0.1, 0.1], dtype=torch.float64), 2))
+    mid = int(rng.integers(2, V))
+    ks = torch.tensor(rng.permutation([1, mid, V, int(rng.integers(2, V))]), dtype=torch.long)
+    yield Case(f"4 rows of {V} random probabilities, k = {ks.tolist()}", (_probs(rng, 4, V), ks))
+    yield Case("k = 1 in every row (greedy)", (_probs(rng, 3, V), torch.ones(3, dtype=torch.long)))
+    yield Case("one row, k = V (nothing removed)", (_probs(rng, 1, V), torch.tensor([V])))
+    yield Case("ties with the k-th: [0.4, 0.2, 0.2, 0.1, 0.1] with k = 2, [0.25] × 4 with k = 1",
+               (_rows([0.4, 0.2, 0.2, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25, 0.0]), torch.tensor([2, 1])))
 
 
-function("09.2", "top-k filtering of a next-token distribution (renormalised)",
+function("09.2", "top-k filtering with one k per row (renormalised)",
          reference=_top_k, cases=_top_k_cases, atol=1e-9,
-         hints=("Find the k-th largest probability of each row; everything below it goes.",
-                "torch.topk gives the k largest values per row; compare every probability with the smallest of "
-                "them (keep its last dimension so it broadcasts), so tokens tied with it stay.",
-                "The kept probabilities must sum to 1 again: divide by their row sum."))
+         hints=("Each row has its own k: find the value of each row's k-th largest probability; what is below it goes.",
+                "Sorted, a row's k-th largest sits at position k − 1 — a different column in each row. Which torch "
+                "function picks one column per row?",
+                "Check the last case by hand: tokens tied with the k-th largest stay, and each row's kept "
+                "probabilities must add up to 1 again."))
 
 
 # ------------------------------------------------------------------ 09.3 parameter count
@@ -87,31 +101,71 @@ function("09.3", "a GPT's parameter count from its configuration",
                 "one more LayerNorm comes after the last block."))
 
 
-# ------------------------------------------------------------------ 09.4 top-p
+# ------------------------------------------------------------------ 09.4 top-p, one p per row
 def _top_p(probs, p):
-    # token i is kept when the probability of the tokens strictly more likely than it is still below p
+    # token i is kept when the probability of the tokens strictly more likely than it is still below its row's p
+    p = torch.as_tensor(p, dtype=probs.dtype)
     above = (probs[..., None, :] * (probs[..., None, :] > probs[..., :, None])).sum(-1)
-    kept = torch.where(above < p, probs, torch.zeros_like(probs))
+    kept = torch.where(above < p[:, None], probs, torch.zeros_like(probs))
     return kept / kept.sum(-1, keepdim=True)
 
 
 def _top_p_cases(rng):
     V = int(rng.integers(8, 60))
-    p = _probs(rng, V)
-    yield Case(f"{V} random probabilities, p = 0.7", (p, 0.7))
-    yield Case("p = 1 (nothing removed)", (p, 1.0))
-    yield Case("a batch of 3 rows, p = 0.9", (_probs(rng, 3, 12), 0.9))
-    yield Case("one dominant token (0.97), p = 0.9",
-               (torch.tensor([0.01, 0.97, 0.01, 0.01], dtype=torch.float64), 0.9))
-    yield Case("tiny p = 0.01 (only the most likely token)", (p, 0.01))
-    yield Case("ties: [0.4, 0.2, 0.2, 0.2], p = 0.5",
-               (torch.tensor([0.4, 0.2, 0.2, 0.2], dtype=torch.float64), 0.5))
+    ps = torch.tensor(rng.permutation([0.05, float(rng.uniform(0.3, 0.6)), float(rng.uniform(0.7, 0.95)), 1.0]),
+                      dtype=torch.float64)
+    yield Case(f"4 rows of {V} random probabilities, p = {[round(x, 3) for x in ps.tolist()]}", (_probs(rng, 4, V), ps))
+    yield Case("p = 1 in every row (nothing removed)", (_probs(rng, 2, V), torch.ones(2, dtype=torch.float64)))
+    yield Case("one dominant token (0.97), p = 0.9", (_rows([0.01, 0.97, 0.01, 0.01]), torch.tensor([0.9])))
+    yield Case("tiny p = 0.01 (only the most likely token)", (_probs(rng, 3, V), torch.full((3,), 0.01)))
+    yield Case("ties: [0.4, 0.2, 0.2, 0.2] with p = 0.5, [0.3, 0.3, 0.2, 0.2] with p = 0.2",
+               (_rows([0.4, 0.2, 0.2, 0.2], [0.3, 0.3, 0.2, 0.2]), torch.tensor([0.5, 0.2], dtype=torch.float64)))
 
 
-function("09.4", "top-p (nucleus) filtering of a next-token distribution (renormalised)",
+function("09.4", "top-p (nucleus) filtering with one p per row (renormalised)",
          reference=_top_p, cases=_top_p_cases, atol=1e-9,
-         hints=("Sort each row from most to least likely and walk down it, adding up probability.",
-                "A token stays if the mass of the tokens ranked above it is still below p — so the token that "
-                "crosses p stays, and the most likely token always stays.",
-                "Tied tokens must share one fate: for each token, sum the probabilities strictly greater than "
-                "its own (no sorting needed), then renormalise the kept ones."))
+         hints=("Walk down a row from the most to the least likely token, adding up probability: a token stays while "
+                "the mass of the tokens before it is still below that row's p.",
+                "So the token that crosses p stays and the most likely token always stays. Each row has its own p: "
+                "check that your comparison broadcasts row by row.",
+                "With ties, 'the tokens before it' depends on how a sort orders equal values. What quantity, for one "
+                "token, does not depend on any ordering?"))
+
+
+# ------------------------------------------------------------------ 09.5 attention with a KV cache
+def _attend_with_cache(q, k_new, v_new, k_cache, v_cache):
+    k = torch.cat([k_cache, k_new], dim=-2)
+    v = torch.cat([v_cache, v_new], dim=-2)
+    P, T = k_cache.shape[-2], q.shape[-2]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    visible = torch.ones(T, P + T, dtype=torch.bool, device=q.device).tril(diagonal=P)  # new query i: position P + i
+    scores = scores.masked_fill(~visible, float("-inf"))
+    return scores.softmax(-1) @ v, k, v
+
+
+def _cache_case(rng, B, H, P, T, hs):
+    q, k, v = (randn(rng, B, H, T, hs) for _ in range(3))
+    kc, vc = randn(rng, B, H, P, hs), randn(rng, B, H, P, hs)
+    return q, k, v, kc, vc
+
+
+def _attend_cases(rng):
+    T = int(rng.integers(3, 7))
+    yield Case(f"an empty cache, a prompt of {T} tokens (plain causal attention)", _cache_case(rng, 1, 2, 0, T, 4))
+    P = int(rng.integers(3, 10))
+    yield Case(f"one new token after {P} cached ones (a generation step)", _cache_case(rng, 1, 2, P, 1, 4))
+    P = int(rng.integers(2, 8))
+    yield Case(f"3 new tokens after {P} cached ones", _cache_case(rng, 1, 2, P, 3, 4))
+    P, T = int(rng.integers(1, 6)), int(rng.integers(2, 5))
+    yield Case(f"a batch of 2, 3 heads of size 16, {T} new tokens after {P} cached ones",
+               _cache_case(rng, 2, 3, P, T, 16))
+
+
+function("09.5", "one attention step with a KV cache (output and grown cache)",
+         reference=_attend_with_cache, cases=_attend_cases, atol=1e-9,
+         hints=("The new tokens' keys and values go after the cached ones; the new queries look at that whole "
+                "sequence.",
+                "Number the positions: the cached tokens are 0 … P − 1, new token i is P + i. Which keys may the "
+                "query of new token i see?",
+                "Test the two ends yourself: with an empty cache you must get full causal attention; with one new "
+                "token, nothing is hidden from it."))

@@ -332,10 +332,10 @@ def flops_per_token(cfg: GPTConfig, n_params: int, seq_len: int | None = None) -
     return 6 * n_params + 12 * cfg.n_layer * cfg.n_embd * T
 
 
-PEAK_BF16 = {  # dense bf16 tensor-core peak, FLOP/s
+PEAK_BF16 = {  # dense bf16 tensor-core peak, FLOP/s (matched in this order: "A100" before "A10", "L40S" before "L4")
     "H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12,
-    "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12,
-}
+    "RTX 4090": 165e12, "RTX 3090": 71e12,
+}  # V100 and T4 have no bf16 tensor cores (kit trains there in fp16, kit.train.amp): no bf16 peak, MFU not applicable
 
 
 def peak_flops(device) -> float | None:

@@ -34,9 +34,11 @@ def detach_state(state):
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Set logits outside the candidate set to ``-inf`` (last dimension = vocabulary).
 
-    ``top_k``: keep the ``k`` largest. ``top_p`` (nucleus): keep the smallest set of most likely tokens
-    whose probabilities sum to at least ``p`` (the most likely token is always kept).
-    Both may be given (top-k first)."""
+    ``top_k``: keep the ``k`` largest, and the tokens tied with the ``k``-th. ``top_p`` (nucleus): keep a token
+    when the probability of the tokens strictly more likely than it is below ``p`` — the smallest set of most likely
+    tokens whose probabilities sum to at least ``p``, with the most likely token always kept. Either way tied tokens
+    are kept or dropped together, so the set does not depend on how a sort orders equal values (lesson 09's
+    exercises use the same rule). Both may be given (top-k first)."""
     out = logits.clone()
     if top_k is not None:
         if top_k < 1:
@@ -50,9 +52,10 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
         sorted_logits, order = torch.sort(out, dim=-1, descending=True)
         probs = sorted_logits.softmax(-1)
         before = probs.cumsum(-1) - probs  # probability mass of the tokens ranked above each one
-        drop_sorted = before >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        out = out.masked_fill(drop, float("-inf"))
+        kept_sorted = before < top_p       # a prefix of the sorted row
+        # tied tokens share one fate: keep every token at least as likely as the last one kept
+        last = torch.where(kept_sorted, sorted_logits, float("inf")).amin(-1, keepdim=True)
+        out = out.masked_fill(out < last, float("-inf"))
     return out
 
 

@@ -67,7 +67,7 @@ print(f"bars: uniform guess {math.log(len(vocab)):.3f} nats/char, unigram model 
 # training part, counted on the validation part):
 # * a bigger vocabulary → **fewer tokens per character**, so the same window covers more text and
 #   training sees more text per step;
-# * but the embedding (and tied output) matrix has $V \times d$ parameters and every next-token
+# * but the embedding (and tied output) matrix has $V \times d$ parameters ($d$ = `n_embd`, the model width) and every next-token
 #   prediction is a softmax over $V$ classes, each seen less often in training.
 #
 # (Losses per token are not comparable across tokenizers: compare nats per **character**, i.e. the loss
@@ -106,7 +106,8 @@ print(f"\n{line!r}: {len(line)} characters → {len(pieces)} BPE-{V_show} tokens
 #   each sub-layer (rather than after, as the original Transformer and BERT do) keeps deep stacks stable
 #   without careful warm-up.
 # * **Causal self-attention**: each head compares the query of position $t$ with the keys of
-#   positions $\le t$ — $\operatorname{softmax}(QK^\top/\sqrt{d} + M)V$ with $M_{ts}=-\infty$ for $s>t$.
+#   positions $\le t$ — $\operatorname{softmax}(QK^\top/\sqrt{d_h} + M)V$ with $M_{ts}=-\infty$ for $s>t$, where
+#   $d_h$ = `n_embd / n_head` is the **head size** (each head works in its own $d_h$ dimensions of the width $d$).
 #   `F.scaled_dot_product_attention(..., is_causal=True)` does this in one fused kernel (flash attention
 #   on GPUs) without ever storing the $T\times T$ matrix.
 # * **Output**: a final LayerNorm and a linear layer to the vocabulary whose weight **is** the token
@@ -179,6 +180,18 @@ val_60 = run.val_loss_at(60.0) if budget else None
 shakespeare = corpus.description.startswith("tiny-shakespeare")
 bars = {"1.70 (tiny-shakespeare CPU bar at 60 s)": 1.70, "1.47 (tiny-shakespeare CPU bar at 180 s)": 1.47} \
     if size == "cpu" and shakespeare else {}
+# the throughput the bars were set at: the cpu preset on a quiet 2-core machine (benchmarks/RESULTS.md, gpt_speedrun:
+# mean of 3 seeds). A busier or slower machine sees fewer tokens in the same seconds, so its loss is higher.
+ref_tokens_per_s = 56_875 if size == "cpu" else None
+if ref_tokens_per_s and budget:
+    share = run.tokens_per_s / ref_tokens_per_s
+    print(f"this run trained at {run.tokens_per_s:,.0f} tokens/s, {share:.0%} of the {ref_tokens_per_s:,} tokens/s "
+          f"the bars were set at")
+    if share < 0.8:
+        print(f"⚠ this machine delivered much less than the bars assume (other work on its cores, or fewer of "
+              f"them: torch uses {torch.get_num_threads()} threads here): in {budget:.0f} s the model saw about "
+              f"{1 - share:.0%} fewer tokens, so expect a higher loss at 60 s and at the end. The bars are still "
+              f"judged; rerun on a quiet machine to compare with them.")
 if size == "cpu" and not shakespeare:
     print(f"the CPU bars (1.70 / 1.47) were set on tiny-shakespeare; not drawn for {corpus.description!r}")
 viz.show(vl.loss_vs_seconds(h, title=f"{size} GPT: loss against training time",
@@ -193,15 +206,18 @@ if val_60 is not None:
 # ## Throughput and model FLOPs utilisation
 # Training a Transformer costs about $6N$ FLOPs per token for $N$ parameters (2 for the forward
 # matrix products, 4 for the backward) plus the attention scores, $12\,L\,T\,d$ per token for $L$
-# layers, context $T$ and width $d$. **MFU** = (FLOPs per token × tokens/s) ÷ the hardware's peak: how
+# layers, context $T$ and model width $d$ (= `n_embd`, not the head size $d_h$: the heads together span $d$). **MFU** = (FLOPs per token × tokens/s) ÷ the hardware's peak: how
 # much of the chip the model actually uses. The peak we compare with is the GPU's dense bf16 number;
 # on a CPU there is no such single peak, so MFU is reported as not applicable.
 # %% [code]
 fpt = gpt.flops_per_token(cfg, n_params)
 util = gpt.mfu(run.tokens_per_s, cfg, n_params, dev)
+att_flops = 12 * cfg.n_layer * cfg.block_size * cfg.n_embd
 print(f"{fpt / 1e6:.2f} MFLOPs per training token → {fpt * run.tokens_per_s / 1e9:.1f} GFLOP/s achieved")
+print(f"of which the attention scores (12·L·T·d = {att_flops / 1e6:.2f} M): {att_flops / fpt:.1%}; the weights "
+      f"(6N): {6 * n_params / fpt:.1%}")
 print(f"MFU: {util:.1%} of {gpt.peak_flops(dev) / 1e12:.0f} TFLOP/s bf16" if util is not None
-      else f"MFU: not applicable on {dev.type} (no bf16 peak to compare with)")
+      else f"MFU: not applicable on {dev.type} (no bf16 tensor-core peak known for it)")
 # %% [md]
 # ## Speedrun: what lowers the loss per *second* on a laptop
 # The `cpu` preset is the result of an ablation measured per second of training, not per step
@@ -212,10 +228,12 @@ print(f"MFU: {util:.1%} of {gpt.peak_flops(dev) / 1e12:.0f} TFLOP/s bf16" if uti
 #   directions. Muon *orthogonalises* the momentum — a few Newton–Schulz iterations
 #   $X \leftarrow aX + b\,(XX^\top)X + c\,(XX^\top)^2X$ push every singular value towards 1 — so every direction
 #   of the matrix moves at a similar rate, and larger steps stay stable. The iterations cost time per step.
-# * **A batch of 32 windows** instead of 16: Muon's cost is per step, so sharing each step among more tokens
-#   makes it cheaper per token; the larger batch also gives a less noisy direction for the larger steps.
-# * **A context of 128 characters** instead of 64: more of the line and the speaker to condition on lowers the
-#   loss the model can reach; at this length attention is still a small part of the work.
+# * **A batch of 32 windows** instead of 16: each step has costs that do not grow with its tokens (the optimizer's
+#   update, Muon's iterations), so twice the tokens per step spreads them thinner — the lines under the table print
+#   the tokens/s the benchmark measured with and without it.
+# * **A context of 128 characters** instead of 64: each prediction can condition on more of the line and the
+#   speaker; the price is the attention scores, whose FLOPs grow with the context — their share of the work at 64
+#   and at 128 characters is printed under the table, from the formula of the previous section.
 #
 # Tried and not kept: rotary positions, QK-norm, ReLU² and an untied output layer. Per second, a change must gain
 # more per step than its extra work per step costs (compare the tokens/s column); the lines under the table give
@@ -246,6 +264,12 @@ if speedrun.exists():
         d60, d180 = (r[c] - base[c] for c in ("val loss at 60 s (median)", "val loss at 180 s (median)"))
         print(f"{r['variant']:<40} {d60:+.3f} at 60 s, {d180:+.3f} at 180 s against the baseline"
               f"{'  ← better at both' if round(d60, 3) < 0 and round(d180, 3) < 0 else ''}")
+    tps = table.set_index("variant")["tokens/s"]
+    for opt, b16, b32 in (("AdamW", table.iloc[0]["variant"], "+ batch32 alone"),
+                          ("Muon", "+ muon alone", "+ muon + batch32")):
+        if b16 in tps and b32 in tps:
+            print(f"batch 32 instead of 16 with {opt}: {tps[b16]:,.0f} → {tps[b32]:,.0f} tokens/s "
+                  f"({tps[b32] / tps[b16] - 1:+.0%})")
     curves = {}
     for r in bench["rows"]:   # the baseline and the changes together (each alone: the table), median seed's curve
         if r["variant"].endswith(" alone"):
@@ -258,6 +282,12 @@ if speedrun.exists():
                                 y_range=(min(lows) - 0.05, 2.2)))
 else:
     print(f"no benchmark results at {speedrun}: run `python benchmarks/gpt_speedrun.py --write` to measure them")
+cpu_cfg = gpt.preset("cpu", vocab_size=len(vocab))[0]
+cpu_n = GPT(cpu_cfg).n_params()
+for T in (64, cpu_cfg.block_size):
+    att_T = 12 * cpu_cfg.n_layer * T * cpu_cfg.n_embd
+    print(f"cpu preset, context {T}: attention scores are {att_T / gpt.flops_per_token(cpu_cfg, cpu_n, seq_len=T):.1%} "
+          f"of the training FLOPs per token")
 path_file = speedrun.with_name("gpt_speedrun_path.json")
 if path_file.exists():   # how the preset was found: one change at a time, one seed each
     steps_taken = json.loads(path_file.read_text())
@@ -299,7 +329,10 @@ print({k: f"{v:,.0f} tokens/s" for k, v in speed.items()}, f"→ {speed['with ca
 # The next character is drawn from $\operatorname{softmax}(\text{logits}/\tau)$. **Temperature** $\tau$
 # sharpens ($\tau<1$) or flattens ($\tau>1$) the distribution. **Top-k** keeps the $k$ most likely
 # characters; **top-p** (nucleus) keeps the smallest set whose probabilities add up to $p$ — many
-# candidates when the model is unsure, few when it is confident. Move the sliders: grey is the
+# candidates when the model is unsure, few when it is confident. Precisely: a character is kept when the total
+# probability of the characters *more likely than it* is still below $p$. Characters of **equal** probability are
+# kept or dropped together (in top-k too), so the set never depends on how a sort happens to order ties; kit's
+# sampler and the exercises below use this one rule. Move the sliders: grey is the
 # distribution after the temperature, blue what can still be sampled.
 # %% [code]
 import ipywidgets as w
@@ -337,6 +370,9 @@ timing = {"tokens_per_s": run.tokens_per_s, "train_seconds": run.seconds, "steps
           "tokens": run.tokens, "flops_per_token": fpt, "mfu": util if util is not None else "not applicable (CPU)",
           "generate_tokens_per_s_cache": speed["with cache"], "generate_tokens_per_s_no_cache": speed["no cache"],
           "threads": torch.get_num_threads()}
+if ref_tokens_per_s:  # the throughput the bars assume, beside this run's (a report can say why a bar was missed)
+    timing |= {"reference_tokens_per_s": ref_tokens_per_s,
+               "tokens_per_s_vs_reference": run.tokens_per_s / ref_tokens_per_s}
 if budget:  # a time budget: the number of steps depends on the machine, so these are not bit-reproducible
     metrics |= {"val_loss_60s": val_60, "train_seconds_budget": budget}
     timing |= {"val_loss_curve": {"seconds": h["seconds"], "val_loss": h["val_loss"]}}
@@ -362,13 +398,14 @@ def temperature_probs(logits, temperature):
 from kit.exercises import check, hint
 check("09.1", temperature_probs)
 # %% [md]
-# **Exercise 09.2 (implement: top-k).** Write `top_k_filter(probs, k)`: given next-token probabilities (a vector,
-# or rows of a batch), set every probability below the $k$-th largest of its row to 0 and renormalise the rest so
-# each row sums to 1. Tokens **tied** with the $k$-th largest are kept too.
+# **Exercise 09.2 (implement: top-k, one k per request).** A server batches the next-token distributions of many
+# requests, and each request brings its own $k$ (kit's sampler applies one $k$ to a whole batch). Write
+# `top_k_filter(probs, k)`: `probs` holds one distribution per row `(B, V)`, `k` a `LongTensor` of `B` values
+# ($1 \le k \le V$); in each row set every probability below that row's $k$-th largest to 0 and renormalise the rest so
+# the row sums to 1. Tokens **tied** with the $k$-th largest are kept too.
 # %% [code] solution
 def top_k_filter(probs, k):
-    k = min(k, probs.shape[-1])
-    kth = probs.sort(dim=-1, descending=True).values[..., k - 1:k]
+    kth = probs.sort(dim=-1, descending=True).values.gather(-1, (k - 1)[:, None])
     kept = probs * (probs >= kth)
     return kept / kept.sum(dim=-1, keepdim=True)
 # %% [code]
@@ -387,16 +424,35 @@ def gpt_n_params(vocab_size, block_size, n_layer, n_embd):
 # %% [code]
 check("09.3", gpt_n_params)
 # %% [md]
-# **Exercise 09.4 (implement: nucleus sampling).** Write `top_p_filter(probs, p)`: keep, in each row, the
-# smallest set of most likely tokens whose probabilities add up to at least $p$ — a token is kept when the total
-# probability of the tokens **more likely than it** is still below $p$ — set the others to 0 and renormalise.
-# Tokens with equal probability are kept or dropped together; with $p = 1$ nothing is removed, and the most
-# likely token is always kept.
+# **Exercise 09.4 (implement: nucleus sampling, one p per request).** Write `top_p_filter(probs, p)`: `probs` as in
+# 09.2, `p` a tensor of `B` values in $(0, 1]$. In each row keep the smallest set of most likely tokens whose
+# probabilities add up to at least that row's $p$ — a token is kept when the total probability of the tokens **more
+# likely than it** is still below $p$ — set the others to 0 and renormalise. Tokens with equal probability are kept or
+# dropped together (the sampler's rule above); with $p = 1$ nothing is removed, and the most likely token is always kept.
 # %% [code] solution
 def top_p_filter(probs, p):
-    bigger = probs.unsqueeze(-2) > probs.unsqueeze(-1)        # [..., i, j]: token j is more likely than token i
+    bigger = probs.unsqueeze(-2) > probs.unsqueeze(-1)        # [b, i, j]: token j is more likely than token i
     mass_above = (probs.unsqueeze(-2) * bigger).sum(dim=-1)
-    kept = torch.where(mass_above < p, probs, torch.zeros_like(probs))
+    kept = torch.where(mass_above < p[:, None], probs, torch.zeros_like(probs))
     return kept / kept.sum(dim=-1, keepdim=True)
 # %% [code]
 check("09.4", top_p_filter)
+# %% [md]
+# **Exercise 09.5 (implement: one attention step with a KV cache).** This is what each layer does at every step of
+# `generate(..., use_cache=True)`. Write `attend_with_cache(q, k_new, v_new, k_cache, v_cache)`: `q, k_new, v_new` are
+# the queries, keys and values of $T$ new tokens, shape `(B, heads, T, d_h)`; `k_cache, v_cache` those of the $P$
+# tokens before them, `(B, heads, P, d_h)` ($P$ may be 0). Return `(y, k, v)`: the attention output of the new tokens,
+# `(B, heads, T, d_h)` — each new token attends to every cached token and to the new tokens up to itself,
+# $\operatorname{softmax}(QK^\top/\sqrt{d_h} + M)V$ — and the grown cache `k, v`, `(B, heads, P + T, d_h)`, the cached
+# tokens first. `y` must be the last $T$ rows of full causal attention over all $P + T$ tokens.
+# %% [code] solution
+def attend_with_cache(q, k_new, v_new, k_cache, v_cache):
+    k = torch.cat([k_cache, k_new], dim=2)
+    v = torch.cat([v_cache, v_new], dim=2)
+    P, T = k_cache.shape[2], q.shape[2]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    future = torch.ones(T, P + T, dtype=torch.bool, device=q.device).triu(diagonal=P + 1)  # new token i: position P + i
+    scores = scores.masked_fill(future, float("-inf"))
+    return scores.softmax(dim=-1) @ v, k, v
+# %% [code]
+check("09.5", attend_with_cache)
