@@ -50,6 +50,17 @@ def _module_functions(module, prefix: str):
             yield f"{prefix}.{attr}", f
 
 
+UNSAFE = ("IPython", "ipykernel", "ipywidgets", "plotly", "tqdm", "matplotlib", "builtins", "os", "sys", "shutil",
+          "subprocess", "socket", "pathlib", "nbformat", "papermill")  # functions that act on the kernel or the machine
+
+
+def _side_effects(fn) -> bool:
+    """True for a function from a module that talks to the frontend or the machine (IPython's ``display`` called with
+    arbitrary arguments crashed the notebook client): never a candidate answer."""
+    module = str(getattr(fn, "__module__", "") or getattr(getattr(fn, "__self__", None), "__module__", "") or "")
+    return module.split(".")[0] in UNSAFE
+
+
 def _candidate_functions(namespace: dict):
     """Functions in the namespace; every function of the kit modules bound in it (private ones too); the methods of
     kit objects in it; the functions of :data:`LIBRARIES`."""
@@ -68,7 +79,7 @@ def _candidate_functions(namespace: dict):
         if name.startswith("_"):
             continue
         if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
-            if new(v):
+            if new(v) and not _side_effects(v):
                 yield name, v
         elif isinstance(v, types.ModuleType) and v.__name__.startswith("kit.") and \
                 not v.__name__.startswith("kit.exercises"):
