@@ -1,6 +1,7 @@
-"""Lesson 17: its exercises accept right answers and reject typical mistakes; the formulas the lesson shows
-(Gaussian KL, the one-jump forward process, the reparameterisation gradient, the Fréchet distance) checked
-numerically; the generative models' shapes and samplers."""
+"""Lesson 17: its exercises accept right answers and reject typical mistakes (and the one-liners of kit that
+answered the former exercises); the formulas the lesson shows (Gaussian KL, the one-jump forward process, the
+reparameterisation gradient, the Fréchet distance, the KID and the biases of both) checked numerically; the
+generative models' shapes and samplers."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,19 +25,51 @@ def q_sample(x0, t, eps, alpha_bar):
     return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
 
-def generator_loss(fake_logits):
-    return F.softplus(-fake_logits).mean()
-
-
 def frechet_gaussians(mu1, cov1, mu2, cov2):
     root = np.real(linalg.sqrtm(cov1 @ cov2))
     return float(((mu1 - mu2) ** 2).sum() + np.trace(cov1 + cov2 - 2 * root))
 
 
+# ---- right answers, written as a learner might (not copies of kit's references)
+
+def negative_elbo(x, x_logits, mu, logvar):
+    # −log p(x | z) of a Bernoulli pixel with p = σ(l): softplus(l) − x·l (log σ(l) = −softplus(−l))
+    recon = (F.softplus(x_logits) - x * x_logits).reshape(len(x), -1).sum(1)
+    return recon + gaussian_kl(mu, logvar)
+
+
+def ddim_step(x_t, eps_hat, ab_t, ab_next):
+    a = ab_t.view(-1, *[1] * (x_t.dim() - 1))
+    b = ab_next.view(-1, *[1] * (x_t.dim() - 1))
+    x0_hat = (x_t - torch.sqrt(1 - a) * eps_hat) / torch.sqrt(a)
+    return torch.sqrt(b) * x0_hat + torch.sqrt(1 - b) * eps_hat
+
+
+def discriminator_loss(real_logits, fake_logits, smooth):
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, smooth))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real + fake
+
+
+def kid(feats_a, feats_b):
+    d = feats_a.shape[1]
+
+    def k(x, y):
+        return (x @ y.T / d + 1) ** 3
+
+    def within(x):
+        n = len(x)
+        return (k(x, x).sum() - np.diag(k(x, x)).sum()) / (n * (n - 1))
+    return float(within(feats_a) + within(feats_b) - 2 * k(feats_a, feats_b).mean())
+
+
+RIGHT = [negative_elbo, ddim_step, discriminator_loss, kid]
+
+
 @pytest.mark.parametrize("rep", range(3))
 def test_right_answers_pass_on_fresh_inputs(rep):
-    for i, fn in enumerate([gaussian_kl, q_sample, generator_loss, frechet_gaussians], 1):
-        assert verdict(f"17.{i}", fn) is None, i
+    for i, fn in enumerate(RIGHT, 1):
+        assert verdict(f"17.{i}", fn) is None, (i, verdict(f"17.{i}", fn))
 
 
 def _fails(id, fn, case_word=None):
@@ -48,36 +81,182 @@ def _fails(id, fn, case_word=None):
     return why
 
 
-def test_wrong_kl_answers_fail_naming_the_case():
-    _fails("17.1", lambda mu, lv: (mu ** 2 + lv.exp() - 1 - lv).sum(-1))              # no ½
-    _fails("17.1", lambda mu, lv: 0.5 * (mu ** 2 + (0.5 * lv).exp() - 1 - lv).sum(-1))  # σ where σ² belongs
-    _fails("17.1", lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - 1 - lv).sum(-1).mean())  # averaged over the batch
-    _fails("17.1", lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - 1 - lv).mean(-1))        # mean over dimensions
-    _fails("17.1", lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - lv).sum(-1))              # forgot the −1
+def _bce_probs(x, l):   # the textbook formula through σ: log(0) once a logit saturates
+    p = torch.sigmoid(l)
+    return -(x * torch.log(p) + (1 - x) * torch.log(1 - p))
 
 
-def test_wrong_q_sample_answers_fail_naming_the_case():
-    def bc(a, x):
-        return a.reshape(-1, *([1] * (x.dim() - 1)))
-    _fails("17.2", lambda x0, t, e, ab: bc(ab[t], x0) * x0 + (1 - bc(ab[t], x0)) * e)            # no square roots
-    _fails("17.2", lambda x0, t, e, ab: bc(ab[(t - 1).clamp(min=0)], x0).sqrt() * x0
-           + (1 - bc(ab[(t - 1).clamp(min=0)], x0)).sqrt() * e)                                   # t shifted by one
-    _fails("17.2", lambda x0, t, e, ab: ab[t].mean().sqrt() * x0 + (1 - ab[t].mean()).sqrt() * e)  # one ᾱ for all
+WRONG_ELBO = {
+    "unstable: log σ(l) through the probabilities": lambda x, l, m, v: _bce_probs(x, l).flatten(1).sum(1) + gaussian_kl(m, v),
+    "BCE on σ(l) with torch's log clamp at −100": lambda x, l, m, v: F.binary_cross_entropy(
+        torch.sigmoid(l), x, reduction="none").flatten(1).sum(1) + gaussian_kl(m, v),
+    "the logits taken as probabilities": lambda x, l, m, v: F.binary_cross_entropy_with_logits(
+        torch.logit(l.sigmoid().clamp(1e-6, 1 - 1e-6)), x, reduction="none").flatten(1).sum(1) + gaussian_kl(m, v) + 0.1,
+    "a mean over pixels": lambda x, l, m, v: F.binary_cross_entropy_with_logits(l, x, reduction="none").flatten(1).mean(1)
+    + gaussian_kl(m, v),
+    "the ELBO, not its negative": lambda x, l, m, v: -negative_elbo(x, l, m, v),
+    "KL subtracted": lambda x, l, m, v: negative_elbo(x, l, m, v) - 2 * gaussian_kl(m, v),
+    "no ½ in the KL": lambda x, l, m, v: negative_elbo(x, l, m, v) + gaussian_kl(m, v),
+    "averaged over the batch": lambda x, l, m, v: negative_elbo(x, l, m, v).mean(),
+    "summed over the last axis only": lambda x, l, m, v: F.binary_cross_entropy_with_logits(
+        l, x, reduction="none").sum(-1) + gaussian_kl(m, v).reshape(-1, *[1] * (x.dim() - 2)),
+    "squared error in place of the Bernoulli term": lambda x, l, m, v: (torch.sigmoid(l) - x).pow(2).flatten(1).sum(1)
+    + gaussian_kl(m, v),
+    "the old one-liner vae.kl_terms(…).sum(-1)": lambda x, l, m, v: vae.kl_terms(m, v).sum(-1),
+}
 
 
-def test_wrong_generator_losses_fail_naming_the_case():
-    _fails("17.3", lambda l: -torch.log(torch.sigmoid(l)).mean(), "−800")    # unstable: inf when D is sure
-    _fails("17.3", lambda l: -F.softplus(l).mean())                           # the saturating log(1 − D(G(z)))
-    _fails("17.3", lambda l: F.softplus(-l).sum())                            # a sum, not a mean
+@pytest.mark.parametrize("name", list(WRONG_ELBO))
+def test_wrong_negative_elbos_fail_naming_the_case(name):
+    _fails("17.1", WRONG_ELBO[name], "±50" if "unstable" in name or "clamp" in name else None)
 
 
-def test_wrong_frechet_answers_fail_naming_the_case():
-    def separate_roots(m1, c1, m2, c2):   # √Σ₁ √Σ₂: right only when the covariances commute
-        r = np.real(linalg.sqrtm(c1) @ linalg.sqrtm(c2))
-        return float(((m1 - m2) ** 2).sum() + np.trace(c1 + c2 - 2 * r))
-    _fails("17.4", separate_roots, "random Gaussians")
-    _fails("17.4", lambda m1, c1, m2, c2: float(((m1 - m2) ** 2).sum() + np.trace(c1 + c2 - np.real(linalg.sqrtm(c1 @ c2)))))
-    _fails("17.4", lambda m1, c1, m2, c2: float(np.trace(c1 + c2 - 2 * np.real(linalg.sqrtm(c1 @ c2)))))  # no mean term
+def _bc(a, x):
+    return a.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def _clipped(x, e, a, b):   # kit's sampler: x̂₀ clipped to [−1, 1] and ε̂ recomputed from it
+    a, b = _bc(a, x), _bc(b, x)
+    x0 = ((x - (1 - a).sqrt() * e) / a.sqrt()).clamp(-1, 1)
+    e = (x - a.sqrt() * x0) / (1 - a).sqrt()
+    return b.sqrt() * x0 + (1 - b).sqrt() * e
+
+
+WRONG_DDIM = {
+    "no square roots": lambda x, e, a, b: _bc(b, x) * ((x - (1 - _bc(a, x)) * e) / _bc(a, x)) + (1 - _bc(b, x)) * e,
+    "ᾱ_t and ᾱ_next swapped": lambda x, e, a, b: ddim_step(x, e, b, a),
+    "one ᾱ for the whole batch": lambda x, e, a, b: ddim_step(x, e, a.mean().expand_as(a), b.mean().expand_as(b)),
+    "ᾱ not reshaped": lambda x, e, a, b: b.sqrt() * ((x - (1 - a).sqrt() * e) / a.sqrt()) + (1 - b).sqrt() * e,
+    "x̂₀ clipped (kit's sampler)": _clipped,
+    "returns x̂₀": lambda x, e, a, b: (x - (1 - _bc(a, x)).sqrt() * e) / _bc(a, x).sqrt(),
+    "fresh noise in place of ε̂": lambda x, e, a, b: ddim_step(x, e, a, b) + 0 * e
+    - (1 - _bc(b, x)).sqrt() * e + (1 - _bc(b, x)).sqrt() * torch.randn_like(e),
+    "ε̂ subtracted when re-noising": lambda x, e, a, b: ddim_step(x, e, a, b) - 2 * (1 - _bc(b, x)).sqrt() * e,
+    "the forward jump q_sample of x_t": lambda x, e, a, b: _bc(b, x).sqrt() * x + (1 - _bc(b, x)).sqrt() * e,
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG_DDIM))
+def test_wrong_ddim_steps_fail_naming_the_case(name):
+    _fails("17.2", WRONG_DDIM[name])
+
+
+def _naive_d(r, f, s):
+    pr, pf = torch.sigmoid(r), torch.sigmoid(f)
+    return -(s * torch.log(pr) + (1 - s) * torch.log(1 - pr)).mean() - torch.log(1 - pf).mean()
+
+
+def _sp(l):
+    return F.softplus(l)
+
+
+WRONG_D = {
+    "unstable: logs of σ": _naive_d,
+    "smoothing on both sides (fake target 1 − smooth)": lambda r, f, s: discriminator_loss(r, f, s)
+    - _sp(f).mean() + (s * _sp(f) + (1 - s) * _sp(-f)).mean(),
+    "the (1 − smooth) term left out": lambda r, f, s: (s * _sp(-r)).mean() + _sp(f).mean(),
+    "one mean over both batches": lambda r, f, s: torch.cat([s * _sp(-r) + (1 - s) * _sp(r), _sp(f)]).mean(),
+    "sums, not means": lambda r, f, s: (s * _sp(-r) + (1 - s) * _sp(r)).sum() + _sp(f).sum(),
+    "the two losses averaged": lambda r, f, s: discriminator_loss(r, f, s) / 2,
+    "the real target 1 − smooth": lambda r, f, s: discriminator_loss(r, f, 1 - s),
+    "the old one-liner gan.losses(…)['d']": lambda r, f, s: gan.losses(real_logits=r, fake_logits=f)["d"],
+    "the old one-liner gan.losses(…)['g']": lambda r, f, s: gan.losses(fake_logits=f)["g"],
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG_D))
+def test_wrong_discriminator_losses_fail_naming_the_case(name):
+    _fails("17.3", WRONG_D[name], "800" if "unstable" in name else None)
+
+
+def _biased_kid(a, b):   # the V-statistic: a row paired with itself kept
+    d = a.shape[1]
+    k = lambda x, y: (x @ y.T / d + 1) ** 3
+    return float(k(a, a).mean() + k(b, b).mean() - 2 * k(a, b).mean())
+
+
+WRONG_KID = {
+    "biased: the diagonal kept": _biased_kid,
+    "diagonal left out but divided by m²": lambda a, b: kid(a, b) - sum(
+        (np.sum((x @ x.T / x.shape[1] + 1) ** 3) - np.trace((x @ x.T / x.shape[1] + 1) ** 3)) / (len(x) ** 2 * (len(x) - 1))
+        for x in (a, b)),
+    "no ÷ d": lambda a, b: kid(a * np.sqrt(a.shape[1]), b * np.sqrt(a.shape[1])),
+    "d taken as the number of rows": lambda a, b: kid(a * np.sqrt(a.shape[1] / len(a)), b * np.sqrt(a.shape[1] / len(a))),
+    "squared kernel": lambda a, b: float(kid(a, b) * 0 + sum(
+        (np.sum((x @ x.T / a.shape[1] + 1) ** 2) - np.trace((x @ x.T / a.shape[1] + 1) ** 2)) / (len(x) * (len(x) - 1))
+        for x in (a, b)) - 2 * ((a @ b.T / a.shape[1] + 1) ** 2).mean()),
+    "cross term without its 2": lambda a, b: kid(a, b) + ((a @ b.T / a.shape[1] + 1) ** 3).mean(),
+    "clipped at 0": lambda a, b: max(0.0, kid(a, b)),
+    "a square root taken": lambda a, b: float(np.sqrt(abs(kid(a, b)))),
+    "the Fréchet distance (J.frechet_distance)": lambda a, b: J.frechet_distance(a, b),
+    "the old one-liner J._gaussian_frechet": lambda a, b: J._gaussian_frechet(
+        a.mean(0), np.atleast_2d(np.cov(a, rowvar=False)), b.mean(0), np.atleast_2d(np.cov(b, rowvar=False))),
+    "the judge's subset recipe J.kernel_distance(…)[0]": lambda a, b: J.kernel_distance(
+        a, b, subsets=5, subset_size=min(len(a), len(b)))[0],
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG_KID))
+def test_wrong_kids_fail_naming_the_case(name):
+    _fails("17.4", WRONG_KID[name], "same set" if name == "clipped at 0" else None)
+
+
+def test_the_same_set_twice_gives_a_negative_kid_and_zero_biased():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(12, 4))
+    assert kid(a, a.copy()) < 0 and abs(_biased_kid(a, a.copy())) < 1e-12
+
+
+def test_kid_is_unbiased_where_the_frechet_distance_is_not():
+    """Two sets from the same distribution: the unbiased MMD² averages 0 over many draws (it is negative about half
+    the time); the Fréchet distance is positive every time, and larger with fewer samples per dimension."""
+    rng = np.random.default_rng(1)
+    d = 20
+    A = rng.normal(size=(d, d)) / np.sqrt(d)
+    draw = lambda n: np.maximum(rng.normal(size=(n, d)) @ A + 0.2, 0)   # ReLU features, correlated
+    kids, fd_small, fd_big = [], [], []
+    for _ in range(200):
+        kids.append(kid(draw(40), draw(40)))
+    for _ in range(20):
+        fd_small.append(J.frechet_distance(draw(40), draw(40)))
+        fd_big.append(J.frechet_distance(draw(400), draw(400)))
+    kids = np.array(kids)
+    assert abs(kids.mean()) < 4 * kids.std() / np.sqrt(len(kids)), (kids.mean(), kids.std())
+    assert 0.2 < (kids < 0).mean() < 0.8
+    assert min(fd_small) > 0 and np.mean(fd_small) > 3 * np.mean(fd_big) > 0
+
+
+def test_judge_kernel_distance_is_the_unbiased_estimate_over_subsets():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(30, 6)), rng.normal(size=(30, 6)) + 0.3
+    mean, std = J.kernel_distance(a, b, subsets=4, subset_size=30)   # the whole sets, reshuffled: the same value
+    assert abs(mean - kid(a, b)) < 1e-10 and std < 1e-10
+    m2, s2 = J.kernel_distance(a, b, subsets=20, subset_size=10, seed=3)
+    assert s2 > 0 and abs(m2 - kid(a, b)) < 4 * s2
+    assert J.kernel_distance(a, b, subsets=20, subset_size=10, seed=3) == (m2, s2)   # seeded: reproducible
+    with pytest.raises(ValueError, match="subset_size"):
+        J.kernel_distance(a, b[:5], subset_size=10)
+
+
+def test_ddim_step_edge_cases_and_the_sampler():
+    """ᾱ_next = ᾱ_t leaves x where it is; ᾱ_next = 1 gives x̂₀; a network whose ε̂ is the true noise makes one DDIM
+    step land exactly on q(x_next | x₀) with the same noise."""
+    g = torch.Generator().manual_seed(4)
+    x0, eps = torch.randn(3, 1, 4, 4, generator=g, dtype=torch.float64), torch.randn(3, 1, 4, 4, generator=g, dtype=torch.float64)
+    a, b = torch.tensor([0.1, 0.4, 0.7], dtype=torch.float64), torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64)
+    xt = _bc(a, x0).sqrt() * x0 + (1 - _bc(a, x0)).sqrt() * eps
+    assert torch.allclose(ddim_step(xt, eps, a, a), xt, atol=1e-12)
+    assert torch.allclose(ddim_step(xt, eps, a, torch.ones(3, dtype=torch.float64)), x0, atol=1e-12)
+    assert torch.allclose(ddim_step(xt, eps, a, b), _bc(b, x0).sqrt() * x0 + (1 - _bc(b, x0)).sqrt() * eps, atol=1e-12)
+
+
+def test_discriminator_loss_smoothing_moves_the_optimum():
+    """With real target s the loss of a constant logit l on real images is minimised at σ(l) = s, not 1."""
+    l = torch.linspace(-5, 8, 2601, dtype=torch.float64)
+    for s in (1.0, 0.9, 0.8):
+        losses = torch.stack([discriminator_loss(v.view(1), torch.tensor([-1e3], dtype=torch.float64), s) for v in l])
+        best = torch.sigmoid(l[losses.argmin()]).item()
+        assert abs(best - min(s, torch.sigmoid(l[-1]).item())) < 2e-3, (s, best)
 
 
 def test_gaussian_kl_closed_form_matches_torch_and_monte_carlo():

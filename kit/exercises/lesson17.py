@@ -1,4 +1,9 @@
-"""Lesson 17 exercises: the pieces of a VAE, a GAN, a diffusion model and of their judge."""
+"""Lesson 17 exercises: the VAE's loss, a DDIM step, a GAN discriminator's loss and a sample-size-fair judge.
+
+17.1 the negative ELBO per example (Bernoulli reconstruction from logits + Gaussian KL), 17.2 one deterministic DDIM
+step (η = 0, no clipping), 17.3 the discriminator's loss with one-sided label smoothing, stable for any logit,
+17.4 the Kernel Inception Distance: the unbiased MMD² estimate with the cubic polynomial kernel.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,114 +13,148 @@ import torch.nn.functional as F
 from kit.exercises import Case, function, randn as _t
 
 
-# ---- 17.1 the closed-form KL of a diagonal Gaussian to N(0, I), per example
-
-def _kl_reference(mu, logvar):
-    return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(-1)
+def _f64(a):
+    return torch.tensor(np.asarray(a), dtype=torch.float64)
 
 
-def _kl_cases(rng):
-    n, d = int(rng.integers(2, 40)), int(rng.integers(2, 20))
-    yield Case(f"random μ and log σ² of shape ({n}, {d})", (_t(rng, n, d), _t(rng, n, d)))
-    yield Case("μ = 0, log σ² = 0 (q is the prior: KL = 0)", (torch.zeros(3, 5, dtype=torch.float64),
-                                                               torch.zeros(3, 5, dtype=torch.float64)))
-    yield Case("one example, one latent dimension", (_t(rng, 1, 1), _t(rng, 1, 1)))
-    yield Case("extreme log σ² (±15)", (_t(rng, 4, 3), torch.tensor([[15.0, -15.0, 0.0]] * 4, dtype=torch.float64)))
-    yield Case("large μ (±30), σ = 1", (_t(rng, 5, 4, scale=30), torch.zeros(5, 4, dtype=torch.float64)))
+# ---- 17.1 the negative ELBO of a VAE, per example
+
+def _neg_elbo_reference(x, x_logits, mu, logvar):
+    recon = F.binary_cross_entropy_with_logits(x_logits, x, reduction="none").flatten(1).sum(1)
+    kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(-1)
+    return recon + kl
 
 
-function("17.1", "KL(N(μ, diag σ²) ‖ N(0, I)) per example, from μ and log σ²", reference=_kl_reference,
-         cases=_kl_cases, atol=1e-8,
-         hints=("Work one latent dimension at a time: the KL between two 1-D Gaussians has a closed form; the "
-                "dimensions are independent, so their KLs add up.",
-                "For one dimension it involves μ², σ² = exp(log σ²), the constant 1 and log σ² itself, with a "
-                "factor ½ in front. Check yours against torch.distributions.kl_divergence.",
-                "Return one number per row: sum over the last axis, do not average over the batch."))
+def _neg_elbo_cases(rng):
+    n, h, w, k = int(rng.integers(2, 9)), int(rng.integers(3, 7)), int(rng.integers(3, 7)), int(rng.integers(2, 9))
+    yield Case(f"{n} grey-level images (1×{h}×{w}), random logits, a {k}-dimensional latent",
+               (_f64(rng.uniform(0, 1, (n, 1, h, w))), _t(rng, n, 1, h, w, scale=3), _t(rng, n, k), _t(rng, n, k)))
+    m, d = int(rng.integers(2, 9)), int(rng.integers(2, 30))
+    yield Case(f"flat vectors ({m}, {d})", (_f64(rng.uniform(0, 1, (m, d))), _t(rng, m, d, scale=3), _t(rng, m, 3),
+                                            _t(rng, m, 3)))
+    x = _f64(rng.integers(0, 2, (4, 1, 3, 3)))
+    sign = _f64(rng.choice([-1.0, 1.0], (4, 1, 3, 3)))
+    yield Case("a sure decoder: logits ±50, right and wrong, black-and-white pixels",
+               (x, 50 * sign, _t(rng, 4, 2), _t(rng, 4, 2)))
+    yield Case("logits ±50 on grey-level pixels", (_f64(rng.uniform(0, 1, (3, 6))), 50 * _f64(rng.choice([-1.0, 1.0], (3, 6))),
+                                                   _t(rng, 3, 2), _t(rng, 3, 2)))
+    yield Case("μ = 0, log σ² = 0: q is the prior, the KL is 0",
+               (_f64(rng.uniform(0, 1, (3, 1, 4, 4))), _t(rng, 3, 1, 4, 4, scale=2),
+                torch.zeros(3, 5, dtype=torch.float64), torch.zeros(3, 5, dtype=torch.float64)))
+    yield Case("one image", (_f64(rng.uniform(0, 1, (1, 1, 5, 5))), _t(rng, 1, 1, 5, 5, scale=3), _t(rng, 1, 4),
+                             _t(rng, 1, 4)))
 
 
-# ---- 17.2 one jump of the forward (noising) process
-
-def _q_reference(x0, t, eps, alpha_bar):
-    ab = alpha_bar[t].view(-1, *([1] * (x0.ndim - 1)))
-    return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-
-
-def _alpha_bar(rng, T):
-    betas = np.sort(rng.uniform(1e-4, 0.05, size=T))
-    return torch.tensor(np.cumprod(1 - betas), dtype=torch.float64)
-
-
-def _q_cases(rng):
-    T = int(rng.integers(20, 200))
-    ab = _alpha_bar(rng, T)
-    n = int(rng.integers(2, 12))
-    t = torch.tensor(rng.integers(0, T, n))
-    yield Case(f"{n} images (1×6×6), random steps of T = {T}", (_t(rng, n, 1, 6, 6), t, _t(rng, n, 1, 6, 6), ab))
-    m, d = int(rng.integers(2, 9)), int(rng.integers(2, 9))
-    yield Case(f"flat vectors ({m}, {d})", (_t(rng, m, d), torch.tensor(rng.integers(0, T, m)), _t(rng, m, d), ab))
-    yield Case("t = 0 for every image", (_t(rng, 3, 1, 4, 4), torch.zeros(3, dtype=torch.long), _t(rng, 3, 1, 4, 4), ab))
-    yield Case("the last step t = T − 1", (_t(rng, 2, 5), torch.full((2,), T - 1), _t(rng, 2, 5), ab))
-    yield Case("one image", (_t(rng, 1, 1, 3, 3), torch.tensor([int(rng.integers(0, T))]), _t(rng, 1, 1, 3, 3), ab))
+function("17.1", "the negative ELBO per example: Bernoulli reconstruction from logits + KL to N(0, I)",
+         reference=_neg_elbo_reference, cases=_neg_elbo_cases, atol=1e-8,
+         hints=("Two terms per example, both in nats: how badly the decoder's pixel probabilities explain x, and how "
+                "far q(z | x) is from the prior. The dimensions of each are independent, so each is a sum.",
+                "Pixels: what does −log p(x | z) of one Bernoulli pixel become when you write p = σ(logit)? Find a "
+                "form (or a torch function) that never takes the log of 0 when a logit is ±50. The KL: one latent "
+                "dimension at a time has a closed form in μ, σ² and log σ².",
+                "One number per example: sum over every axis but the first (images have three more), never "
+                "over the batch."))
 
 
-function("17.2", "x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε, one step t per example", reference=_q_reference, cases=_q_cases,
-         atol=1e-9,
-         hints=("Each example has its own step t: look up its ᾱ in alpha_bar and reshape it so it broadcasts over "
-                "the example's other axes (images are (N, 1, H, W), vectors (N, D)).",
-                "The signal keeps a fraction of its *standard deviation*, not of its variance: the two weights "
-                "are square roots, and their squares add up to 1.",
-                "alpha_bar[t] is already the product of the α's up to t: do not multiply again or shift t by one."))
+# ---- 17.2 one deterministic DDIM step
+
+def _ddim_reference(x_t, eps_hat, ab_t, ab_next):
+    shape = (-1,) + (1,) * (x_t.ndim - 1)
+    a, b = ab_t.reshape(shape), ab_next.reshape(shape)
+    x0 = (x_t - (1 - a).sqrt() * eps_hat) / a.sqrt()
+    return b.sqrt() * x0 + (1 - b).sqrt() * eps_hat
 
 
-# ---- 17.3 the non-saturating generator loss, from logits, stably
-
-def _g_cases(rng):
-    n = int(rng.integers(3, 60))
-    yield Case(f"{n} random logits", (_t(rng, n, scale=3),))
-    yield Case("the discriminator sure the fakes are fake: logits −800", (torch.tensor([-800.0, -60.0, 2.0],
-                                                                                   dtype=torch.float64),))
-    yield Case("the discriminator fooled: logits +800", (torch.tensor([800.0, 50.0], dtype=torch.float64),))
-    yield Case("a single logit", (_t(rng, 1),))
+def _levels(rng, n):
+    """ᾱ_t and a less noisy ᾱ_next for n examples."""
+    ab_t = rng.uniform(0.02, 0.9, n)
+    return _f64(ab_t), _f64(ab_t + (1 - ab_t) * rng.uniform(0.05, 0.95, n))
 
 
-function("17.3", "the non-saturating generator loss −log D(G(z)) from the discriminator's logits (mean)",
-         reference=lambda l: F.softplus(-l).mean(), cases=_g_cases, atol=1e-8,
-         hints=("D(G(z)) = σ(l). The generator wants it near 1; its loss is large when the discriminator is sure "
-                "the fake is fake (l very negative).",
-                "log σ(−800) underflows if you compute σ first: write −log σ(l) with a function that never takes "
-                "the log of 0 (F.logsigmoid or F.softplus).",
-                "A mean over the batch, not a sum."))
+def _ddim_cases(rng):
+    n = int(rng.integers(2, 8))
+    h = int(rng.integers(n + 1, n + 4))   # H, W ≠ N: a ᾱ of shape (N,) that is not reshaped cannot line up by luck
+    yield Case(f"{n} images (1×{h}×{h}), each with its own ᾱ_t < ᾱ_next",
+               (_t(rng, n, 1, h, h), _t(rng, n, 1, h, h), *_levels(rng, n)))
+    m, d = int(rng.integers(2, 8)), int(rng.integers(9, 20))
+    yield Case(f"flat vectors ({m}, {d})", (_t(rng, m, d), _t(rng, m, d), *_levels(rng, m)))
+    ab = _f64(rng.uniform(0.3, 0.95, 3))
+    yield Case("the last step: ᾱ_next = 1 (the step returns x̂₀)",
+               (_t(rng, 3, 1, 4, 4), _t(rng, 3, 1, 4, 4), ab, torch.ones(3, dtype=torch.float64)))
+    ab = _f64(rng.uniform(0.05, 0.95, 4))
+    yield Case("ᾱ_next = ᾱ_t (the step does not move x)", (_t(rng, 4, 6), _t(rng, 4, 6), ab, ab.clone()))
+    yield Case("almost pure noise: ᾱ_t = 0.001", (_t(rng, 2, 1, 3, 5), _t(rng, 2, 1, 3, 5),
+                                                  torch.full((2,), 1e-3, dtype=torch.float64), _f64([0.05, 0.5])))
+    yield Case("one image", (_t(rng, 1, 1, 3, 3), _t(rng, 1, 1, 3, 3), *_levels(rng, 1)))
 
 
-# ---- 17.4 the Fréchet distance between two Gaussians
-
-def _frechet_reference(mu1, cov1, mu2, cov2):
-    from kit.techniques.judge import _gaussian_frechet
-    return _gaussian_frechet(np.asarray(mu1), np.asarray(cov1), np.asarray(mu2), np.asarray(cov2))
-
-
-def _spd(rng, d, scale=1.0):
-    A = rng.normal(size=(d, d)) * scale
-    return A @ A.T + 0.1 * np.eye(d)
+function("17.2", "one DDIM step (η = 0): estimate x̂₀ from x_t and ε̂, then re-noise it to the level ᾱ_next",
+         reference=_ddim_reference, cases=_ddim_cases, atol=1e-9,
+         hints=("Two moves: undo the forward jump x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε for x₀, trusting ε̂ as the noise; "
+                "then make the forward jump again, to the other noise level, with the same ε̂ and no fresh noise.",
+                "Each example has its own ᾱ_t and ᾱ_next, shape (N,): give them singleton axes so they broadcast "
+                "over an image (N, 1, H, W) or a vector (N, D).",
+                "The weights are square roots of ᾱ and of 1 − ᾱ. Nothing is clipped here: kit's sampler clips x̂₀ to "
+                "the pixel range, this step does not."))
 
 
-def _frechet_cases(rng):
-    d = int(rng.integers(2, 7))
-    yield Case(f"two random Gaussians in {d} dimensions", (rng.normal(size=d), _spd(rng, d), rng.normal(size=d),
-                                                           _spd(rng, d)))
-    mu, S = rng.normal(size=d), _spd(rng, d)
-    yield Case("the same Gaussian twice (distance 0)", (mu, S, mu.copy(), S.copy()))
-    yield Case("diagonal covariances", (rng.normal(size=3), np.diag(rng.uniform(0.1, 3, 3)), rng.normal(size=3),
-                                        np.diag(rng.uniform(0.1, 3, 3))))
-    yield Case("same covariance, shifted mean", (np.zeros(d), S, np.ones(d), S.copy()))
-    yield Case("one dimension", (rng.normal(size=1), _spd(rng, 1), rng.normal(size=1), _spd(rng, 1)))
+# ---- 17.3 the discriminator's loss with one-sided label smoothing, from logits, stably
+
+def _d_reference(real_logits, fake_logits, smooth):
+    real = smooth * F.softplus(-real_logits) + (1 - smooth) * F.softplus(real_logits)
+    return real.mean() + F.softplus(fake_logits).mean()
 
 
-function("17.4", "the Fréchet distance ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) between two Gaussians",
-         reference=_frechet_reference, cases=_frechet_cases, atol=1e-6, rtol=1e-5,
-         hints=("Two parts: how far apart the means are (a squared distance), and how different the covariances "
-                "are (traces).",
-                "The matrix square root is of the product Σ₁Σ₂ (scipy.linalg.sqrtm), not the product of two square "
-                "roots — those agree only when the matrices commute. Round-off can leave a tiny imaginary part: "
-                "keep the real part.",
-                "Return a plain float; the distance of a Gaussian to itself must come out 0."))
+def _d_cases(rng):
+    n, m = int(rng.integers(3, 40)), int(rng.integers(41, 70))
+    s = float(rng.uniform(0.8, 1.0))
+    yield Case(f"{n} real and {m} fake random logits, smooth = {s:.3f}", (_t(rng, n, scale=3), _t(rng, m, scale=3), s))
+    yield Case("smooth = 1 (no smoothing)", (_t(rng, 7, scale=3), _t(rng, 5, scale=3), 1.0))
+    yield Case("D sure and right: real logits +800, fake −800, smooth = 0.9",
+               (torch.tensor([800.0, 60.0, 3.0], dtype=torch.float64), torch.tensor([-800.0, -50.0], dtype=torch.float64),
+                0.9))
+    yield Case("D sure and wrong: real logits −800, fake +800, smooth = 0.85",
+               (torch.tensor([-800.0, 1.0], dtype=torch.float64), torch.tensor([800.0, 40.0, -2.0], dtype=torch.float64),
+                0.85))
+    yield Case("one real and one fake logit, smooth = 0.9", (_t(rng, 1), _t(rng, 1), 0.9))
+
+
+function("17.3", "the discriminator's loss with one-sided label smoothing (real target smooth, fake target 0)",
+         reference=_d_reference, cases=_d_cases, atol=1e-8,
+         hints=("It is a binary cross-entropy with soft targets: each real image counts as 'real' with weight smooth "
+                "and as 'fake' with weight 1 − smooth; each fake image is simply 'fake'.",
+                "σ(800) is exactly 1.0 in floating point, so log(1 − σ(800)) is −inf. Write −log σ(l) and "
+                "−log(1 − σ(l)) with a function of the logit that never takes the log of 0.",
+                "The two batches may differ in size: average each over its own batch, then add the two averages."))
+
+
+# ---- 17.4 the Kernel Inception Distance: the unbiased MMD² with a cubic polynomial kernel
+
+def _kid_reference(feats_a, feats_b):
+    a, b = np.asarray(feats_a, dtype=np.float64), np.asarray(feats_b, dtype=np.float64)
+    d, m, n = a.shape[1], len(a), len(b)
+    kaa, kbb, kab = (a @ a.T / d + 1) ** 3, (b @ b.T / d + 1) ** 3, (a @ b.T / d + 1) ** 3
+    return float((kaa.sum() - np.trace(kaa)) / (m * (m - 1)) + (kbb.sum() - np.trace(kbb)) / (n * (n - 1))
+                 - 2 * kab.mean())
+
+
+def _kid_cases(rng):
+    m, n, d = int(rng.integers(5, 30)), int(rng.integers(31, 60)), int(rng.integers(3, 12))
+    yield Case(f"two different distributions ({m} and {n} rows, {d} features)",
+               (rng.normal(size=(m, d)), rng.normal(size=(n, d)) * 1.5 + 0.5))
+    a = rng.normal(size=(int(rng.integers(5, 25)), 4))
+    yield Case("the same set twice (an unbiased estimate comes out below 0 here)", (a, a.copy()))
+    yield Case("non-negative features (after a ReLU, like the judge's)",
+               (np.maximum(rng.normal(size=(20, 8)), 0), np.maximum(rng.normal(size=(13, 8)) + 0.3, 0)))
+    yield Case("one feature", (rng.normal(size=(9, 1)), rng.normal(size=(6, 1)) + 1))
+    yield Case("two rows each (the fewest the estimate allows)", (rng.normal(size=(2, 5)), rng.normal(size=(2, 5))))
+
+
+function("17.4", "the Kernel Inception Distance: unbiased MMD² with k(x, y) = (x·y/d + 1)³",
+         reference=_kid_reference, cases=_kid_cases, atol=1e-8, rtol=1e-7,
+         hints=("MMD² = E k(a, a') + E k(b, b') − 2 E k(a, b), each expectation over two *independent* draws. "
+                "Start from the three matrices of kernel values between the rows of the two sets.",
+                "Independent draws: a row paired with itself is not an independent pair. Which entries of the "
+                "within-set matrices must the first two averages leave out, and how many pairs remain?",
+                "d is the number of features (columns), not of rows. The two sets may differ in size; return a "
+                "plain float, which can be negative."))
