@@ -132,7 +132,7 @@ for V, tok in toks.items():
 # Parity: we save GPT-2's two files and let Hugging Face's `tokenizers` library (Rust) encode the same texts from
 # them (the texts without a special token: those come next).
 # %% [code]
-folder = Path("pretrained_gpt")       # the lesson's checkpoint folder (next to metrics.json)
+folder = kit.results.scratch_dir("15") / "pretrained_gpt"  # the lesson's checkpoint folder (a scratch folder, not the sources)
 bpe.save(folder)
 texts = list(MIXED_UNICODE) + [val_text]
 bpe_roundtrip = roundtrip_ok(bpe, texts)
@@ -305,8 +305,7 @@ metrics = {"gpt2_parity_max_abs_diff": parity, "bpe_roundtrip_ok": bpe_roundtrip
 timing = {"bpe_train_seconds": bpe_seconds, "train_seconds": run.seconds, "steps": run.steps,
           "tokens_per_s": run.tokens_per_s, "generate_seconds_cache": gen_seconds[True],
           "generate_seconds_no_cache": gen_seconds[False], "sweep_steps": {r["vocab"]: r["steps"] for r in sweep}}
-kit.save_metrics(metrics, timing=timing, params={"model_config": vars(local.cfg), "data": corpus.source,
-                                                 "checkpoint": str(folder.resolve())});
+kit.save_metrics(metrics, timing=timing, params={"model_config": vars(local.cfg), "data": corpus.source});
 # %% [md]
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
