@@ -121,6 +121,26 @@ def test_lora_formula_count_and_merge():
     assert verdict("16.1", _count) is None and _count([(7, 12)], 3) == 3 * 19
 
 
+def test_training_flops_per_token_as_the_notebook_counts_them():
+    # linear_train_flops: 6·d_in·d_out for a trained layer, 4·d_in·d_out for a frozen one (forward and the input's
+    # gradient, no weight gradient), and 6·r·(d_in + d_out) more for LoRA's A and B — checked with torch's FLOP counter
+    from torch.utils.flop_counter import FlopCounterMode
+    T, d_in, d_out, r = 10, 96, 288, 8      # the lesson's GPT: c_attn maps n_embd = 96 to 3·96
+
+    def flops(layer):
+        x = torch.randn(T, d_in, requires_grad=True)   # as inside a network: the input's gradient is needed
+        with FlopCounterMode(display=False) as counter:
+            layer(x).sum().backward()
+        return counter.get_total_flops()
+
+    torch.manual_seed(0)
+    assert flops(torch.nn.Linear(d_in, d_out)) == T * 6 * d_in * d_out
+    assert flops(torch.nn.Linear(d_in, d_out).requires_grad_(False)) == T * 4 * d_in * d_out
+    wrapped = lora.LoRALinear(torch.nn.Linear(d_in, d_out), r=r, alpha=16.0)
+    assert flops(wrapped) == T * (4 * d_in * d_out + 6 * r * (d_in + d_out))
+    assert 6 * r * (d_in + d_out) == 18_432 and 2 * d_in * d_out == 55_296   # what LoRA adds and skips on c_attn
+
+
 # ---------------------------------------------------------------- the instruction set
 def test_instruction_answers_are_right_and_heldout_is_disjoint():
     train, test = ins.train_test_instructions(500, 100, seed=3)

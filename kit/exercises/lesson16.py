@@ -26,7 +26,8 @@ function("16.1", "the number of parameters LoRA trains for layers of given (out,
          reference=_count_ref, cases=_count_cases, atol=0, rtol=0,
          hints=("For one layer W of shape (out, in), LoRA adds two matrices A and B — what are their shapes?",
                 "A maps the layer's input down to r numbers, B maps r numbers up to the layer's output; count "
-                "both, for every layer, and add up. Mind which of the pair is 'out' and which is 'in'."))
+                "both, for every layer, and add up. The frozen W itself trains nothing, and an empty list of "
+                "layers trains nothing either."))
 
 
 # ---------------------------------------------------------------- 16.2 a LoRA forward pass
@@ -118,7 +119,9 @@ def _loss_cases(rng):
 
 function("16.4", "the instruction-tuning loss: mean next-token cross-entropy over the answer tokens only",
          reference=_sft_loss_ref, cases=_loss_cases, atol=1e-8,
-         hints=("The logits at position t predict the token at position t + 1: shift one of the two by one.",
-                "Build the labels as in 16.3, then drop the last position of the logits and the first of the labels.",
-                "F.cross_entropy takes (N, V) logits and (N,) labels and skips the label -100 (ignore_index); the mean "
-                "is over the answer tokens of the whole batch."))
+         hints=("Which token are the logits at position t trying to predict? Line each prediction up with its "
+                "target before scoring it.",
+                "Only answer tokens are scored, and 16.3 already tells which positions those are. Once predictions "
+                "and targets are lined up, do they still have the same number of positions?",
+                "Try a batch of two sequences whose answers have 1 and 5 tokens: does each answer token count the same, "
+                "whichever sequence it sits in? Read what your loss function does with the label -100."))

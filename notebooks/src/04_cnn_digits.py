@@ -64,8 +64,10 @@ viz.show(vv.image_grid(X[tr[:24]], titles=[classes[int(c)] for c in y[tr[:24]]],
 # ## Convolutions
 # A convolution slides a small kernel (here 3×3) over the image and computes, at every position, the
 # weighted sum of the pixels under it: **the same few weights are reused everywhere**, so a stroke
-# detector learned in one corner works in every corner, and a layer with `width` kernels has only
-# `width·9` weights. Each block is
+# detector learned in one corner works in every corner, and no layer's number of weights depends on the
+# image size. The first layer reads one grey channel, so its `width` kernels have only `width·9` weights
+# (and a bias each); a later layer's kernels also span every channel of the layer before (exercise 04.2
+# counts them). Each block is
 #
 # `Conv 3×3 → BatchNorm → ReLU → MaxPool 2×2`:
 #

@@ -161,11 +161,12 @@ pair = {f"{m} trained": trained_maps[m][:4] for m in ("saliency", "integrated_gr
        {f"{m} random": random_maps[m][:4] for m in ("saliency", "integrated_gradients")}
 viz.show(vv.explanation_grid(xs[:4], pair, title="trained vs randomised network"));
 # %% [md]
-# ### Why integrated gradients barely changes here
+# ### Integrated gradients and the black pixels
 # Integrated gradients multiplies by (input − baseline). With a black baseline, **every black pixel gets
-# exactly zero attribution, whatever the weights** — and most of an MNIST image is black. Both maps
-# share those zeros, so the ranking over all pixels is mostly fixed by the image itself. Restricting the
-# comparison to the ink pixels shows how much of the map the model actually decides:
+# exactly zero attribution, whatever the weights** — and MNIST digits are drawn on a black background. The
+# trained and the random network's maps share those zeros, so part of their ranking over all pixels is fixed
+# by the image, not the model. Restricting the comparison to the ink pixels shows how much of the map the
+# model decides:
 # %% [code]
 ink = xs > 0
 ig_ink = float(np.nanmean(ex.spearman(trained_maps["integrated_gradients"], random_maps["integrated_gradients"],
