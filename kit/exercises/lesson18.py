@@ -1,4 +1,4 @@
-"""Lesson 18 exercises: serving and monitoring — PSI bin by bin, a latency percentile, the KS statistic of
+"""Lesson 18 exercises: serving and monitoring — PSI bin by bin, a percentile from histogram buckets, the KS statistic of
 weighted samples, micro-batching.
 
 The references are private to this module, and none of them is one call away from a function the lesson binds
@@ -85,41 +85,59 @@ function("18.1", "PSI bin by bin, from raw samples",
                 "eps before the log."))
 
 
-# ---------------------------------------------------------------------------------- 18.2 latency percentile
+# ----------------------------------------------------------------- 18.2 a percentile from histogram buckets
 
 
-def _nearest_rank(samples_ms, q):
-    s = np.sort(np.asarray(samples_ms, dtype=np.float64))
-    k = -(-int(q) * len(s) // 100)  # ceil(q·n / 100) in integers: no rounding surprises
-    return float(s[max(k, 1) - 1])
+def _histogram_quantile(q, upper_bounds, cumulative_counts):
+    """Prometheus's ``histogram_quantile`` (promql/quantile.go, bucketQuantile) for ``q`` in (0, 1]."""
+    le = np.asarray(upper_bounds, dtype=np.float64)
+    cum = np.asarray(cumulative_counts, dtype=np.float64)
+    rank = q * cum[-1]
+    b = next((i for i in range(len(le) - 1) if cum[i] >= rank), len(le) - 1)
+    if b == len(le) - 1:                      # the rank is in the +Inf bucket: its finite lower bound
+        return float(le[-2])
+    if b == 0 and le[0] <= 0:
+        return float(le[0])
+    start, count = (le[b - 1], cum[b] - cum[b - 1]) if b > 0 else (0.0, cum[0])
+    rank -= cum[b - 1] if b > 0 else 0.0
+    return float(start + (le[b] - start) * rank / count)
 
 
-def _pct_cases(rng):
-    # small fixed cases first: each separates nearest rank from a rule that interpolates or rounds a position
-    yield Case("p50 of [1, 2, 3, 4]", (np.array([1.0, 2.0, 3.0, 4.0]), 50))
-    yield Case("p25 of [4, 3, 2, 1]", (np.array([4.0, 3.0, 2.0, 1.0]), 25))
-    yield Case("p10 of 1, 2, …, 10", (np.arange(1.0, 11.0), 10))
-    yield Case("p40 of [15, 20, 35, 40, 50]", (np.array([15.0, 20.0, 35.0, 40.0, 50.0]), 40))
-    yield Case("p99 of 7 samples (the largest)", (rng.lognormal(1.0, 0.5, size=7), 99))
-    yield Case("ties: [5, 1, 5, 5, 2], p50", (np.array([5.0, 1.0, 5.0, 5.0, 2.0]), 50))
-    n = int(rng.integers(30, 300))
-    lat = rng.lognormal(1.5, 0.6, size=n)
-    for q in (50, 95, 99):
-        yield Case(f"p{q} of {n} random latencies (unsorted)", (lat, q))
-    yield Case("p95 of a hundred samples", (rng.lognormal(1.0, 0.5, size=100), 95))
-    yield Case("one sample", (np.array([3.25]), 50))
-    yield Case("p100 is the maximum", (lat, 100))
-    yield Case("p0 is the minimum", (lat, 0))
+_LE = np.array([5.0, 10, 25, 50, 100, 250, 500, 1000, np.inf])   # upper bounds (ms), as a service declares them
 
 
-function("18.2", "a latency percentile by the nearest-rank rule",
-         reference=_nearest_rank, cases=_pct_cases, atol=0, rtol=0,
-         hints=("Nearest rank picks one of the samples and never interpolates between two; which one depends only "
-                "on q and the number of samples.",
-                "Sort the samples. The nearest rank is the smallest k with k ≥ q·n/100 (round up); p0 is the "
-                "smallest sample. A rule that rounds a position q·(n − 1)/100 to the nearest sample is a different "
-                "definition.",
-                "Ranks count from 1, Python indexes from 0."))
+def _hq_cases(rng):
+    inf = np.inf
+    # fixed cases: each separates Prometheus's rule from a near miss (interpolating between bucket midpoints or
+    # upper bounds, np.interp over the cumulative counts, counting the +Inf bucket as finite, not cumulating)
+    yield Case("q = 0.6, counts 2, 4, 8, 8 (the rank is inside the third bucket)",
+               (0.6, np.array([1.0, 2.0, 4.0, inf]), np.array([2.0, 4.0, 8.0, 8.0])))
+    yield Case("q = 0.25 with the rank exactly at the end of the first bucket, then empty buckets",
+               (0.25, np.array([1.0, 2.0, 4.0, 8.0, inf]), np.array([2.0, 2.0, 2.0, 8.0, 8.0])))
+    yield Case("q = 0.5, the rank lands exactly on a bucket's cumulative count before an empty bucket",
+               (0.5, np.array([10.0, 20.0, 30.0, inf]), np.array([1.0, 3.0, 3.0, 6.0])))
+    yield Case("q = 0.99 with a tenth of the requests above the last finite bound (the +Inf bucket)",
+               (0.99, np.array([0.1, 0.5, 1.0, inf]), np.array([50.0, 80.0, 90.0, 100.0])))
+    yield Case("q = 1 (the largest finite bound when nothing is in +Inf)",
+               (1.0, np.array([1.0, 2.0, 3.0, inf]), np.array([1.0, 5.0, 7.0, 7.0])))
+    yield Case("a first bucket with a negative upper bound",
+               (0.1, np.array([-1.0, 0.0, 1.0, inf]), np.array([3.0, 5.0, 9.0, 10.0])))
+    yield Case("one request", (0.5, np.array([1.0, 2.0, inf]), np.array([0.0, 1.0, 1.0])))
+    lat = rng.lognormal(3.5, 0.9, size=int(rng.integers(200, 2000)))
+    cum = np.array([(lat <= b).sum() for b in _LE], dtype=np.float64)
+    for q in (0.5, 0.9, 0.95, 0.99):
+        yield Case(f"q = {q} of {int(cum[-1])} random latencies in the buckets {list(_LE[:-1])}", (q, _LE, cum))
+    q = float(rng.uniform(0.05, 1.0))
+    yield Case(f"a random q = {q:.3f}", (q, _LE, cum))
+
+
+function("18.2", "a percentile from cumulative histogram buckets, as Prometheus computes it",
+         reference=_histogram_quantile, cases=_hq_cases, atol=1e-9, rtol=1e-12,
+         hints=("The answer lies in the first bucket whose cumulative count reaches the rank q·(total); inside it, "
+                "assume the requests are spread evenly between the bucket's lower and upper bound.",
+                "A bucket's lower bound is the previous bucket's upper bound (0 for the first, unless its upper "
+                "bound is ≤ 0). How many requests of the rank lie inside the chosen bucket?",
+                "The last bucket's upper bound is +∞: no point can be interpolated there."))
 
 
 # ------------------------------------------------------------------------------ 18.3 KS of weighted samples

@@ -217,6 +217,16 @@ def _seconds(s) -> str:
     return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
 
 
+def _machine_note(timing: dict, below: float = 0.9) -> str:
+    """A sentence when the run's machine trained slower than the throughput its time-budget bars assume
+    (``timing``: ``tokens_per_s`` and ``reference_tokens_per_s``, as lesson 09 saves them); the bars stay judged."""
+    got, ref = timing.get("tokens_per_s"), timing.get("reference_tokens_per_s")
+    if not (_is_number(got) and _is_number(ref)) or ref <= 0 or got >= below * ref:
+        return ""
+    return (f" · this machine trained at {got:,.0f} tokens/s, {got / ref:.0%} of the {ref:,.0f} tokens/s the "
+            f"time-budget bars assume (a busy or slower machine; the bars are judged as they are)")
+
+
 def headline_block(lesson, run: dict | None, title: str | None = None, heading: str = "h3", thumb: str = "") -> str:
     """One lesson's block: ✓/✗ overall, number and title, goal, each headline metric with its bar and mark,
     run time, status and non-default parameters. ``run`` is a :func:`collect_runs` entry (or ``None``: not run)."""
@@ -240,6 +250,7 @@ def headline_block(lesson, run: dict | None, title: str | None = None, heading: 
         meta += f" · parameters: {html.escape(params)}" if params else " · default parameters"
         if "smoke" in (run.get("overrides") or {}):
             meta += " (the bars are those of a default run)"
+        meta += _machine_note(run.get("timing") or {})
     table = f"<table class='hl'>{rows}</table>" if rows else ""
     return (f'<section class="kit-headline {klass}" id="lesson-{lesson.number}">{thumb}<div class="info">'
             f'<{heading}>{_mark(ok)} {lesson.number} · {name}</{heading}>'

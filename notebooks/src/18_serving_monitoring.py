@@ -407,22 +407,32 @@ def psi_by_bin(reference, live, bins, eps):
 from kit.exercises import check, hint
 check("18.1", psi_by_bin)
 # %% [md]
-# **Exercise 18.2 (a latency percentile: two definitions).** "p99" is not one definition. The **interpolated**
-# percentile (numpy's default) puts the sorted samples at positions $0, 1, \dots, n-1$ and reads position
-# $q(n-1)/100$, interpolating linearly between its two neighbours: this lesson's p50/p95/p99 are computed so
-# (`loadtest.summary`), and Prometheus's `histogram_quantile`, which sees only bucket counts, also interpolates
-# linearly inside the bucket where the rank falls. The **nearest-rank** percentile is the smallest sample $x$
-# such that at least $q\,\%$ of the samples are $\le x$: always a latency some request really had. The two differ
-# on small samples — for [1, 2, 3, 4] the interpolated p50 is 2.5, the nearest-rank p50 is 2 — and agree ever
-# more closely as samples grow. Write `latency_percentile(samples_ms, q)` for an integer `q` in 0…100 by the
-# nearest-rank rule (p0 is the smallest sample).
+# **Exercise 18.2 (a percentile from histogram buckets).** "p99" is not one definition. This lesson's load
+# test computes it from every request's latency, interpolating between sorted samples (numpy's default). A service
+# cannot keep every latency: `kit serve` counts them in a Prometheus **histogram** — for each upper bound
+# $le_1 < le_2 < \dots < +\infty$ the number of requests with latency $\le le_i$ (cumulative counts) — and a
+# dashboard asks Prometheus for `histogram_quantile(0.99, …)`, an estimate from those counts alone. Write
+# `histogram_quantile(q, upper_bounds, cumulative_counts)` for `q` in (0, 1] as Prometheus does: the rank is
+# $q$ times the total count; the answer is in the first bucket whose cumulative count reaches the rank, placed
+# linearly between that bucket's lower and upper bound as if its requests were spread evenly. A rank that falls
+# in the $+\infty$ bucket gives the largest finite upper bound; the first bucket's lower bound is 0 (unless its
+# upper bound is $\le 0$: then that upper bound is the answer).
 # %% [code] solution
-def latency_percentile(samples_ms, q):
-    s = np.sort(np.asarray(samples_ms, dtype=np.float64))
-    k = int(np.ceil(q * len(s) / 100))
-    return float(s[max(k, 1) - 1])
+def histogram_quantile(q, upper_bounds, cumulative_counts):
+    le = np.asarray(upper_bounds, dtype=float)
+    cum = np.asarray(cumulative_counts, dtype=float)
+    rank = q * cum[-1]
+    b = 0
+    while b < len(le) - 1 and cum[b] < rank:
+        b += 1
+    if b == len(le) - 1:
+        return float(le[-2])
+    if b == 0:
+        return float(le[0]) if le[0] <= 0 else float(le[0] * rank / cum[0])
+    inside = cum[b] - cum[b - 1]
+    return float(le[b - 1] + (le[b] - le[b - 1]) * (rank - cum[b - 1]) / inside)
 # %% [code]
-check("18.2", latency_percentile)
+check("18.2", histogram_quantile)
 # %% [md]
 # **Exercise 18.3 (implement: the KS statistic of weighted samples).** A monitor that should notice drift soon
 # can weigh recent requests more than old ones (say, a weight that halves every 50 requests), so each value comes
