@@ -11,6 +11,11 @@
   :meth:`ByteLevelBPE.encode` reads ``"<|endoftext|>"`` in a text as **plain text** (its bytes), so a user's text
   cannot inject the control token; ``allowed_special={"<|endoftext|>"}`` (or ``"all"``) makes it the control token,
   and ``disallowed_special="all"`` refuses such a text with a ``ValueError`` (tiktoken's default).
+* ``pre_tokenizer`` picks how text is cut into pieces before merging (:data:`PRE_TOKENIZERS`): ``"gpt2"`` (the
+  default, above) or ``"gpt2-digits"`` — every digit a piece of its own, GPT-2's expression on the text between
+  (SmolLM2 and StarCoder: ``tokenizers``' ``Digits(individual_digits=True)`` then ``ByteLevel``). A vocabulary
+  that lacks some of the 256 byte symbols (SmolLM2 lacks 21) loads with ``missing_bytes="drop"``: those bytes are
+  dropped when encoding, as ``tokenizers``' BPE does when it has no unknown token.
 """
 from __future__ import annotations
 
@@ -20,14 +25,33 @@ import os
 from collections import Counter, defaultdict
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import regex
 
-__all__ = ["ByteLevelBPE", "GPT2_PATTERN", "bytes_to_unicode"]
+__all__ = ["ByteLevelBPE", "GPT2_PATTERN", "PRE_TOKENIZERS", "bytes_to_unicode", "split_gpt2", "split_gpt2_digits"]
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 _SPLIT = regex.compile(GPT2_PATTERN)
+_DIGIT = regex.compile(r"(\p{N})")
+
+
+def split_gpt2(text: str) -> list[str]:
+    """GPT-2's pieces: contractions, letter runs, digit runs, punctuation runs, whitespace."""
+    return _SPLIT.findall(text)
+
+
+def split_gpt2_digits(text: str) -> list[str]:
+    """Every digit a piece of its own, GPT-2's pieces for the text between the digits (so ``"  1"`` → ``"  "``,
+    ``"1"``, where GPT-2 alone gives ``" "``, ``" 1"``)."""
+    pieces: list[str] = []
+    for part in _DIGIT.split(text):
+        if part:
+            pieces.extend(_SPLIT.findall(part))
+    return pieces
+
+
+PRE_TOKENIZERS: dict[str, Callable[[str], list[str]]] = {"gpt2": split_gpt2, "gpt2-digits": split_gpt2_digits}
 
 
 @lru_cache(maxsize=1)
@@ -67,15 +91,27 @@ def _special_set(special: dict[str, int], which, what: str) -> set[str]:
 
 
 class ByteLevelBPE:
-    """A byte-level BPE tokenizer: ``merges`` in rank order, ``vocab`` token string → id, special tokens."""
+    """A byte-level BPE tokenizer: ``merges`` in rank order, ``vocab`` token string → id, special tokens.
 
-    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], special_tokens: Iterable[str] = ()):
+    ``pre_tokenizer``: a name in :data:`PRE_TOKENIZERS`. ``missing_bytes``: ``"error"`` (a vocabulary must hold all
+    256 byte symbols) or ``"drop"`` (bytes it lacks are left out of the encoding)."""
+
+    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], special_tokens: Iterable[str] = (),
+                 pre_tokenizer: str = "gpt2", missing_bytes: str = "error"):
         self.vocab = dict(vocab)
         self.merges = [tuple(m) for m in merges]
         self.ranks = {m: i for i, m in enumerate(self.merges)}
+        if pre_tokenizer not in PRE_TOKENIZERS:
+            raise ValueError(f"pre_tokenizer must be one of {sorted(PRE_TOKENIZERS)}, got {pre_tokenizer!r}")
+        self.pre_tokenizer = pre_tokenizer
+        self._split = PRE_TOKENIZERS[pre_tokenizer]
+        if missing_bytes not in ("error", "drop"):
+            raise ValueError(f"missing_bytes must be 'error' or 'drop', got {missing_bytes!r}")
         missing = [c for c in bytes_to_unicode().values() if c not in self.vocab]
-        if missing:
-            raise ValueError(f"vocab lacks {len(missing)} of the 256 byte symbols: not a byte-level vocabulary")
+        if missing and missing_bytes == "error":
+            raise ValueError(f"vocab lacks {len(missing)} of the 256 byte symbols: not a byte-level vocabulary "
+                             f"(missing_bytes='drop' encodes without them)")
+        self._missing = frozenset(missing)
         for s in special_tokens:
             self.vocab.setdefault(s, max(self.vocab.values()) + 1)
         self.special = {s: self.vocab[s] for s in special_tokens}
@@ -166,7 +202,7 @@ class ByteLevelBPE:
     def _bpe(self, symbols: str) -> list[int]:
         """GPT-2's encoding of one piece: while some adjacent pair has a merge, merge every occurrence (left to
         right) of the pair of **lowest rank** — until no adjacent pair has one."""
-        word = list(symbols)
+        word = [c for c in symbols if c not in self._missing] if self._missing else list(symbols)
         while len(word) > 1:
             best = min(zip(word, word[1:]), key=lambda p: self.ranks.get(p, float("inf")))
             if best not in self.ranks:
@@ -184,13 +220,13 @@ class ByteLevelBPE:
 
     def _encode_ordinary(self, text: str) -> list[int]:
         ids: list[int] = []
-        for piece in _SPLIT.findall(text):
-            sym = _to_symbols(piece)
-            got = self._cache.get(sym)
+        cache = self._cache
+        for piece in self._split(text):
+            got = cache.get(piece)
             if got is None:
-                got = self._bpe(sym)
-                if len(self._cache) < 100_000:
-                    self._cache[sym] = got
+                got = self._bpe(_to_symbols(piece))
+                if len(cache) < 100_000:
+                    cache[piece] = got
             ids.extend(got)
         return ids
 
