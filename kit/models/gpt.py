@@ -5,6 +5,9 @@
 * :class:`GPT` — token + learned position embeddings, ``n_layer`` pre-LayerNorm :class:`Block` s
   (:class:`CausalSelfAttention` through ``F.scaled_dot_product_attention(is_causal=True)``, then an MLP),
   a final LayerNorm and a linear head whose weight is **tied** to the token embedding.
+* the Llama family is the same class with other options: ``norm="rmsnorm"``, ``pos="rope"`` (``rope_theta``),
+  ``activation="swiglu"`` with ``n_inner``, grouped-query attention (``n_kv_head < n_head``), no biases;
+  :meth:`GPT.from_pretrained` reads GGUF files and Hugging Face Llama folders (:mod:`kit.models.llama_format`).
 * :meth:`GPT.generate` — temperature / top-k / top-p sampling, with or without a :class:`KVCache`
   (the same tokens either way).
 * training is :func:`kit.train.train_gpt`, a configuration of the one engine ``kit.train.fit``
@@ -34,22 +37,31 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = False      # biases in Linear and LayerNorm (GPT-2: True; a little faster without)
-    activation: str = "gelu"  # the MLP's: "gelu" (exact), "gelu_tanh" (GPT-2's approximation), "relu2" (ReLU²)
-    ln_eps: float = 1e-5    # LayerNorm epsilon (GPT-2: 1e-5)
+    activation: str = "gelu"  # the MLP's: "gelu" (exact), "gelu_tanh" (GPT-2's approximation), "relu2" (ReLU²),
+    #                           "swiglu" (Llama's gated SiLU: silu(gate) · up)
+    ln_eps: float = 1e-5    # LayerNorm / RMSNorm epsilon (GPT-2: 1e-5)
     pos: str = "learned"    # positions: "learned" (GPT-2's table added to the input) or "rope" (rotary, in attention)
     qk_norm: bool = False   # RMS-normalise queries and keys per head before their dot product
     tie_weights: bool = True  # the output layer reuses the token embedding matrix
+    norm: str = "layernorm"   # "layernorm" (GPT-2) or "rmsnorm" (Llama: no mean, no bias)
+    n_kv_head: int | None = None  # key/value heads, grouped-query attention (Llama); None = n_head
+    n_inner: int | None = None    # the MLP's hidden width; None = 4·n_embd
+    rope_theta: float = 10_000.0  # the rotary base
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"GPTConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.pos not in ("learned", "rope"):
             raise ValueError(f"GPTConfig.pos must be 'learned' or 'rope', got {self.pos!r}")
+        if self.norm not in ("layernorm", "rmsnorm"):
+            raise ValueError(f"GPTConfig.norm must be 'layernorm' or 'rmsnorm', got {self.norm!r}")
+        if self.n_kv_head is not None and not (0 < self.n_kv_head <= self.n_head and self.n_head % self.n_kv_head == 0):
+            raise ValueError(f"GPTConfig.n_kv_head must divide n_head ({self.n_head}), got {self.n_kv_head}")
         if self.pos == "rope" and (self.n_embd // max(self.n_head, 1)) % 2:
             raise ValueError(f"rotary positions need an even head size, got n_embd/n_head = {self.n_embd // self.n_head}")
 
 
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu2")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu2", "swiglu")
 
 
 @dataclass
@@ -105,14 +117,16 @@ def preset(name: str, vocab_size: int | None = None) -> tuple[GPTConfig, TrainCo
 class KVCache:
     """Keys and values of every layer for the tokens seen so far, in preallocated buffers.
 
-    ``k[layer]`` has shape ``(B, n_head, max_len, head_dim)``; ``length`` tokens are filled. A forward
-    pass with a cache attends to the cached tokens plus the new ones, then appends the new ones.
+    ``k[layer]`` has shape ``(B, n_kv_head, max_len, head_dim)``; ``length`` tokens are filled. A forward
+    pass with a cache attends to the cached tokens plus the new ones, then appends the new ones. Size it to
+    the tokens you need (:meth:`GPT.generate` uses prompt + new tokens): at Llama sizes a full
+    ``block_size`` cache is hundreds of MB.
     """
 
     def __init__(self, cfg: GPTConfig, batch: int, device, dtype=torch.float32, max_len: int | None = None):
         self.max_len = max_len or cfg.block_size
         hd = cfg.n_embd // cfg.n_head
-        shape = (cfg.n_layer, batch, cfg.n_head, self.max_len, hd)
+        shape = (cfg.n_layer, batch, cfg.n_kv_head or cfg.n_head, self.max_len, hd)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
@@ -122,28 +136,34 @@ class KVCache:
         s, t = self.length, k.shape[2]
         if s + t > self.max_len:
             raise ValueError(f"KV cache full: {s} + {t} tokens > max_len {self.max_len}")
-        self.k[layer, :, :, s:s + t] = k
-        self.v[layer, :, :, s:s + t] = v
-        return self.k[layer, :, :, :s + t], self.v[layer, :, :, :s + t]
+        k_all, v_all = self.k[layer], self.v[layer]
+        k_all.narrow(2, s, t).copy_(k)
+        v_all.narrow(2, s, t).copy_(v)
+        return k_all.narrow(2, 0, s + t), v_all.narrow(2, 0, s + t)
 
     def reset(self) -> None:
         self.length = 0
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention where position ``t`` only sees positions ``≤ t``."""
+    """Multi-head self-attention where position ``t`` only sees positions ``≤ t``.
+
+    With ``n_kv_head < n_head`` (grouped-query attention) each group of ``n_head / n_kv_head`` query heads
+    shares one key/value head: ``c_attn`` makes ``n_head`` queries and ``n_kv_head`` keys and values."""
 
     def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
         if cfg.n_embd % cfg.n_head:
             raise ValueError(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
         self.n_head, self.n_embd, self.layer, self.dropout = cfg.n_head, cfg.n_embd, layer, cfg.dropout
-        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v in one matmul
+        self.n_kv_head = cfg.n_kv_head or cfg.n_head
+        self.head_size = hs = cfg.n_embd // cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, (self.n_head + 2 * self.n_kv_head) * hs, bias=cfg.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_drop = nn.Dropout(cfg.dropout)
         self.qk_norm = cfg.qk_norm
         if cfg.pos == "rope":
-            cos, sin = rope_tables(cfg.block_size, cfg.n_embd // cfg.n_head)
+            cos, sin = rope_tables(cfg.block_size, hs, cfg.rope_theta)
             self.register_buffer("cos", cos, persistent=False)
             self.register_buffer("sin", sin, persistent=False)
         else:
@@ -151,32 +171,34 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        nh, nkv, hs = self.n_head, self.n_kv_head, self.head_size
+        qk, v = self.c_attn(x).view(B, T, nh + 2 * nkv, hs).split((nh + nkv, nkv), dim=2)  # (B, T, heads, hs)
         past = cache.length if cache is not None else 0
         if self.qk_norm:    # each head's query and key scaled to RMS 1: bounded attention logits
-            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+            qk = F.rms_norm(qk, (hs,))
         if self.cos is not None:  # rotary: rotate q and k by angles proportional to their positions
-            cos, sin = self.cos[past:past + T], self.sin[past:past + T]
-            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            qk = rotate(qk, self.cos[past:past + T, None], self.sin[past:past + T, None])
+        q, k = qk.transpose(1, 2).split((nh, nkv), dim=1)  # (B, nh, T, hs), (B, n_kv_head, T, hs)
+        v = v.transpose(1, 2)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
         drop = self.dropout if self.training else 0.0
+        gqa = nkv != nh
         if past == 0:       # the usual case: a causal mask over T × T
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True, enable_gqa=gqa)
         elif T == 1:        # one new token attends to every cached token: no mask
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, enable_gqa=gqa)
         else:               # several new tokens after a cache: causal mask aligned to the end
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, enable_gqa=gqa)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.c_proj(y))
 
 
-def rope_tables(n_pos: int, head_size: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(n_pos: int, head_size: int, base: float = 10_000.0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``cos`` and ``sin`` of the rotary angles ``pos · base^(-2i/head_size)``, each ``(n_pos, head_size/2)``."""
-    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
-    angles = torch.outer(torch.arange(n_pos, dtype=torch.float32), inv_freq)
+    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=device) / head_size)
+    angles = torch.outer(torch.arange(n_pos, dtype=torch.float32, device=device), inv_freq)
     return angles.cos(), angles.sin()
 
 
@@ -188,18 +210,34 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 
 class MLP(nn.Module):
+    """``c_proj(act(c_fc(x)))``; for ``"swiglu"`` ``c_fc`` makes gate and up in one matmul (rows: gate, then up)
+    and the hidden state is ``silu(gate) · up``."""
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.drop = nn.Dropout(cfg.dropout)
+        n_inner = cfg.n_inner or 4 * cfg.n_embd
         self.activation = cfg.activation
+        self.c_fc = nn.Linear(cfg.n_embd, 2 * n_inner if cfg.activation == "swiglu" else n_inner, bias=cfg.bias)
+        self.c_proj = nn.Linear(n_inner, cfg.n_embd, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x):
         h = self.c_fc(x)
-        h = F.relu(h).square() if self.activation == "relu2" else \
-            F.gelu(h, approximate="tanh" if self.activation == "gelu_tanh" else "none")
+        if self.activation == "swiglu":
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        elif self.activation == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.gelu(h, approximate="tanh" if self.activation == "gelu_tanh" else "none")
         return self.drop(self.c_proj(h))
+
+
+def norm_layer(cfg: GPTConfig) -> nn.Module:
+    """The config's normalisation over ``n_embd``: LayerNorm (GPT-2) or RMSNorm (Llama)."""
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.n_embd, eps=cfg.ln_eps)
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.ln_eps, bias=cfg.bias)
 
 
 class Block(nn.Module):
@@ -207,9 +245,9 @@ class Block(nn.Module):
 
     def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.ln_eps, bias=cfg.bias)
+        self.ln_1 = norm_layer(cfg)
         self.attn = CausalSelfAttention(cfg, layer)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.ln_eps, bias=cfg.bias)
+        self.ln_2 = norm_layer(cfg)
         self.mlp = MLP(cfg)
 
     def forward(self, x, cache: KVCache | None = None):
@@ -227,14 +265,24 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None  # learned positions
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.ln_eps, bias=cfg.bias)
+        self.ln_f = norm_layer(cfg)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.lm_head.weight = self.wte.weight              # weight tying: one matrix, used twice
+        self.share_rope()
         self.apply(self._init_weights)
         for name, p in self.named_parameters():                # GPT-2: scale residual projections
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
+
+    def share_rope(self, device=None) -> None:
+        """Give every layer the same rotary tables, computed once (on ``device``; a model built on the meta
+        device needs real ones). No-op with learned positions."""
+        if self.cfg.pos != "rope":
+            return
+        cos, sin = rope_tables(self.cfg.block_size, self.cfg.n_embd // self.cfg.n_head, self.cfg.rope_theta, device)
+        for b in self.blocks:
+            b.attn.cos, b.attn.sin = cos, sin
 
     @staticmethod
     def _init_weights(m):
@@ -246,12 +294,22 @@ class GPT(nn.Module):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str, device=None) -> "GPT":
-        """A Hugging Face GPT-2 checkpoint (a folder, or a hub name such as ``"gpt2"``) as kit's GPT.
+    def from_pretrained(cls, name_or_path: str, device=None, dtype: torch.dtype = torch.float32) -> "GPT":
+        """A pretrained checkpoint as kit's GPT, in eval mode.
 
-        See :mod:`kit.models.gpt2_format` (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``)."""
+        * a shipped name (``"SmolLM2-135M-Instruct"``, :mod:`kit.data.llm_files`) or a ``.gguf`` file → Llama
+          weights from GGUF (:func:`kit.models.llama_format.load_gguf`);
+        * a Hugging Face folder whose ``config.json`` says ``llama`` → :func:`kit.models.llama_format.load_llama_folder`;
+        * otherwise a Hugging Face GPT-2 checkpoint (a folder, or a hub name such as ``"gpt2"``),
+          :mod:`kit.models.gpt2_format` (``dtype`` float32 only)."""
+        from kit.models import llama_format
+        kind = llama_format.checkpoint_kind(name_or_path)
+        if kind == "gguf":
+            return llama_format.load_gguf(name_or_path, device=device, dtype=dtype)
+        if kind == "llama":
+            return llama_format.load_llama_folder(name_or_path, device=device, dtype=dtype)
         from kit.models.gpt2_format import load_gpt2
-        return load_gpt2(name_or_dir, device=device)
+        return load_gpt2(name_or_path, device=device)
 
     def save_pretrained(self, folder, eos_token_id: int | None = None) -> None:
         """Write this model in Hugging Face's GPT-2 format (loadable by ``transformers`` and :meth:`from_pretrained`);
@@ -264,10 +322,13 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.wpe.weight.numel() if non_embedding and self.wpe is not None else n
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                last_only: bool = False):
         """Logits ``(B, T, V)``; with ``targets`` returns ``(logits, mean cross-entropy)``.
 
-        With a ``cache`` the ``T`` new tokens continue the cached ones (positions ``cache.length…``)."""
+        With a ``cache`` the ``T`` new tokens continue the cached ones (positions ``cache.length…``).
+        ``last_only``: logits of the last position only, ``(B, 1, V)`` (generation: the output layer is the
+        biggest matrix of a small model, and only the last row is sampled from)."""
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.cfg.block_size:
@@ -280,6 +341,8 @@ class GPT(nn.Module):
             x = block(x, cache)
         if cache is not None:
             cache.length += T
+        if last_only:
+            x = x[:, -1:]
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits
@@ -289,14 +352,15 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-                 use_cache: bool = True) -> torch.Tensor:
+                 use_cache: bool = True, eos_token_id: int | None = None) -> torch.Tensor:
         """Append ``max_new_tokens`` sampled ids to ``prompt`` (1-D or ``(B, T)``; prompt included in the result).
 
         ``temperature=0`` is greedy. Without the cache every step re-reads the last ``block_size``
         tokens; with it each step feeds only the newest token and reuses the keys and values of the
-        others. Learned absolute positions cannot slide: once the window is full, every step rebuilds
-        the cache from the last ``block_size`` tokens (no saving past that point). The tokens are the
-        same either way.
+        others (the cache holds prompt + new tokens, at most ``block_size``). Positions cannot slide: once the
+        window is full, every step rebuilds the cache from the last ``block_size`` tokens (no saving past that
+        point). The tokens are the same either way. ``eos_token_id``: stop early once every row has produced
+        it (rows that ended earlier go on sampling after it).
         """
         from kit.models.sampling import sample_next
         was_training = self.training
@@ -305,22 +369,31 @@ class GPT(nn.Module):
         idx = prompt.to(dev)
         squeeze = idx.ndim == 1
         idx = idx[None] if squeeze else idx
-        if idx.shape[1] == 0:
+        B, n = idx.shape
+        if n == 0:
             raise ValueError("generate needs a prompt of at least one token")
         bs = self.cfg.block_size
-        cache = KVCache(self.cfg, idx.shape[0], dev, dtype=self.wte.weight.dtype) if use_cache else None
+        out = torch.empty(B, n + max_new_tokens, dtype=idx.dtype, device=dev)   # no concatenation per step
+        out[:, :n] = idx
+        cache = KVCache(self.cfg, B, dev, dtype=self.wte.weight.dtype, max_len=min(n + max_new_tokens, bs)) \
+            if use_cache and max_new_tokens > 0 else None
+        ended = torch.zeros(B, dtype=torch.bool, device=dev) if eos_token_id is not None else None
         for _ in range(max_new_tokens):
             if cache is None:                                 # re-read the whole visible window
-                logits = self(idx[:, -bs:])[:, -1]
+                logits = self(out[:, max(0, n - bs):n], last_only=True)[:, -1]
             elif cache.length == 0 or cache.length >= bs:     # (re)fill the cache from the window
                 cache.reset()
-                logits = self(idx[:, -bs:], cache=cache)[:, -1]
+                logits = self(out[:, max(0, n - bs):n], cache=cache, last_only=True)[:, -1]
             else:                                             # only the newest token
-                logits = self(idx[:, -1:], cache=cache)[:, -1]
-            nxt = sample_next(logits, temperature, top_k, top_p, generator)
-            idx = torch.cat([idx, nxt[:, None]], dim=1)
+                logits = self(out[:, n - 1:n], cache=cache, last_only=True)[:, -1]
+            out[:, n] = sample_next(logits, temperature, top_k, top_p, generator)
+            n += 1
+            if ended is not None:
+                ended |= out[:, n - 1] == eos_token_id
+                if bool(ended.all()):
+                    break
         self.train(was_training)
-        return idx[0] if squeeze else idx
+        return out[0, :n] if squeeze else out[:, :n]
 
 
 # ---------------------------------------------------------------- FLOPs and MFU
