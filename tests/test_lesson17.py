@@ -426,3 +426,93 @@ def test_clipped_ddpm_step_is_the_posterior_mean_of_the_same_update():
     b = diffusion.ddpm_sample(m, torch.tensor([0, 1]), generator=torch.Generator().manual_seed(1), clip=False)
     assert torch.allclose(a, b, atol=1e-4)
     assert torch.allclose(a, (target + 1) / 2, atol=1e-3)   # and both land on the image the network points at
+
+
+def _mixture_log_joint(x, pts, log_pi, ab):
+    """log π_k N(x; √ᾱ x_k, (1 − ᾱ) I) for a data set of points ``pts`` (K, D) at the noise level ᾱ: (N, K)."""
+    d2 = (x[:, None, :] - ab.sqrt() * pts[None]).pow(2).sum(-1)
+    return log_pi - d2 / (2 * (1 - ab)) - 0.5 * pts.shape[1] * torch.log(2 * torch.pi * (1 - ab))
+
+
+@pytest.mark.parametrize("ab", [0.95, 0.5, 0.05, 1e-4])
+def test_tweedie_the_best_noise_prediction_is_a_scaled_score_and_x0_hat_the_posterior_mean(ab):
+    """For data = a few points, p_t is a Gaussian mixture: autograd's ∇ log p_t against Bayes' posterior mean —
+    E[x₀ | x_t] = (x_t + (1−ᾱ) ∇log p_t)/√ᾱ and E[ε | x_t] = −√(1−ᾱ) ∇log p_t."""
+    torch.manual_seed(0)
+    ab = torch.tensor(ab, dtype=torch.float64)
+    pts, log_pi = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64).log()
+    x = (torch.randn(50, 3, dtype=torch.float64) * 1.5).requires_grad_(True)
+    lj = _mixture_log_joint(x, pts, log_pi, ab)
+    score, = torch.autograd.grad(torch.logsumexp(lj, 1).sum(), x)
+    post_mean = lj.detach().softmax(1) @ pts
+    x = x.detach()
+    assert torch.allclose((x + (1 - ab) * score) / ab.sqrt(), post_mean, atol=1e-9)
+    eps_best = (x - ab.sqrt() * post_mean) / (1 - ab).sqrt()
+    assert torch.allclose(eps_best, -(1 - ab).sqrt() * score, atol=1e-9)
+    # Monte Carlo: E[ε | x_t] really is the least-squares predictor — draws of (x₀, ε) around it score less than it
+    k = torch.multinomial(log_pi.exp(), 4000, replacement=True)
+    e = torch.randn(4000, 3, dtype=torch.float64)
+    xs = ab.sqrt() * pts[k] + (1 - ab).sqrt() * e
+    lj = _mixture_log_joint(xs, pts, log_pi, ab)
+    best = (xs - ab.sqrt() * (lj.softmax(1) @ pts)) / (1 - ab).sqrt()
+    assert (best - e).pow(2).mean() <= (0.9 * best - e).pow(2).mean() and (best - e).pow(2).mean() <= (xs - e).pow(2).mean()
+
+
+def test_guidance_is_bayes_rule_on_scores():
+    """Two classes, each a mixture of points: ∇log p(x | y) = ∇log p(x) + ∇log p(y | x), so the guided
+    combination uncond + w·(cond − uncond) is the score of p(x)·p(y | x)^w."""
+    torch.manual_seed(1)
+    ab = torch.tensor(0.4, dtype=torch.float64)
+    pts = torch.randn(6, 2, dtype=torch.float64)
+    cls = torch.tensor([0, 0, 0, 1, 1, 1])
+    log_pi = torch.full((6,), 1 / 6, dtype=torch.float64).log()
+    x = torch.randn(30, 2, dtype=torch.float64, requires_grad=True)
+
+    def grad(f):
+        return torch.autograd.grad(f(x).sum(), x)[0]
+    lj = lambda x: _mixture_log_joint(x, pts, log_pi, ab)
+    log_px = lambda x: torch.logsumexp(lj(x), 1)
+    log_px_y = lambda x: torch.logsumexp(lj(x)[:, cls == 1], 1) - np.log(0.5)      # p(x | y = 1)
+    log_py_x = lambda x: log_px_y(x) + np.log(0.5) - log_px(x)                      # Bayes: p(y | x)
+    assert torch.allclose(grad(log_px_y), grad(log_px) + grad(log_py_x), atol=1e-10)
+    for w in (0.0, 1.0, 3.0):
+        guided = grad(log_px) + w * (grad(log_px_y) - grad(log_px))
+        assert torch.allclose(guided, grad(lambda x: log_px(x) + w * log_py_x(x)), atol=1e-10)
+
+
+def test_model_score_and_tweedie_x0_from_it():
+    """diffusion.score is −ε̂_w/√(1−ᾱ_t); with a network that knows the data is one image x*, the score is the
+    Gaussian's, −(x − √ᾱ x*)/(1−ᾱ), and Tweedie's x̂₀ from it is x* itself. w = 0 is the unconditional prediction."""
+    m = diffusion.DDPM(diffusion.DDPMConfig(T=20, width=8, n_classes=10)).eval()
+    s = m.schedule
+    target = torch.rand(3, 1, 28, 28) * 2 - 1
+
+    def eps_one_image(x, tt, y=None):
+        ab = s.alpha_bar[tt].view(-1, 1, 1, 1)
+        return (x - ab.sqrt() * target) / (1 - ab).sqrt()
+    m.eps = eps_one_image
+    x, t, y = torch.randn(3, 1, 28, 28), torch.tensor([2, 10, 19]), torch.tensor([1, 2, 3])
+    ab = s.alpha_bar[t].view(-1, 1, 1, 1)
+    sc = diffusion.score(m, x, t, y)
+    assert torch.allclose(sc, -(x - ab.sqrt() * target) / (1 - ab), atol=1e-4)
+    assert torch.allclose((x + (1 - ab) * sc) / ab.sqrt(), target, atol=1e-3)
+    torch.manual_seed(0)
+    real = diffusion.DDPM(diffusion.DDPMConfig(T=10, width=8, n_classes=10, film=True, p_uncond=0.2)).eval()
+    with torch.no_grad():
+        unc = real.eps(x, t.clamp(max=9), torch.full_like(y, 10))
+        assert torch.allclose(diffusion.guided_eps(real, x, t.clamp(max=9), y, 0.0), unc, atol=1e-6)
+        ab = real.schedule.alpha_bar[t.clamp(max=9)].view(-1, 1, 1, 1)
+        assert torch.allclose(diffusion.score(real, x, t.clamp(max=9), y, 2.0),
+                              -diffusion.guided_eps(real, x, t.clamp(max=9), y, 2.0) / (1 - ab).sqrt(), atol=1e-6)
+
+
+def test_within_class_spread():
+    a = torch.zeros(1, 28, 28)
+    b = a.clone()
+    b[0, :2, :2] = 1.0                                   # ‖a − b‖ = 2
+    imgs = torch.stack([a, b, a + 0.5, a + 0.5, a + 0.5, a])
+    probs = F.one_hot(torch.tensor([0, 0, 1, 1, 1, 2]), 10).float()   # class 2 has one image: left out
+    assert abs(J.within_class_spread(imgs, probs) - (2.0 + 0.0) / 2) < 1e-9
+    three = torch.stack([a, b, b])                         # pairs: 2, 2, 0 → mean 4/3
+    assert abs(J.within_class_spread(three, F.one_hot(torch.zeros(3, dtype=torch.long), 10).float()) - 4 / 3) < 1e-9
+    assert np.isnan(J.within_class_spread(imgs[:2], F.one_hot(torch.tensor([0, 1]), 10).float()))

@@ -19,6 +19,10 @@ keeps weight on the high-noise steps where ε's vanishes; :meth:`DDPM.eps` alway
 class" label (index ``n_classes``) with that probability, so one network learns ε̂(x_t, t, y) and ε̂(x_t, t, ∅);
 samplers mix them as ε̂(∅) + w·(ε̂(y) − ε̂(∅)) (:func:`guided_eps`).
 
+**Scores.** The ε̂ that minimises the loss is E[ε | x_t], and Tweedie's formula makes it a scaled score,
+ε̂(x_t, t) ≈ −√(1−ᾱ_t) ∇ log p_t(x_t) (:func:`score`); so x̂₀ = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t ≈ E[x₀ | x_t], a denoiser,
+and guidance adds w·∇ log p_t(y | x_t) to the unconditional score (Bayes: ∇ log p(x | y) = ∇ log p(x) + ∇ log p(y | x)).
+
 **Sampling.** :func:`ddpm_sample` runs the learned reverse process x_T ~ N(0, I) → … → x₀ one step at a time
 (x̂₀ clipped to the image range); :func:`ddim_sample` jumps along a subsequence of steps, deterministically
 (η = 0). Models import no training code; train with :func:`kit.train.fit` (``loss_fn=None``).
@@ -174,12 +178,25 @@ def drop_labels(y: torch.Tensor, p: float, null: int) -> torch.Tensor:
 
 def guided_eps(model: DDPM, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, w: float = 1.0) -> torch.Tensor:
     """ε = ε̂(x, t, ∅) + w·(ε̂(x, t, y) − ε̂(x, t, ∅)), both from one forward pass over the batch stacked twice.
-    w = 1 is the conditional model alone (one pass); without labels, the unconditional prediction."""
+    w = 1 is the conditional model alone and w = 0 the unconditional one (one pass each); without labels, the
+    unconditional prediction."""
     if y is None or w == 1:
         return model.eps(x, t, y)
+    if w == 0:
+        return model.eps(x, t, torch.full_like(y, model.cfg.n_classes))
     null = torch.full_like(y, model.cfg.n_classes)
     e_cond, e_uncond = model.eps(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
     return e_uncond + w * (e_cond - e_uncond)
+
+
+@torch.no_grad()
+def score(model: DDPM, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+          guidance: float = 1.0) -> torch.Tensor:
+    """The model's estimate of the score ∇ log p_t(x_t) (of the guided p_t(x_t) p_t(y | x_t)^w with ``guidance``
+    w): −ε̂_w / √(1−ᾱ_t). Tweedie's formula turns it into the posterior mean, E[x₀ | x_t] = (x_t + (1−ᾱ_t)·score)/√ᾱ_t —
+    the same x̂₀ as (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t."""
+    ab = model.schedule.alpha_bar[t].view(-1, *([1] * (x.ndim - 1)))
+    return -guided_eps(model, x, t, y, guidance) / (1 - ab).sqrt()
 
 
 @torch.no_grad()
@@ -244,4 +261,4 @@ def ddim_sample(model: DDPM, y: torch.Tensor | None = None, steps: int = 10, n: 
 
 
 __all__ = ["DDPM", "DDPMConfig", "Schedule", "UNet", "ddim_sample", "ddpm_sample", "drop_labels", "guided_eps",
-           "step_embedding"]
+           "score", "step_embedding"]

@@ -10,6 +10,8 @@
 * :func:`kernel_distance` — the Kernel Inception Distance's recipe (Bińkowski et al. 2018) in the same features:
   the unbiased estimate of MMD² with the kernel k(x, y) = (x·y/d + 1)³, averaged over random subsets (and its
   spread over them) — its expectation is 0 for two sets from the same distribution, at any sample size;
+* :func:`within_class_spread` — the variety within a digit: the mean pixel distance between two images the judge
+  puts in the same class, averaged over the classes (what a guidance scale > 1 trades for confidence);
 * :func:`nearest_training_distance` — for each image the Euclidean pixel distance to its nearest training image
   (a model that memorised its training set has samples much closer to it than new real digits are).
 """
@@ -84,6 +86,22 @@ def kernel_distance(feats_a, feats_b, subsets: int = 50, subset_size: int = 100,
 
 
 @torch.no_grad()
+def within_class_spread(images: torch.Tensor, probs: torch.Tensor, min_count: int = 2) -> float:
+    """Mean Euclidean pixel distance between two different images the judge assigns to the same class (argmax of
+    ``probs``), averaged over the classes with at least ``min_count`` images (each class weighs the same); NaN
+    when no class has that many. Low: the images of each digit look alike (little variety)."""
+    A = images.reshape(len(images), -1).double().cpu()
+    cls = probs.argmax(1).cpu()
+    per_class = []
+    for c in cls.unique().tolist():
+        M = A[cls == c]
+        if len(M) >= max(2, min_count):
+            d = torch.cdist(M, M, compute_mode="donot_use_mm_for_euclid_dist")
+            per_class.append(float(d.sum() / (len(M) * (len(M) - 1))))   # the diagonal is 0: pairs i ≠ j
+    return float(np.mean(per_class)) if per_class else float("nan")
+
+
+@torch.no_grad()
 def nearest_training_distance(images: torch.Tensor, train: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """For each image, the Euclidean distance (pixels in [0, 1]) to its nearest training image, and which one:
     ``(distances (N,), indices (N,))``."""
@@ -99,4 +117,4 @@ def nearest_training_distance(images: torch.Tensor, train: torch.Tensor, batch_s
 
 
 __all__ = ["class_coverage", "confident_fraction", "frechet_distance", "judge_outputs", "kernel_distance",
-           "nearest_training_distance"]
+           "nearest_training_distance", "within_class_spread"]

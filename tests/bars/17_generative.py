@@ -10,4 +10,9 @@ def check(m: dict) -> bool:
     return (m["vae_kl_check_max_abs_diff"] <= 1e-4 and m["judge_accuracy"] >= 0.5
             and min(m["fd_vae"], m["fd_gan"], m["fd_ddpm"]) > m["fd_real_vs_real"] > 0
             and all(0.0 <= f <= 1.0 for f in fractions)
-            and m["vae_elbo_val"] > -784 * math.log(2) + 100)
+            and m["vae_elbo_val"] > -784 * math.log(2) + 100
+            # Tweedie's formula holds exactly on the toy mixture; the guidance sweep has its four scales, in range
+            and m["tweedie_max_gap"] <= 1e-9
+            and set(m["guidance_sweep"]) == {"0", "1", "1.5", "3"}
+            and all(0.0 <= r[k] <= 1.0 for r in m["guidance_sweep"].values() for k in ("confident_fraction", "class_match"))
+            and all(0.0 <= r["coverage_bits"] <= math.log2(10) + 1e-9 for r in m["guidance_sweep"].values()))
