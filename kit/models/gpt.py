@@ -301,7 +301,9 @@ class GPT(nn.Module):
           weights from GGUF (:func:`kit.models.llama_format.load_gguf`);
         * a Hugging Face folder whose ``config.json`` says ``llama`` → :func:`kit.models.llama_format.load_llama_folder`;
         * otherwise a Hugging Face GPT-2 checkpoint (a folder, or a hub name such as ``"gpt2"``),
-          :mod:`kit.models.gpt2_format` (``dtype`` float32 only)."""
+          :mod:`kit.models.gpt2_format`.
+
+        ``dtype``: the weights' type (GGUF tensors are dequantised to it)."""
         from kit.models import llama_format
         kind = llama_format.checkpoint_kind(name_or_path)
         if kind == "gguf":
@@ -309,7 +311,8 @@ class GPT(nn.Module):
         if kind == "llama":
             return llama_format.load_llama_folder(name_or_path, device=device, dtype=dtype)
         from kit.models.gpt2_format import load_gpt2
-        return load_gpt2(name_or_path, device=device)
+        model = load_gpt2(name_or_path, device=device)
+        return model if dtype == torch.float32 else model.to(dtype)
 
     def save_pretrained(self, folder, eos_token_id: int | None = None) -> None:
         """Write this model in Hugging Face's GPT-2 format (loadable by ``transformers`` and :meth:`from_pretrained`);

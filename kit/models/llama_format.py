@@ -179,8 +179,8 @@ class _Weights:
         model.load_state_dict(self.state, strict=False, assign=True)
         if self.cfg.tie_weights:
             model.lm_head.weight = model.wte.weight
-        model.share_rope("cpu")
         self.state = {}
+        model.share_rope(device or "cpu")   # one table on the target device: .to() below keeps it shared
         return model.to(device or "cpu").eval()
 
 
