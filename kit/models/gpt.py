@@ -191,8 +191,8 @@ class CausalSelfAttention(nn.Module):
         else:               # several new tokens after a cache: causal mask aligned to the end
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, enable_gqa=gqa)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_drop(self.c_proj(y))
+        y = self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return self.resid_drop(y) if self.training else y   # dropout is the identity in eval: skip the call
 
 
 def rope_tables(n_pos: int, head_size: int, base: float = 10_000.0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,7 +230,8 @@ class MLP(nn.Module):
             h = F.relu(h).square()
         else:
             h = F.gelu(h, approximate="tanh" if self.activation == "gelu_tanh" else "none")
-        return self.drop(self.c_proj(h))
+        h = self.c_proj(h)
+        return self.drop(h) if self.training else h
 
 
 def norm_layer(cfg: GPTConfig) -> nn.Module:
@@ -273,7 +274,7 @@ class GPT(nn.Module):
         self.apply(self._init_weights)
         for name, p in self.named_parameters():                # GPT-2: scale residual projections
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     def share_rope(self, device=None) -> None:
         """Give every layer the same rotary tables, computed once (on ``device``; a model built on the meta
@@ -381,20 +382,21 @@ class GPT(nn.Module):
         cache = KVCache(self.cfg, B, dev, dtype=self.wte.weight.dtype, max_len=min(n + max_new_tokens, bs)) \
             if use_cache and max_new_tokens > 0 else None
         ended = torch.zeros(B, dtype=torch.bool, device=dev) if eos_token_id is not None else None
-        for _ in range(max_new_tokens):
-            if cache is None:                                 # re-read the whole visible window
-                logits = self(out[:, max(0, n - bs):n], last_only=True)[:, -1]
-            elif cache.length == 0 or cache.length >= bs:     # (re)fill the cache from the window
-                cache.reset()
-                logits = self(out[:, max(0, n - bs):n], cache=cache, last_only=True)[:, -1]
-            else:                                             # only the newest token
-                logits = self(out[:, n - 1:n], cache=cache, last_only=True)[:, -1]
-            out[:, n] = sample_next(logits, temperature, top_k, top_p, generator)
-            n += 1
-            if ended is not None:
-                ended |= out[:, n - 1] == eos_token_id
-                if bool(ended.all()):
-                    break
+        with torch.inference_mode():   # no autograd bookkeeping at all (views included): faster small steps
+            for _ in range(max_new_tokens):
+                if cache is None:                                 # re-read the whole visible window
+                    logits = self(out[:, max(0, n - bs):n], last_only=True)[:, -1]
+                elif cache.length == 0 or cache.length >= bs:     # (re)fill the cache from the window
+                    cache.reset()
+                    logits = self(out[:, max(0, n - bs):n], cache=cache, last_only=True)[:, -1]
+                else:                                             # only the newest token
+                    logits = self(out[:, n - 1:n], cache=cache, last_only=True)[:, -1]
+                out[:, n] = sample_next(logits, temperature, top_k, top_p, generator)
+                n += 1
+                if ended is not None:
+                    ended |= out[:, n - 1] == eos_token_id
+                    if bool(ended.all()):
+                        break
         self.train(was_training)
         return out[0, :n] if squeeze else out[:, :n]
 
