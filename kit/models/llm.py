@@ -156,3 +156,97 @@ def chat(model: GPT, tok, messages: list[dict], **kw) -> Iterator[str]:
         raise ValueError('messages must be a non-empty list of {"role": …, "content": …} dicts')
     prompt = tok.apply_chat_template(messages, add_generation_prompt=True)
     return stream(model, tok, prompt, **kw)
+
+
+# ---------------------------------------------------------------- measuring a model on a text
+@torch.no_grad()
+def text_bits_per_byte(model: GPT, tok, text: str, window: int = 1024, bos_id: int | None = None,
+                       batch_size: int = 1) -> dict:
+    """Bits per byte of ``text`` under ``model``: the summed next-token loss (in bits) of every token of ``text``,
+    divided by its UTF-8 bytes — a number that compares models with different tokenizers.
+
+    The text is encoded once (special-token text read as plain text), then cut into non-overlapping windows of
+    ``window - 1`` tokens, each prefixed with the document token ``bos_id`` (SmolLM2's ``<|endoftext|>``, id 0), so
+    every token is predicted exactly once and the first token of a window from the document token alone. A token
+    early in a window sees little context (a sliding window gives every token more, at more compute).
+    Returns ``{"bits_per_byte", "bits", "tokens", "bytes", "windows"}``."""
+    if not isinstance(text, str) or not text:
+        raise ValueError("text must be a non-empty string")
+    if bos_id is None:
+        raise ValueError("bos_id: give the id of the document token that starts each window")
+    if not 2 <= window <= model.cfg.block_size:
+        raise ValueError(f"window must be in [2, {model.cfg.block_size}] (the model's context), got {window}")
+    ids = tok.encode(text, allowed_special=())
+    step, dev = window - 1, model.wte.weight.device
+    chunks = [ids[s:s + step] for s in range(0, len(ids), step)]
+    total = 0.0
+    was_training = model.training
+    model.eval()
+    for b in range(0, len(chunks), batch_size):
+        rows = chunks[b:b + batch_size]
+        n = max(len(r) for r in rows)
+        x = torch.full((len(rows), n + 1), int(bos_id), dtype=torch.long, device=dev)
+        y = torch.full((len(rows), n), -100, dtype=torch.long, device=dev)   # -100: padding, not scored
+        for i, r in enumerate(rows):
+            x[i, 1:len(r) + 1] = torch.tensor(r, dtype=torch.long)
+            y[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        logits = model(x[:, :-1]).float()
+        total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
+                                                         ignore_index=-100, reduction="sum"))
+    model.train(was_training)
+    n_bytes = len(text.encode("utf-8"))
+    bits = total / 0.6931471805599453   # nats → bits: ÷ ln 2
+    return {"bits_per_byte": bits / n_bytes, "bits": bits, "tokens": len(ids), "bytes": n_bytes,
+            "windows": len(chunks)}
+
+
+def kv_cache_bytes(cfg, n_tokens: int, bytes_per_value: int = 4, n_kv_head: int | None = None) -> int:
+    """Memory of a KV cache holding ``n_tokens`` tokens: keys and values (2) × layers × kv heads × head size ×
+    bytes per value (4 for float32), per token. ``n_kv_head``: another head count (``cfg.n_head``: without
+    grouped-query attention)."""
+    heads = n_kv_head or cfg.n_kv_head or cfg.n_head
+    return 2 * cfg.n_layer * heads * (cfg.n_embd // cfg.n_head) * bytes_per_value * int(n_tokens)
+
+
+@torch.no_grad()
+def prefill_decode_speed(model: GPT, prompt_ids: list[int], n_new: int = 32) -> dict:
+    """Tokens per second of the two phases of generation (greedy, batch 1): the **prefill** — the whole prompt in
+    one forward pass that fills the KV cache — and the **decode** — ``n_new`` steps of one token each, every step
+    reading all the weights for one token. Returns ``{"prefill_tokens_per_s", "decode_tokens_per_s",
+    "prefill_s", "decode_s", "tokens"}`` (``tokens``: the greedy ids)."""
+    if isinstance(prompt_ids, str) or not len(prompt_ids):
+        raise ValueError("prompt_ids must be a non-empty list of token ids")
+    if n_new < 1:
+        raise ValueError(f"n_new must be >= 1, got {n_new}")
+    ids = [int(i) for i in prompt_ids]
+    dev = model.wte.weight.device
+    cache = _cache_for(model, 1, len(ids) + n_new)
+    idx = torch.tensor([ids], dtype=torch.long, device=dev)
+    model(idx[:, :4], last_only=True)                                                 # warm-up, no cache
+    t0 = time.perf_counter()
+    nxt = model(idx, cache=cache, last_only=True)[:, -1].argmax(-1, keepdim=True)   # the prompt at once
+    out = [int(nxt)]                                                                  # int(): waits for the device
+    prefill_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(n_new):                                                            # one token a step
+        nxt = model(nxt, cache=cache, last_only=True)[:, -1].argmax(-1, keepdim=True)
+        out.append(int(nxt))
+    decode_s = time.perf_counter() - t0
+    return {"prefill_tokens_per_s": len(ids) / prefill_s, "decode_tokens_per_s": n_new / decode_s,
+            "prefill_s": prefill_s, "decode_s": decode_s, "tokens": out}
+
+
+def tokenizers_twin(tok):
+    """The same vocabulary, merges, pre-tokenizer rule and special tokens in Hugging Face's ``tokenizers`` library
+    (Rust): an independent encoder to check a kit tokenizer's ids against, built in memory in about a second."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    bpe = getattr(tok, "bpe", tok)
+    if not hasattr(bpe, "merges") or not hasattr(bpe, "vocab"):
+        raise ValueError("tok must be a kit byte-level BPE tokenizer (LLMTokenizer or ByteLevelBPE)")
+    twin = Tokenizer(models.BPE(vocab=dict(bpe.vocab), merges=[tuple(m) for m in bpe.merges]))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    twin.pre_tokenizer = byte_level if bpe.pre_tokenizer == "gpt2" else \
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    specials = getattr(tok, "special_tokens", bpe.special)
+    twin.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    return twin
