@@ -191,12 +191,6 @@ def test_18_2_wrong_answers_fail_naming_the_case(wrong, case):
     fails_naming("18.2", wrong, case)
 
 
-def test_nearest_rank_by_hand():
-    x = [15, 20, 35, 40, 50]  # the textbook example: p30 = 20, p40 = 20, p50 = 35, p100 = 50
-    assert [L._nearest_rank(x, q) for q in (5, 30, 40, 50, 100, 0)] == [15, 20, 20, 35, 50, 15]
-    assert L._nearest_rank([1, 2, 3, 4], 50) == 2 and np.percentile([1, 2, 3, 4], 50) == 2.5
-
-
 # ------------------------------------------------------------------------------------------------- 18.3
 
 

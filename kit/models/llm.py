@@ -79,7 +79,7 @@ def _cache_for(model: GPT, batch: int, n_tokens: int) -> KVCache:
     return KVCache(model.cfg, batch, w.device, dtype=w.dtype, max_len=n_tokens)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def token_stream(model: GPT, prompt_ids: list[int], max_new_tokens: int = 128, temperature: float = 0.7,
                  top_k: int | None = None, top_p: float | None = 0.9, seed: int | None = None,
                  eos_id: int | None = None) -> Iterator[int]:
@@ -91,7 +91,7 @@ def token_stream(model: GPT, prompt_ids: list[int], max_new_tokens: int = 128, t
     gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
     idx = torch.tensor([prompt_ids], dtype=torch.long, device=dev)
     for _ in range(n):
-        logits = model(idx, cache=cache)[:, -1].float()
+        logits = model(idx, cache=cache, last_only=True)[:, -1].float()
         nxt = sample_next(logits, temperature, top_k, top_p, gen)
         t = int(nxt[0])
         if eos_id is not None and t == eos_id:
@@ -127,7 +127,7 @@ def complete(model: GPT, tok, prompt, **kw) -> str:
     return "".join(stream(model, tok, prompt, **kw))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def continuations(model: GPT, tok, prompt: str, n: int = 5, max_new_tokens: int = 30, temperature: float = 0.8,
                   top_k: int | None = None, top_p: float | None = 0.95, seed: int | None = 0) -> list[str]:
     """``n`` sampled continuations of one prompt, generated as one batch (each cut at its end-of-sequence token)."""
@@ -141,7 +141,7 @@ def continuations(model: GPT, tok, prompt: str, n: int = 5, max_new_tokens: int 
     idx = torch.tensor([ids] * n, dtype=torch.long, device=dev)
     out = []
     for _ in range(max_new_tokens):
-        nxt = sample_next(model(idx, cache=cache)[:, -1].float(), temperature, top_k, top_p, gen)
+        nxt = sample_next(model(idx, cache=cache, last_only=True)[:, -1].float(), temperature, top_k, top_p, gen)
         out.append(nxt)
         idx = nxt[:, None]
     rows = torch.stack(out, 1).tolist()
