@@ -10,12 +10,13 @@ against ``peft``'s LoRA on the same layer and initialisation.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "trainable_parameters"]
+__all__ = ["LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "trainable_parameters", "lora_disabled"]
 
 
 class LoRALinear(nn.Module):
@@ -39,6 +40,7 @@ class LoRALinear(nn.Module):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
+        self.enabled = True   # False: the layer is its frozen base (see lora_disabled)
 
     def delta_weight(self) -> torch.Tensor:
         """``ΔW = (α/r) B A``, the update LoRA adds to the frozen weight."""
@@ -46,7 +48,7 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        if self.merged:
+        if self.merged or not self.enabled:
             return y
         return y + (self.dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
 
@@ -121,3 +123,19 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
         total += p.numel()
         trainable += p.numel() if p.requires_grad else 0
     return trainable, total
+
+
+@contextmanager
+def lora_disabled(model: nn.Module):
+    """Inside the block every LoRA layer of ``model`` is its frozen base: the pretrained model, with no second copy
+    (DPO's reference policy; ``peft``'s ``disable_adapter()``). Merged layers cannot be switched off: unmerge first."""
+    layers = list(_lora_layers(model))
+    if any(m.merged for m in layers):
+        raise ValueError("lora_disabled needs unmerged LoRA layers: call unmerge_lora(model) first")
+    for m in layers:
+        m.enabled = False
+    try:
+        yield model
+    finally:
+        for m in layers:
+            m.enabled = True
