@@ -156,7 +156,7 @@ def int8_weight_only(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every ``nn.Linear`` (the output layer too, untied from the embedding) replaced by
     :class:`Int8Linear`; for inference."""
     out = copy.deepcopy(model).eval()
-    for name, mod in list(out.named_modules()):
+    for mod in list(out.modules()):
         for child, sub in list(mod.named_children()):
             if isinstance(sub, nn.Linear):
                 setattr(mod, child, Int8Linear(sub))

@@ -9,12 +9,14 @@ relative to a frozen reference and lowers that of ``r``:
 pairs with a positive margin (preference accuracy) are what a run reports. With LoRA the reference is the same model
 with its adapters switched off (:func:`kit.models.lora.lora_disabled`): no second copy of the weights.
 Log-probabilities are summed over the answer tokens only (the targets that are not ``-100``; see
-:mod:`kit.data.chat_sft`).
+:func:`kit.train.sft.sft_batch`).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from kit.train.sft import IGNORE
 
 __all__ = ["sequence_logprobs", "dpo_loss"]
 
@@ -22,9 +24,7 @@ __all__ = ["sequence_logprobs", "dpo_loss"]
 def sequence_logprobs(model, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per sequence, the summed log-probability of its targets (``-100`` targets skipped): ``(B,)``."""
     logits = model(input_ids).float()
-    mask = targets != -100
-    logp = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (logp * mask).sum(-1)
+    return -F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none").sum(-1)
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,

@@ -5,7 +5,10 @@ reads the whole sequence, but only the **answer** tokens are scored: every label
 predict a prompt token (or a padding token) is ``-100``, which ``F.cross_entropy(..., ignore_index=-100)``
 skips. So the model learns to answer, not to reproduce instructions.
 
-* :func:`sft_batch` — token id lists → padded ``(x, y)`` with ``y`` masked (``-100``) on prompt and padding;
+* :func:`chat_pair` — a conversation and its answer through a real LLM's own chat template → ``(prompt ids,
+  answer ids)``, the answer closed by the end-of-turn token (SmolLM2's ``<|im_end|>``), which is scored too;
+* :func:`sft_batch` — token id lists → padded ``(x, y)`` with ``y`` masked (``-100``) on prompt and padding
+  (no mask, for an ablation: ``sft_batch([(p[:1], p[1:] + a), …])``);
 * :class:`MaskedLM` — wraps a GPT: ``forward(x, y)`` → the mean cross-entropy over the answer tokens only,
   so ``kit.train.fit(MaskedLM(gpt), batches, loss_fn=None)`` trains it;
 * :func:`generate_answers` — greedy replies to a list of prompts (batched by prompt length, KV cache).
@@ -18,9 +21,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["IGNORE", "sft_batch", "MaskedLM", "sft_train", "generate_answers"]
+__all__ = ["IGNORE", "chat_pair", "sft_batch", "MaskedLM", "sft_train", "generate_answers"]
 
 IGNORE = -100  # the label F.cross_entropy ignores (its default ignore_index)
+
+
+def chat_pair(tok, messages: Sequence[dict], answer: str,
+              end_of_turn: str = "<|im_end|>") -> tuple[list[int], list[int]]:
+    """``(prompt ids, answer ids)`` for :func:`sft_batch`: ``messages`` (ending with the user's turn) rendered by
+    ``tok``'s chat template with the generation prompt, then ``answer`` + ``end_of_turn`` encoded separately —
+    exactly the ids the model continues from when it generates after that prompt."""
+    if not messages or messages[-1].get("role") != "user":
+        raise ValueError("messages must be a non-empty conversation ending with the user's turn")
+    if not isinstance(answer, str) or not answer:
+        raise ValueError("answer must be a non-empty string")
+    if end_of_turn not in tok.special_tokens:
+        raise ValueError(f"{end_of_turn!r} is not a special token of this tokenizer")
+    prompt = tok.encode(tok.apply_chat_template(list(messages), add_generation_prompt=True), allowed_special="all")
+    return prompt, tok.encode(answer, allowed_special=()) + [tok.special_tokens[end_of_turn]]
 
 
 def sft_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int = 0,
