@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["BLOCK", "BITS_PER_WEIGHT", "GGUF_FORMATS", "quantize", "dequantize", "fake_quantize", "requantize",
-           "Int8Linear", "int8_weight_only", "weight_bytes"]
+           "Int8Linear", "int8_weight_only", "weight_bytes", "unpack_blocks", "decode_bytes_per_token",
+           "tradeoff_figure", "stand_in"]
 
 BLOCK = 32
 GGUF_FORMATS = ("Q8_0", "Q4_1", "Q4_0")
@@ -112,16 +113,28 @@ def fake_quantize(w: torch.Tensor, fmt: str) -> torch.Tensor:
     return dequantize(quantize(w.detach().float(), fmt), fmt, w.shape)
 
 
-def requantize(model: nn.Module, fmt: str) -> nn.Module:
+def requantize(model: nn.Module, fmt: str, out: nn.Module | None = None, rows: int = 4096) -> nn.Module:
     """A copy of ``model`` whose matrices (every 2-D weight whose rows are whole blocks: the linear layers and the
-    token embedding) went through ``fmt``; norms and biases stay float32, as in llama.cpp's files."""
+    token embedding) went through ``fmt``; norms and biases stay float32, as in llama.cpp's files.
+
+    ``out``: a model of the same architecture to write into instead of a new copy (comparing formats one after
+    another then holds two models, not one per format); matrices are processed ``rows`` rows at a time (blocks lie
+    within a row, so the result is the same) to keep the temporaries small."""
     if fmt not in BITS_PER_WEIGHT:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(BITS_PER_WEIGHT)}")
-    out = copy.deepcopy(model)
+    if out is None:
+        out = copy.deepcopy(model)
+    src, dst = dict(model.named_parameters()), dict(out.named_parameters())
+    if src.keys() != dst.keys() or any(src[k].shape != dst[k].shape for k in src):
+        raise ValueError("out must have the same parameters (names and shapes) as model")
     with torch.no_grad():
-        for p in out.parameters():
+        for name, p in dst.items():
+            w = src[name]
             if p.dim() == 2 and p.shape[1] % BLOCK == 0:
-                p.copy_(fake_quantize(p, fmt))
+                for i in range(0, p.shape[0], rows):
+                    p[i:i + rows].copy_(fake_quantize(w[i:i + rows], fmt))
+            elif p is not w:
+                p.copy_(w)
     return out
 
 
@@ -171,3 +184,86 @@ def weight_bytes(model: nn.Module) -> int:
             seen.add(t.data_ptr())
             total += t.numel() * t.element_size()
     return total
+
+
+def unpack_blocks(data, fmt: str) -> dict:
+    """GGUF bytes of ``fmt`` (one row per block) → the fields a person reads: ``d`` (float16 scales, as float32),
+    ``m`` (Q4_1's minimums; absent otherwise) and ``q`` (the stored integers: −127…127 for Q8_0, 0…15 for the
+    4-bit formats, element ``j`` of the block in column ``j``)."""
+    a = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1, {"Q8_0": 34, "Q4_0": 18, "Q4_1": 20}[fmt])
+    out = {"d": a[:, :2].copy().view(np.float16).astype(np.float32).ravel()}
+    if fmt == "Q8_0":
+        out["q"] = a[:, 2:].copy().view(np.int8).astype(np.int64)
+        return out
+    if fmt == "Q4_1":
+        out["m"] = a[:, 2:4].copy().view(np.float16).astype(np.float32).ravel()
+    nib = a[:, -16:]
+    out["q"] = np.concatenate([nib & 15, nib >> 4], axis=1).astype(np.int64)
+    return out
+
+
+def decode_bytes_per_token(model: nn.Module) -> int:
+    """Bytes of weights one decode step reads for one token at batch 1: every linear layer's whole weight (and
+    scales, for :class:`Int8Linear`) — the output layer too, tied or not — plus one row of the token embedding and
+    every vector (norms, biases). A lower bound on the memory traffic (activations and the KV cache come on top)."""
+    total, seen = 0, set()
+    emb = [mod for mod in model.modules() if isinstance(mod, nn.Embedding)]
+    for mod in model.modules():
+        if isinstance(mod, nn.Linear):
+            total += mod.weight.numel() * mod.weight.element_size()
+            seen.add(mod.weight.data_ptr())
+        elif isinstance(mod, Int8Linear):
+            total += mod.qweight.numel() * mod.qweight.element_size() + mod.scale.numel() * mod.scale.element_size()
+    for e in emb:
+        w = e.weight
+        total += w.shape[1] * w.element_size()              # one row: the token being decoded
+        seen.add(w.data_ptr())
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t is not None and t.dim() <= 1 and t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
+
+
+def tradeoff_figure(rows: list[dict], reference: float, title: str = "bits per weight against bits per byte"):
+    """One marker per format (``rows``: ``{"format", "bits_per_weight", "bits_per_byte"}``), labelled, on a log
+    y axis, with the reference model's bits per byte as a dashed line: where quality falls off a cliff."""
+    import plotly.graph_objects as go
+    from kit.viz.figures import TEMPLATE
+    fig = go.Figure()
+    fig.add_scatter(x=[r["bits_per_weight"] for r in rows], y=[r["bits_per_byte"] for r in rows],
+                    mode="markers+text", text=[r["format"] for r in rows], textposition="top center",
+                    marker=dict(size=11), name="re-quantised", showlegend=False)
+    fig.add_hline(y=reference, line_dash="dash", annotation_text=f"the file: {reference:.3f}",
+                  annotation_position="bottom right")
+    fig.update_yaxes(type="log", title_text="bits per byte on held-out text (log; lower is better)")
+    fig.update_xaxes(title_text="bits per weight (stored)", autorange="reversed")
+    fig.update_layout(title=title, template=TEMPLATE, height=420)
+    return fig
+
+
+_CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def stand_in(tok=None, seed: int = 0, n_layer: int = 2, n_embd: int = 64):
+    """``(model, tok)``: a small **random** Llama-configured :class:`~kit.models.gpt.GPT` (RMSNorm, RoPE, SwiGLU,
+    grouped-query attention, tied embedding; every row a whole number of 32-weight blocks) that stands in for a real
+    LLM where loading one would take too long (smoke runs) or is not installed. ``tok``: the tokenizer to size its
+    vocabulary for (e.g. SmolLM2's); ``None``: a byte-level tokenizer (256 bytes, ``<|endoftext|>``, ChatML markers)."""
+    from kit.models.gpt import GPT, GPTConfig
+    if tok is None:
+        from kit.data.bpe import ByteLevelBPE, bytes_to_unicode
+        from kit.data.llm_tokenizer import LLMTokenizer
+        vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
+        bpe = ByteLevelBPE(vocab, [], special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>"))
+        tok = LLMTokenizer(bpe, "<|im_start|>", "<|im_end|>", chat_template=_CHATML, name="bytes")
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=512, n_layer=n_layer, n_head=4, n_kv_head=2, n_embd=n_embd,
+                    n_inner=2 * n_embd, norm="rmsnorm", pos="rope", activation="swiglu", bias=False, tie_weights=True)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = GPT(cfg).eval()
+    finally:
+        torch.random.set_rng_state(state)
+    return model, tok
