@@ -175,8 +175,9 @@ class _FixedLogits(torch.nn.Module):
         super().__init__()
         self.logits = torch.nn.Parameter(logits)
 
-    def forward(self, x):
-        return self.logits[:, :x.shape[1]]
+    def forward(self, x, select=None):
+        logits = self.logits[:, :x.shape[1]]
+        return logits if select is None else logits[select]
 
 
 def test_sft_batch_masks_prompt_and_padding():

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["Instruction", "TASKS", "TEMPLATE", "END", "WORDS", "prompt", "make_instructions",
-           "train_test_instructions", "exact_match"]
+           "train_test_instructions", "exact_match", "wrong_answer"]
 
 TASKS = ("add", "reverse", "upper", "count", "date")
 TEMPLATE = "Instruction: {instruction}\nAnswer: "   # the reply follows the template, then END
@@ -120,3 +120,22 @@ def exact_match(replies: Sequence[str], answers: Sequence[str]) -> float:
     if not answers:
         return 0.0
     return float(np.mean([r.strip() == a.strip() for r, a in zip(replies, answers)]))
+
+
+def wrong_answer(ex: Instruction, rng: np.random.Generator) -> str:
+    """A plausible wrong answer to ``ex`` (a rejected answer for preference tuning): a sum off by 1 or 10, a count
+    off by one, the date as MM/DD/YYYY, the word not reversed, the word capitalised instead of upper-cased."""
+    if ex.task == "add":
+        return str(int(ex.answer) + int(rng.choice([-10, -1, 1, 10])))
+    if ex.task == "count":
+        n = int(ex.answer)
+        return str(n + 1 if n == 1 or rng.random() < 0.5 else n - 1)
+    if ex.task == "date":
+        d, m, y = ex.answer.split("/")
+        return f"{m}/{d}/{y}" if d != m else f"{int(d) % 28 + 1:02d}/{m}/{y}"
+    if ex.task == "reverse":
+        word = ex.instruction.split()[-1]
+        return word if word != ex.answer else word[1:] + word[0]
+    if ex.task == "upper":
+        return ex.answer.capitalize()
+    raise ValueError(f"no wrong answer for task {ex.task!r}")

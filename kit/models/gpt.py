@@ -327,12 +327,14 @@ class GPT(nn.Module):
         return n - self.wpe.weight.numel() if non_embedding and self.wpe is not None else n
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
-                last_only: bool = False):
+                last_only: bool = False, select: torch.Tensor | None = None):
         """Logits ``(B, T, V)``; with ``targets`` returns ``(logits, mean cross-entropy)``.
 
         With a ``cache`` the ``T`` new tokens continue the cached ones (positions ``cache.length…``).
         ``last_only``: logits of the last position only, ``(B, 1, V)`` (generation: the output layer is the
-        biggest matrix of a small model, and only the last row is sampled from)."""
+        biggest matrix of a small model, and only the last row is sampled from). ``select``: a boolean ``(B, T)`` mask,
+        logits ``(N, V)`` of its ``N`` true positions only (a loss scored on a few positions, e.g. answer tokens,
+        need not hold ``B·T·V`` logits and their gradient in memory)."""
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.cfg.block_size:
@@ -347,6 +349,8 @@ class GPT(nn.Module):
             cache.length += T
         if last_only:
             x = x[:, -1:]
+        if select is not None:
+            x = x[select]
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits

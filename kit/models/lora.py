@@ -16,7 +16,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-__all__ = ["LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "trainable_parameters", "lora_disabled"]
+__all__ = ["LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "fold_lora", "trainable_parameters",
+           "lora_disabled"]
 
 
 class LoRALinear(nn.Module):
@@ -110,6 +111,20 @@ def merge_lora(model: nn.Module) -> nn.Module:
 def unmerge_lora(model: nn.Module) -> nn.Module:
     for m in _lora_layers(model):
         m.unmerge()
+    return model
+
+
+@torch.no_grad()
+def fold_lora(model: nn.Module) -> nn.Module:
+    """Fold every LoRA layer's ``ΔW`` into its base weight and start a fresh adapter there (``A`` re-drawn, ``B = 0``):
+    the model computes the same function, and from now on :func:`lora_disabled` gives *this* model — e.g. the
+    instruction-tuned model as DPO's frozen reference while a new adapter learns preferences. Returns ``model``."""
+    for m in _lora_layers(model):
+        if not m.merged:
+            m.base.weight += m.delta_weight()
+        m.merged = False
+        nn.init.kaiming_uniform_(m.lora_A, a=math.sqrt(5))
+        m.lora_B.zero_()
     return model
 
 

@@ -9,8 +9,8 @@ skips. So the model learns to answer, not to reproduce instructions.
   answer ids)``, the answer closed by the end-of-turn token (SmolLM2's ``<|im_end|>``), which is scored too;
 * :func:`sft_batch` — token id lists → padded ``(x, y)`` with ``y`` masked (``-100``) on prompt and padding
   (no mask, for an ablation: ``sft_batch([(p[:1], p[1:] + a), …])``);
-* :class:`MaskedLM` — wraps a GPT: ``forward(x, y)`` → the mean cross-entropy over the answer tokens only,
-  so ``kit.train.fit(MaskedLM(gpt), batches, loss_fn=None)`` trains it;
+* :class:`MaskedLM` — wraps a GPT: ``forward(x, y)`` → the mean cross-entropy over the answer tokens only (the
+  output layer computed at those positions only), so ``kit.train.fit(MaskedLM(gpt), batches, loss_fn=None)`` trains it;
 * :func:`generate_answers` — greedy replies to a list of prompts (batched by prompt length, KV cache).
 """
 from __future__ import annotations
@@ -73,9 +73,9 @@ class MaskedLM(nn.Module):
         self.model = model
 
     def forward(self, x, y):
-        out = self.model(x)
-        logits = out[0] if isinstance(out, tuple) else out
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
+        keep = y != IGNORE
+        logits = self.model(x, select=keep)  # the output layer at the scored positions only (memory)
+        return F.cross_entropy(logits.float(), y[keep])
 
 
 def sft_train(model: nn.Module, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], *, steps: int,

@@ -37,6 +37,20 @@ def compare_curves(curves: dict[str, list[float]], title: str, yaxis: str = "los
     return fig
 
 
+def tradeoff(points: dict[str, tuple[float, float]], title: str, xaxis: str, yaxis: str, x_percent: bool = False,
+             y_percent: bool = False):
+    """One labelled marker per named run at ``(x, y)``: e.g. what a fine-tune forgot against what it learned."""
+    fig = go.Figure()
+    for name, (x, y) in points.items():
+        fig.add_scatter(x=[x], y=[y], name=name, mode="markers+text", text=[name], textposition="top center",
+                        marker=dict(size=12))
+    fig.update_layout(title=title, template=TEMPLATE, xaxis_title=xaxis, yaxis_title=yaxis, height=400,
+                      showlegend=False)
+    fig.update_xaxes(tickformat=".1%" if x_percent else None)
+    fig.update_yaxes(tickformat=".0%" if y_percent else None)
+    return fig
+
+
 def bar(values: dict[str, float], title: str, yaxis: str = ""):
     fig = go.Figure(go.Bar(x=list(values), y=list(values.values()),
                            text=[f"{v:.3g}" for v in values.values()], textposition="auto"))
