@@ -1,6 +1,6 @@
 """Lesson 20: its exercises (right answers pass, wrong ones fail naming the case, hints that do not give the answer,
 no thin wrapper of kit or gguf passes), their references against gguf and kit, and the llm_quant helpers the
-notebook calls (requantize into a working copy, unpack_blocks, decode_bytes_per_token, stand_in, tradeoff_figure)."""
+notebook calls (requantize into a working copy, decode_bytes_per_token, stand_in, tradeoff_figure)."""
 import numpy as np
 import pytest
 import torch
@@ -150,8 +150,10 @@ def test_q4_0_reference_is_gguf_and_kits_bytes_unpacked():
     for case in L._q4_0_cases(rng):
         (w,) = case.args
         d, q = L._quantize_q4_0(w)
-        fields = Q.unpack_blocks(Q.quantize(torch.from_numpy(np.asarray(w, np.float32)), "Q4_0"), "Q4_0")
-        assert np.array_equal(d, fields["d"]) and np.array_equal(q, fields["q"]), case.label
+        raw = Q.quantize(torch.from_numpy(np.asarray(w, np.float32)), "Q4_0")      # kit's bytes, read here by hand
+        kit_d = raw[:, :2].copy().view(np.float16).astype(np.float32).ravel()
+        kit_q = np.concatenate([raw[:, 2:] & 15, raw[:, 2:] >> 4], axis=1)
+        assert np.array_equal(d, kit_d) and np.array_equal(q, kit_q), case.label
         assert q.min() >= 0 and q.max() <= 15 and d.dtype == np.float32
         back = gq.dequantize(gq.quantize(np.asarray(w, np.float32), T.Q4_0), T.Q4_0).reshape(-1, 32)
         assert np.array_equal(back, d[:, None] * (q - 8)), case.label   # the fields are what gguf reads back
@@ -201,7 +203,7 @@ def test_no_kit_or_gguf_function_passes_behind_a_thin_wrapper():
     import kit.models.llama_format as lf
     namespace = {"Q": Q, "llm": llm, "lf": lf, "gguf_quantize": gq.quantize, "gguf_dequantize": gq.dequantize,
                  "quantize": Q.quantize, "dequantize": Q.dequantize, "fake_quantize": Q.fake_quantize,
-                 "unpack_blocks": Q.unpack_blocks, "weight_bytes": Q.weight_bytes, "F": F}
+                 "weight_bytes": Q.weight_bytes, "F": F}
     assert kx.find_leaks(namespace, "20") == []
 
 
@@ -220,17 +222,6 @@ def test_requantize_into_a_working_copy_equals_a_fresh_copy_and_chunks_change_no
     assert work.lm_head.weight is work.wte.weight       # the tie survives
     with pytest.raises(ValueError, match="same parameters"):
         Q.requantize(model, "Q8_0", out=Q.stand_in(None, n_layer=1)[0])
-
-
-def test_unpack_blocks_reads_the_fields_gguf_dequantises():
-    w = np.random.default_rng(0).normal(0, 0.1, (8, 64)).astype(np.float32)
-    for fmt in Q.GGUF_FORMATS:
-        f = Q.unpack_blocks(Q.quantize(torch.from_numpy(w), fmt), fmt)
-        back = gq.dequantize(gq.quantize(w, T[fmt]), T[fmt]).reshape(-1, 32)
-        want = f["d"][:, None] * ((f["q"] - 8) if fmt == "Q4_0" else f["q"]) + (f["m"][:, None] if fmt == "Q4_1" else 0)
-        assert np.array_equal(back, want.astype(np.float32)), fmt
-        lo, hi = (-127, 127) if fmt == "Q8_0" else (0, 15)
-        assert f["q"].min() >= lo and f["q"].max() <= hi and ("m" in f) == (fmt == "Q4_1")
 
 
 def test_decode_bytes_per_token_counts_matrices_once_and_one_embedding_row():
@@ -266,3 +257,24 @@ def test_tradeoff_figure_has_one_labelled_point_per_format():
     fig = Q.tradeoff_figure(rows, 1.66)
     assert list(fig.data[0].text) == ["Q8_0", "Q4_0", "RTN2"] and list(fig.data[0].x) == [8.5, 4.5, 3.0]
     assert fig.layout.yaxis.type == "log"
+
+
+def test_snapshot_restores_bit_for_bit_in_the_smallest_exact_format():
+    model, _ = Q.stand_in(None, seed=2)
+    with torch.no_grad():   # matrices on Q4_1's and Q8_0's grids, as a GGUF file's are; one left in float32
+        model.blocks[0].attn.c_attn.weight.copy_(Q.fake_quantize(model.blocks[0].attn.c_attn.weight, "Q4_1"))
+        model.wte.weight.copy_(Q.fake_quantize(model.wte.weight, "Q8_0"))
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    snap = Q.snapshot(model, rows=5)
+    assert snap["blocks.0.attn.c_attn.weight"][0] == "Q4_1" and snap["wte.weight"][0] == "Q8_0"
+    assert snap["blocks.0.mlp.c_fc.weight"][0] == "F32" and "ln_f.weight" not in snap
+    assert Q.weight_change(model, snap) == (0.0, [])
+    Q.requantize(model, "RTN2", out=model)                      # in place
+    err, changed = Q.weight_change(model, snap)
+    assert err > 0.1 and set(changed) == set(snap)
+    assert Q.restore(model, snap, rows=3) is model
+    assert all(torch.equal(p, before[k]) for k, p in model.named_parameters())
+    q8 = Q.requantize(model, "Q8_0")
+    want = sum(float((q8.state_dict()[k] - before[k]).pow(2).sum(dtype=torch.float64)) for k in snap)
+    assert Q.weight_change(q8, snap)[0] == pytest.approx((want / sum(float(before[k].pow(2).sum(dtype=torch.float64))
+                                                                      for k in snap)) ** 0.5)

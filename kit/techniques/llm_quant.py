@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["BLOCK", "BITS_PER_WEIGHT", "GGUF_FORMATS", "quantize", "dequantize", "fake_quantize", "requantize",
-           "Int8Linear", "int8_weight_only", "weight_bytes", "unpack_blocks", "decode_bytes_per_token",
+           "Int8Linear", "int8_weight_only", "weight_bytes", "snapshot", "restore", "weight_change", "decode_bytes_per_token",
            "tradeoff_figure", "stand_in"]
 
 BLOCK = 32
@@ -148,7 +148,10 @@ class Int8Linear(nn.Module):
         super().__init__()
         w = linear.weight.detach().float()
         scale = w.abs().amax(1).clamp(min=1e-12) / 127
-        self.register_buffer("qweight", torch.round(w / scale[:, None]).to(torch.int8))
+        q = torch.empty(w.shape, dtype=torch.int8)
+        for i in range(0, w.shape[0], 4096):     # a few rows at a time: no float temporaries of the whole matrix
+            q[i:i + 4096] = torch.round(w[i:i + 4096] / scale[i:i + 4096, None]).to(torch.int8)
+        self.register_buffer("qweight", q)
         self.register_buffer("scale", scale.to(torch.bfloat16))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -167,13 +170,21 @@ class Int8Linear(nn.Module):
 
 def int8_weight_only(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every ``nn.Linear`` (the output layer too, untied from the embedding) replaced by
-    :class:`Int8Linear`; for inference."""
-    out = copy.deepcopy(model).eval()
-    for mod in list(out.modules()):
-        for child, sub in list(mod.named_children()):
-            if isinstance(sub, nn.Linear):
-                setattr(mod, child, Int8Linear(sub))
-    return out
+    :class:`Int8Linear`; for inference. The float weights of the linear layers are not copied on the way (the int8
+    layers are made from the original's, then the rest is deep-copied around them): the copy costs the int8 bytes
+    and the other tensors, not a second float model."""
+    swaps = [(mod, name, sub) for mod in list(model.modules()) for name, sub in list(mod.named_children())
+             if isinstance(sub, nn.Linear)]
+    int8 = [Int8Linear(sub) for _, _, sub in swaps]
+    memo = {id(layer): layer for layer in int8}          # deepcopy keeps these layers as they are
+    try:
+        for (mod, name, _), layer in zip(swaps, int8):
+            setattr(mod, name, layer)
+        out = copy.deepcopy(model, memo)
+    finally:
+        for mod, name, sub in swaps:
+            setattr(mod, name, sub)
+    return out.eval()
 
 
 def weight_bytes(model: nn.Module) -> int:
@@ -186,20 +197,71 @@ def weight_bytes(model: nn.Module) -> int:
     return total
 
 
-def unpack_blocks(data, fmt: str) -> dict:
-    """GGUF bytes of ``fmt`` (one row per block) → the fields a person reads: ``d`` (float16 scales, as float32),
-    ``m`` (Q4_1's minimums; absent otherwise) and ``q`` (the stored integers: −127…127 for Q8_0, 0…15 for the
-    4-bit formats, element ``j`` of the block in column ``j``)."""
-    a = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1, {"Q8_0": 34, "Q4_0": 18, "Q4_1": 20}[fmt])
-    out = {"d": a[:, :2].copy().view(np.float16).astype(np.float32).ravel()}
-    if fmt == "Q8_0":
-        out["q"] = a[:, 2:].copy().view(np.int8).astype(np.int64)
-        return out
-    if fmt == "Q4_1":
-        out["m"] = a[:, 2:4].copy().view(np.float16).astype(np.float32).ravel()
-    nib = a[:, -16:]
-    out["q"] = np.concatenate([nib & 15, nib >> 4], axis=1).astype(np.int64)
+def _matrices(model: nn.Module):
+    """``(name, weight)`` of every matrix whose rows are whole blocks (what :func:`requantize` touches)."""
+    return [(k, p) for k, p in model.named_parameters() if p.dim() == 2 and p.shape[1] % BLOCK == 0]
+
+
+def snapshot(model: nn.Module, formats=("Q4_1", "Q8_0"), rows: int = 4096) -> dict:
+    """A lossless copy of ``model``'s matrices, each kept in the first of ``formats`` that gives it back **exactly**
+    (float32 otherwise): ``{name: (fmt, data)}``. A model loaded from a GGUF file comes back from its own block bytes
+    (SmolLM2: 98 MB instead of 538 MB of float32), so formats can be tried one after another on the model itself and
+    undone with :func:`restore`, without a second float32 copy in memory."""
+    out = {}
+    with torch.no_grad():
+        for name, p in _matrices(model):
+            w, kept, per_row = p.detach(), None, p.shape[1] // BLOCK
+            for fmt in formats:
+                data = np.empty((w.shape[0] * per_row, {"Q8_0": 34, "Q4_0": 18, "Q4_1": 20}[fmt]), dtype=np.uint8)
+                for i in range(0, w.shape[0], rows):
+                    chunk = w[i:i + rows]
+                    data[i * per_row:(i + len(chunk)) * per_row] = quantize(chunk, fmt)
+                    if not torch.equal(dequantize(data[i * per_row:(i + len(chunk)) * per_row], fmt, chunk.shape), chunk):
+                        break
+                else:
+                    kept = (fmt, data)
+                    break
+            out[name] = kept or ("F32", w.float().clone())
     return out
+
+
+def _decoded(snap_entry, shape, rows: int):
+    """Chunks ``(start_row, float32 weights)`` of a snapshot entry."""
+    fmt, data = snap_entry
+    per_row = shape[1] // BLOCK
+    for i in range(0, shape[0], rows):
+        n = min(rows, shape[0] - i)
+        yield i, (data[i:i + n] if fmt == "F32" else dequantize(data[i * per_row:(i + n) * per_row], fmt, (n, shape[1])))
+
+
+def restore(model: nn.Module, snap: dict, rows: int = 4096) -> nn.Module:
+    """Write a :func:`snapshot`'s matrices back into ``model`` (in place), bit for bit."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, entry in snap.items():
+            p = params[name]
+            for i, w in _decoded(entry, p.shape, rows):
+                p[i:i + len(w)].copy_(w)
+    return model
+
+
+def weight_change(model: nn.Module, snap: dict, rows: int = 4096) -> tuple[float, list[str]]:
+    """How far ``model``'s matrices moved from a :func:`snapshot`: the relative error ‖W − W₀‖ / ‖W₀‖ over all of them
+    together, and the names of the matrices that changed at all."""
+    params = dict(model.named_parameters())
+    num = den = 0.0
+    changed = []
+    with torch.no_grad():
+        for name, entry in snap.items():
+            p, moved = params[name], False
+            for i, w in _decoded(entry, p.shape, rows):
+                now = p[i:i + len(w)]
+                num += float((now - w).pow(2).sum(dtype=torch.float64))
+                den += float(w.pow(2).sum(dtype=torch.float64))
+                moved = moved or not torch.equal(now, w)
+            if moved:
+                changed.append(name)
+    return (num / den) ** 0.5 if den else 0.0, changed
 
 
 def decode_bytes_per_token(model: nn.Module) -> int:

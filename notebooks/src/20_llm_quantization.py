@@ -35,7 +35,7 @@ validate(globals(), llm=Choice("SmolLM2-135M-Instruct", "tiny"), eval_bytes=Int(
          decode_tokens=Int(1, 1_000), decode_repeats=Int(1, 50))
 dev = kit.setup(seed, device)
 if smoke:  # a random stand-in for the model, fewer bytes and tokens
-    llm, eval_bytes, answer_tokens = "tiny", min(eval_bytes, 1500), min(answer_tokens, 8)
+    llm, eval_bytes, answer_tokens = "tiny", min(eval_bytes, 1500), min(answer_tokens, 4)
     decode_prompt, decode_tokens, decode_repeats = min(decode_prompt, 32), min(decode_tokens, 8), min(decode_repeats, 2)
 # %% [code]
 import copy
@@ -115,7 +115,9 @@ if info is not None:
 # super-blocks and fitted scales; they are not measured here.
 #
 # One real block: the first 32 weights of the first row of layer 0's query matrix, as the file holds them
-# (dequantised), through each format (kit's `quantize`, then the fields read back with `unpack_blocks`):
+# (dequantised), through each format: kit's `quantize` writes a block's bytes, and we read its fields back out —
+# $d$ in bytes 0–1, Q4_1's $m$ in bytes 2–3, then the levels (one signed byte each for Q8_0, two per byte
+# for the 4-bit formats):
 # %% [code]
 if gguf_path is not None:
     reader = gguf.GGUFReader(gguf_path)
@@ -127,17 +129,23 @@ if gguf_path is not None:
         rows_kept = 4096 if name == "token_embd.weight" else t.data.shape[0]   # the embedding's first 4 096 rows
         real[name] = (t.tensor_type.name, gq.dequantize(t.data[:rows_kept], t.tensor_type), t.data[:rows_kept])
     del reader, file_tensors
-else:   # random matrices shaped like SmolLM2's, quantised to Q4_1 as its file would hold them
+else:   # random matrices shaped like SmolLM2's (float32: no file to compare with)
     g = np.random.default_rng(seed)
     real = {f"random {r}×{c}": ("F32", g.normal(0, 0.05, (r, c)).astype(np.float32), None)
             for r, c in ((576, 576), (576, 1536), (1536, 576), (4096, 576))}
 block_w = next(iter(real.values()))[1][0, :32]
-fields = {f: Q.unpack_blocks(Q.quantize(torch.from_numpy(block_w.copy()), f), f) for f in Q.GGUF_FORMATS}
+fields = {}
+for f in Q.GGUF_FORMATS:
+    b = Q.quantize(torch.from_numpy(block_w.copy()), f)[0]              # one block: 34, 20 or 18 bytes
+    fields[f] = {"d": b[:2].copy().view(np.float16).astype(np.float32),
+                 "q": b[2:].copy().view(np.int8)[None] if f == "Q8_0" else np.concatenate([b[-16:] & 15, b[-16:] >> 4])[None]}
+    if f == "Q4_1":
+        fields[f]["m"] = b[2:4].copy().view(np.float16).astype(np.float32)
 approx = {f: Q.dequantize(Q.quantize(torch.from_numpy(block_w.copy()), f), f).numpy().ravel() for f in Q.GGUF_FORMATS}
 show_n = 8
 table = "| weight $i$ | $w_i$ | " + " | ".join(f"{f}: $q_i$ → $\\hat w_i$" for f in Q.GGUF_FORMATS) + " |\n|---|---|" + \
     "---|" * len(Q.GGUF_FORMATS) + "\n" + "\n".join(
-        f"| {i} | {block_w[i]:+.5f} | " + " | ".join(f"{int(fields[f]['q'][0, i])} → {approx[f][i]:+.5f}"
+        f"| {i} | {block_w[i]:+.5f} | " + " | ".join(f"{int(fields[f]['q'][0, i])} → {approx[f][i] + 0.0:+.5f}"
                                                      for f in Q.GGUF_FORMATS) + " |" for i in range(show_n))
 summary_rows = "\n".join(
     f"| {f} | {fields[f]['d'][0]:.6g} | {fields[f]['m'][0]:.6g} | " if "m" in fields[f] else
@@ -183,10 +191,11 @@ print(f"{n_checked} quantisations ({len(real)} matrices × {len(Q.GGUF_FORMATS)}
 for name, same in file_roundtrip.items():
     print(f"{name} ({real[name][0]} in the file): re-quantised to {real[name][0]} by kit, the file's own bytes come back: {same}")
 assert quant_matches_gguf
-q41 = [(name, Q.unpack_blocks(raw, "Q4_1")) for name, (kind, w, raw) in real.items() if kind == "Q4_1"]
+q41 = [raw.reshape(-1, 20)[:, 4:] for kind, w, raw in real.values() if kind == "Q4_1"]   # the file's nibbles
 if q41:
-    both_ends = sum(int(((f["q"].min(1) == 0) & (f["q"].max(1) == 15)).sum()) for _, f in q41)
-    n_blocks = sum(len(f["q"]) for _, f in q41)
+    levels = [np.concatenate([nib & 15, nib >> 4], axis=1) for nib in q41]
+    both_ends = sum(int(((q.min(1) == 0) & (q.max(1) == 15)).sum()) for q in levels)
+    n_blocks = sum(len(q) for q in levels)
     ipd.display(ipd.Markdown(
         f"Of the {n_blocks:,} Q4_1 blocks of the {len(q41)} file matrices checked, **{both_ends:,}** use both level 0 "
         "and level 15 — as they must if the file was written by this rule ($m$ the block's minimum, $m + 15d$ its "
@@ -203,6 +212,11 @@ if q41:
 # measure: summed next-token loss in bits ÷ UTF-8 bytes), and answers the same question greedily. A last version
 # keeps **int8 weights with one scale per output row** and multiplies with them directly (`Q.int8_weight_only`, for
 # the speed section below): lesson 11's symmetric int8, row by row, on bfloat16 activations.
+#
+# Six versions of a model need not be six float32 copies in memory, nor even two: `Q.snapshot` keeps
+# each matrix in the first block format that gives it back **exactly** — for a model read from a GGUF file, the
+# file's own bytes, as just checked — and `Q.restore` writes the file's weights back before each format is tried
+# on the model in place.
 # %% [code]
 t0 = time.perf_counter()
 if llm == "tiny" or gguf_path is None:
@@ -223,45 +237,50 @@ bos = tok.special_tokens.get("<|endoftext|>", tok.bos_token_id)
 win = min(window, model.cfg.block_size)
 messages = [{"role": "user", "content": question}]
 formats = ["Q8_0", "Q4_1", "Q4_0", "RTN3", "RTN2"]
-source_params = dict(model.named_parameters())
-matrices = [k for k, p in source_params.items() if p.dim() == 2 and p.shape[1] % Q.BLOCK == 0]
-n_matrix = sum(source_params[k].numel() for k in matrices)
-n_other = sum(p.numel() for k, p in source_params.items() if k not in matrices)
+n_params = model.n_params()
+t0 = time.perf_counter()
+snap = Q.snapshot(model)   # a lossless copy of the matrices, to undo each format (see below)
+timing["snapshot_s"] = time.perf_counter() - t0
+matrices = list(snap)
+n_matrix = sum(dict(model.named_parameters())[k].numel() for k in matrices)
+n_other = n_params - n_matrix
+kept_as = {f: sum(1 for g, _ in snap.values() if g == f) for f in ("Q4_1", "Q8_0", "F32")}
+print(f"the {len(matrices)} matrices kept losslessly to undo each format: " + ", ".join(
+    f"{n} as {f}" for f, n in kept_as.items() if n) + f" — {sum(d.nbytes for _, d in snap.values()) / 1e6:.0f} MB "
+    f"instead of {4 * n_matrix / 1e6:.0f} MB of float32")
 ref_name = "random float32 stand-in" if stand_in else "the file (Q4_1 + Q8_0)"
 bpw = {"file": 32.0 if stand_in else info["bits_per_weight"]} | {f: Q.BITS_PER_WEIGHT[f] for f in formats}
 bpb, answers, weight_err, weight_mb, changed = {}, {}, {}, {}, {}
-work = copy.deepcopy(model)   # one working copy, rewritten for each format (two models in memory, not six)
 t0 = time.perf_counter()
 for fmt in ["file"] + formats + ["int8"]:
     if fmt == "file":
         m = model
     elif fmt == "int8":
-        del work, m
-        gc.collect()
-        m = model8 = Q.int8_weight_only(model)
+        m = model8 = Q.int8_weight_only(Q.restore(model, snap))   # a copy: the float32 model is kept for decoding
         int8_layers = [mod for mod in model8.modules() if isinstance(mod, Q.Int8Linear)]
         bpw["int8"] = 8 * sum(l.qweight.numel() + 2 * l.scale.numel() for l in int8_layers) / \
             sum(l.qweight.numel() for l in int8_layers)
     else:
-        m = Q.requantize(model, fmt, out=work)
+        m = Q.requantize(Q.restore(model, snap), fmt, out=model)   # in place: the file's weights, then fmt
+    t1 = time.perf_counter()
     bpb[fmt] = text_bits_per_byte(m, tok, sample, window=win, bos_id=bos)["bits_per_byte"]
+    t2 = time.perf_counter()
     answers[fmt] = "".join(chat(m, tok, messages, max_new_tokens=answer_tokens, temperature=0.0))
-    with torch.no_grad():
-        if fmt == "int8":   # int8 layers against the float32 linear layers they came from (same order)
+    timing["eval_bits_per_byte_s"] = timing.get("eval_bits_per_byte_s", 0.0) + t2 - t1
+    timing["eval_answers_s"] = timing.get("eval_answers_s", 0.0) + time.perf_counter() - t2
+    if fmt == "int8":   # int8 layers against the float32 linear layers they came from (same order)
+        with torch.no_grad():
             linears = [mod for mod in model.modules() if isinstance(mod, torch.nn.Linear)]
-            num = sum(float(((l8.qweight.float() * l8.scale.float()[:, None] - lin.weight) ** 2).sum())
+            num = sum(float((l8.qweight.float() * l8.scale.float()[:, None] - lin.weight).pow(2).sum(dtype=torch.float64))
                       for l8, lin in zip(int8_layers, linears))
-            den = sum(float((lin.weight ** 2).sum()) for lin in linears)
-            weight_mb[fmt] = Q.weight_bytes(m) / 1e6
-        else:
-            work_params = dict(m.named_parameters())
-            num = sum(float(((work_params[k] - source_params[k]) ** 2).sum()) for k in matrices)
-            den = sum(float((source_params[k] ** 2).sum()) for k in matrices)
-            changed[fmt] = [k for k in matrices if not torch.equal(work_params[k], source_params[k])]
-            weight_mb[fmt] = (n_matrix * bpw[fmt] / 8 + n_other * 4) / 1e6 if fmt != "file" or stand_in else \
-                sum(n * gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t]][1] /
-                    gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t]][0] for t, n in info["parameters_by_type"].items()) / 1e6
-        weight_err[fmt] = (num / den) ** 0.5
+            den = sum(float(lin.weight.pow(2).sum(dtype=torch.float64)) for lin in linears)
+        weight_err[fmt], weight_mb[fmt] = (num / den) ** 0.5, Q.weight_bytes(m) / 1e6
+    else:
+        weight_err[fmt], changed[fmt] = Q.weight_change(model, snap)
+        weight_mb[fmt] = (n_matrix * bpw[fmt] / 8 + n_other * 4) / 1e6 if fmt != "file" or stand_in else \
+            sum(n * gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t]][1] /
+                gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t]][0] for t, n in info["parameters_by_type"].items()) / 1e6
+assert Q.weight_change(model, snap) == (0.0, [])   # the float32 model is the file's again
 timing["eval_s"] = time.perf_counter() - t0
 rel = {f: bpb[f] / bpb["file"] - 1 for f in bpb}
 # %% [md]
@@ -279,8 +298,7 @@ rows_fig = [{"format": label.get(f, f).split(" (")[0].replace(" weight-only", ""
             for f in bpb if f != "file"]
 viz.show(Q.tradeoff_figure(rows_fig, bpb["file"], title=f"bits per weight against bits per byte: {model_name.split(' (')[0]}"))
 # %% [code]
-order = sorted((f for f in bpb if f != "int8"), key=lambda f: -bpw[f])
-steps = [(a, b, bpb[b] / bpb[a] - 1) for a, b in zip(order, order[1:])]
+steps = [(a, b, bpb[b] / bpb[a] - 1) for a, b in zip(formats, formats[1:])]   # formats: from 8.5 bits down to 3
 cliff = max(steps, key=lambda s: s[2])
 free = [f for f in formats if abs(rel[f]) <= 0.005]
 emb_only = changed.get("Q4_1") is not None and set(changed["Q4_1"]) <= {"wte.weight"}
@@ -292,7 +310,8 @@ ipd.display(ipd.Markdown(
        f"{len(changed['Q4_1'])} ({', '.join(changed['Q4_1']) or 'none'}) — the file's Q4_1 matrices came back exactly, "
        "while the embedding, Q8_0 in the file, dropped to 4 bits. " if emb_only and not stand_in else
        f"Re-quantising to Q4_1 changed {len(changed['Q4_1'])} of the {len(matrices)} matrices. ")
-    + f"Going down in bits, the biggest step is from **{label.get(cliff[0], cliff[0])}** ({bpw[cliff[0]]:g} bits per "
+    + "Going down in bits, step by step: " + ", ".join(f"{a} → {b} {100 * r:+.1f} %" for a, b, r in steps)
+    + f" (bits per byte). The biggest step is from **{label.get(cliff[0], cliff[0])}** ({bpw[cliff[0]]:g} bits per "
       f"weight) to **{label.get(cliff[1], cliff[1])}** ({bpw[cliff[1]]:g}): {100 * cliff[2]:+.1f} % bits per byte"
     + (f" — the cliff: RTN3 costs {100 * rel['RTN3']:+.0f} % and RTN2 {100 * rel['RTN2']:+.0f} %, while the weights' "
        f"relative error only grew from {weight_err['Q4_0']:.3f} (Q4_0) to {weight_err['RTN3']:.3f} and "
@@ -327,10 +346,12 @@ skeleton, skeleton_tok = Q.stand_in(None, seed=seed, n_layer=model.cfg.n_layer, 
 skeleton = skeleton.to(dev)
 skeleton_ids = skeleton_tok.encode(val[:4000], allowed_special=())[:decode_prompt]
 best = {"fp32": 0.0, "int8": 0.0, "skeleton": 0.0}
+t0 = time.perf_counter()
 for _ in range(decode_repeats):
     for name, m, ids in (("fp32", model, prompt_ids), ("int8", model8, prompt_ids), ("skeleton", skeleton, skeleton_ids)):
         r = prefill_decode_speed(m, ids, n_new=decode_tokens)
         best[name] = max(best[name], r["decode_tokens_per_s"])
+timing["decode_s"] = time.perf_counter() - t0
 per_token = {"fp32": Q.decode_bytes_per_token(model), "int8": Q.decode_bytes_per_token(model8)}
 src_buf, dst_buf = torch.ones(2 ** 25), torch.empty(2 ** 25)   # 128 MB each: far larger than the caches
 copy_s = []
@@ -362,6 +383,9 @@ ipd.display(ipd.Markdown(
        if speedup < per_token["fp32"] / per_token["int8"] else "")
     + f"Float32 decodes at {best['fp32'] / bound['fp32']:.0%} of its streaming bound (bytes per token ÷ the copy "
       f"bandwidth), int8 at {best['int8'] / bound['int8']:.0%} of its own."
+    + (f" **The machine was busy** (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): other "
+       "processes' threads interrupt every operation of a decode step, so these speeds — and their ratio — are "
+       "not what a quiet machine gives; run the lesson again when it is idle." if os.getloadavg()[0] > 0.75 * os.cpu_count() else "")
     + ("" if dev.type == "cpu" else f" (On {dev.type}, `Int8Linear` dequantises its weights at every call: the "
                                     "int8 kernel measured here is the CPU's.)")))
 timing |= {"llm_decode_tokens_per_s_fp32": best["fp32"], "llm_decode_tokens_per_s_int8": best["int8"],
