@@ -30,8 +30,8 @@ validate(globals(), epochs=Int(1, 1_000), width=Int(1, 512),
          n_show=Int(1, 20), ig_steps=Int(2, 10_000), smooth_n=Int(1, 10_000), smooth_sigma=Float(0, 1),
          n_sanity=Int(2, 1_000))
 dev = kit.setup(seed, device)
-if smoke:
-    epochs, ig_steps, smooth_n, n_sanity = min(epochs, 2), min(ig_steps, 32), min(smooth_n, 8), min(n_sanity, 40)
+if smoke:  # a narrower CNN (half the channels) trains in a fraction of the time and still reads digits well
+    epochs, width, ig_steps, smooth_n, n_sanity = min(epochs, 2), min(width, 8), min(ig_steps, 32), min(smooth_n, 4), min(n_sanity, 24)
 # %% [code]
 import numpy as np
 import torch
