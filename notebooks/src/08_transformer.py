@@ -34,7 +34,7 @@ if n_embd % n_head:
     raise kit.params.ParameterError(f"parameter 'n_head' must divide n_embd={n_embd}, got {n_head}")
 dev = kit.setup(seed, device)
 if smoke:
-    epochs, n_embd, n_layer, max_len = min(epochs, 4), min(n_embd, 32), 1, min(max_len, 40)
+    epochs, n_embd, n_layer, max_len = min(epochs, 2), min(n_embd, 32), 1, min(max_len, 32)
     lr = max(lr, 3e-3)  # few epochs: a larger step
     n_head = min(n_head, 4) if n_embd % min(n_head, 4) == 0 else 1
 # %% [code]
