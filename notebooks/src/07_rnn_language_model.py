@@ -30,8 +30,8 @@ validate(globals(), steps=Int(1, 1_000_000), hidden=Int(1, 8192), block_size=Int
 dev = kit.setup(seed, device)
 eval_tokens = 20_000  # validation characters per evaluation during training
 if smoke:
-    steps, hidden, block_size = min(steps, 100), min(hidden, 128), min(block_size, 64)
-    eval_tokens = 10_000
+    steps, hidden, block_size = min(steps, 100), min(hidden, 128), min(block_size, 32)
+    eval_tokens = 4_000  # the ten evaluations during training are a large share of a smoke run's time
 # %% [code]
 import math
 
