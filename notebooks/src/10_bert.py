@@ -38,7 +38,7 @@ validate(globals(), max_len=Int(8, 512),
 dev = kit.setup(seed, device)
 n_sentences = 0  # 0: the whole data set
 if smoke:
-    n_sentences, probe_epochs, finetune_examples, scratch_epochs, mlm_steps = 400, 20, 64, 3, 30
+    n_sentences, probe_epochs, finetune_examples, scratch_epochs, mlm_steps = 400, 20, 32, 2, 15
     max_len = min(max_len, 48)
 # %% [code]
 import copy
@@ -280,7 +280,7 @@ def masked_features(idx, bs=64):
         T.append(tgt[sel])
     return torch.cat(H), torch.cat(T)
 
-n_mlm = 150 if smoke else 1500  # sentences whose masked tokens train the head (a fifth as many held out)
+n_mlm = 100 if smoke else 1500  # sentences whose masked tokens train the head (a fifth as many held out)
 mlm_tr, mlm_va = tr[:n_mlm], va[:n_mlm // 5]
 Htr, Ttr = masked_features(mlm_tr)
 Hva, Tva = masked_features(mlm_va)
