@@ -50,8 +50,8 @@ if not prompt:
     raise ParameterError("parameter 'prompt' must not be empty: generation continues a text")
 dev = kit.setup(seed, device)
 if smoke:  # a slice of the text, tiny vocabularies, fixed steps (deterministic)
-    vocab_size, sweep_seconds, train_seconds, max_new_tokens = min(vocab_size, 600), 0.0, 0.0, min(max_new_tokens, 12)
-    llm_eval_bytes, llm_max_new_tokens, llm_parity = min(llm_eval_bytes, 1500), min(llm_max_new_tokens, 12), False
+    vocab_size, sweep_seconds, train_seconds, max_new_tokens = min(vocab_size, 600), 0.0, 0.0, min(max_new_tokens, 8)
+    llm_eval_bytes, llm_max_new_tokens, llm_parity = min(llm_eval_bytes, 1000), min(llm_max_new_tokens, 12), False
 # %% [code]
 import math
 import time
