@@ -61,10 +61,12 @@ if p_uncond == 0 and guidance != 1:
                      f"prediction that guidance needs), got {guidance}")
 dev = kit.setup(seed, device)
 if smoke:
-    judge_epochs, vae_epochs, gan_steps, ddpm_steps = min(judge_epochs, 2), min(vae_epochs, 1), min(gan_steps, 30), min(ddpm_steps, 12)
-    ddpm_T, n_eval, sample_steps = min(ddpm_T, 10), min(n_eval, 100), min(sample_steps, 5)
-n_train = 1500 if smoke else None   # smoke: the generators see the first 1 500 training digits only
+    judge_epochs, vae_epochs, gan_steps, ddpm_steps = min(judge_epochs, 2), min(vae_epochs, 1), min(gan_steps, 20), min(ddpm_steps, 6)
+    ddpm_T, n_eval, sample_steps = min(ddpm_T, 10), min(n_eval, 100), min(sample_steps, 3)
+n_train = 1000 if smoke else None   # smoke: the generators see the first 1 000 training digits only
 n_judge = 2000 if smoke else None   # smoke: the judge trains on 2 000 of them
+n_mc = 4_000 if smoke else 20_000   # Monte-Carlo draws of the KL check (smoke: fewer; the closed form is checked exactly)
+n_eps = 50_000 if smoke else 200_000   # draws of ε in the reparameterisation check
 # %% [code]
 import time
 
@@ -154,7 +156,7 @@ mu_c, logvar_c = torch.randn(64, vae_latent, generator=g, dtype=torch.float64), 
 kl_closed = vae.kl_terms(mu_c, logvar_c).sum(1)
 q = Normal(mu_c, (0.5 * logvar_c).exp())
 kl_torch = kl_divergence(q, Normal(torch.zeros_like(mu_c), torch.ones_like(mu_c))).sum(1)
-zs = q.sample((20_000,))
+zs = q.sample((n_mc,))
 kl_mc_samples = (q.log_prob(zs) - Normal(0.0, 1.0).log_prob(zs)).sum(-1)      # (S, 64)
 kl_mc, kl_mc_se = kl_mc_samples.mean(0), kl_mc_samples.std(0) / np.sqrt(len(zs))
 vae_kl_check_max_abs_diff = float((kl_closed - kl_torch).abs().max())
@@ -171,7 +173,7 @@ print(f"closed form vs Monte Carlo ({len(zs):,} samples): largest gap {mc_z:.1f}
 # %% [code]
 mu_r = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
 lv_r = torch.tensor([0.0, -1.0, 0.7], dtype=torch.float64, requires_grad=True)
-eps_r = torch.randn(200_000, 3, generator=g, dtype=torch.float64)
+eps_r = torch.randn(n_eps, 3, generator=g, dtype=torch.float64)
 vae.reparameterize(mu_r, lv_r, eps_r).pow(2).sum(1).mean().backward()
 reparam_table = pd.DataFrame({"autograd ∂/∂μ": mu_r.grad, "exact 2μ": 2 * mu_r.detach(),
                               "autograd ∂/∂log σ²": lv_r.grad, "exact σ²": lv_r.detach().exp()}).round(4)
@@ -431,7 +433,7 @@ viz.show(vv.image_grid(ddpm_samples[:20], titles=[str(int(c)) for c in y_eval[:2
 # sampler ($T$ steps), all with guidance scale `guidance`, judged on the same number of samples per setting:
 # %% [code]
 grey = lambda imgs: float(((imgs > 0.2) & (imgs < 0.8)).float().mean() / ((imgs > 0.2).float().mean()))
-n_sweep = 50 if smoke else min(100, n_eval)
+n_sweep = 20 if smoke else min(100, n_eval)
 sweep_steps = sorted({s for s in (1, 2, 5, 10, 25, 50) if s <= ddpm_T} | {ddpm_T})
 y_sweep = torch.arange(n_sweep) % 10
 steps_rows = []
@@ -626,7 +628,7 @@ display(Markdown(
 # %% [code]
 viz.source(J.within_class_spread)
 guidance_scales = (0.0, 1.0, 1.5, 3.0)    # w = 0 ignores the class, 1 is the plain conditional model
-n_guide = 50 if smoke else min(200, n_eval)
+n_guide = 20 if smoke else min(200, n_eval)
 y_guide = torch.arange(n_guide) % 10
 spread_real = J.within_class_spread(real_b, probs_b)
 guide_rows, guide_imgs = [], []
