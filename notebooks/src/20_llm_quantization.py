@@ -364,6 +364,7 @@ del src_buf, dst_buf
 speedup = best["int8"] / best["fp32"]
 step_ms = {k: 1e3 / v for k, v in best.items()}
 bound = {k: bandwidth / per_token[k] for k in per_token}
+weights_ms = {k: step_ms[k] - step_ms["skeleton"] for k in per_token}   # a step's time beyond the skeleton's
 ipd.display(ipd.Markdown(
     "| decode, batch 1 | weight bytes read per token | tokens/s (best of "
     f"{decode_repeats}) | ms per token | streaming bound at {bandwidth / 1e9:.1f} GB/s (tokens/s) |\n"
@@ -381,6 +382,17 @@ ipd.display(ipd.Markdown(
     + ("That part — launching each layer's operations, attention over the cache, the Python around them — does not "
        "shrink with the weights, so the speed-up stays below the bytes' ratio. "
        if speedup < per_token["fp32"] / per_token["int8"] else "")
+    + (f"Take the skeleton's {step_ms['skeleton']:.1f} ms away and float32 spends {weights_ms['fp32']:.1f} ms a token "
+       f"on its weights ({per_token['fp32'] / weights_ms['fp32'] / 1e6:.1f} GB/s), int8 {weights_ms['int8']:.1f} ms "
+       f"({per_token['int8'] / weights_ms['int8'] / 1e6:.1f} GB/s): "
+       + ("int8's kernel streams its bytes more slowly than float32's matrix products do — its work per byte "
+          "(bfloat16 activations, int8 weights widened before they are multiplied) is not free — so "
+          + (f"the weights' part takes {weights_ms['fp32'] / weights_ms['int8']:.1f}× less time, not "
+             f"{per_token['fp32'] / per_token['int8']:.1f}× less. " if weights_ms['int8'] < weights_ms['fp32'] else
+             "the weights' part takes longer with int8 than with float32 here. ")
+          if per_token['int8'] / weights_ms['int8'] < per_token['fp32'] / weights_ms['fp32'] else
+          "the weights' part shrinks with the bytes. ")
+       if min(weights_ms.values()) > 0 else "")
     + f"Float32 decodes at {best['fp32'] / bound['fp32']:.0%} of its streaming bound (bytes per token ÷ the copy "
       f"bandwidth), int8 at {best['int8'] / bound['int8']:.0%} of its own."
     + (f" **The machine was busy** (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): other "
