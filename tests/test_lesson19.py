@@ -182,3 +182,23 @@ def test_wrong_answers_are_wrong_and_plausible():
             assert abs(int(w) - int(e.answer)) in (1, 10)
         if e.task == "date":
             assert sorted(w.split("/")) == sorted(e.answer.split("/")) or w[2:] == e.answer[2:]
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    m = _tiny(3)
+    lora.apply_lora(m, ["c_attn", "c_proj", "c_fc"], r=2, alpha=4)
+    with torch.no_grad():
+        for layer in m.modules():
+            if isinstance(layer, lora.LoRALinear):
+                layer.lora_B.normal_()
+    x, y = sft.sft_batch([([1, 2, 3], [4, 5]), ([6, 7], [8, 9, 10])], pad_id=0)
+    grads = []
+    for on in (False, True):
+        m.checkpointing = on
+        m.train()
+        m.zero_grad()
+        loss = sft.MaskedLM(m)(x, y)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in m.parameters() if p.requires_grad]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0][1], grads[1][1]))

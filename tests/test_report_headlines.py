@@ -89,8 +89,8 @@ def test_verdict_of_a_lesson():
     assert verdict([(info, judge(info, {"c": 1}))]) is None and verdict([]) is None
 
 
-def test_every_lesson_00_to_18_declares_a_goal_and_headlines():
-    assert sorted(hl.LESSONS) == [f"{i:02d}" for i in range(19)]
+def test_every_lesson_00_to_20_declares_a_goal_and_headlines():
+    assert sorted(hl.LESSONS) == [f"{i:02d}" for i in range(21)]
     for n, lesson in hl.LESSONS.items():
         assert lesson.stem.startswith(n + "_") and lesson.goal and lesson.metrics, n
         assert len(lesson.goal) <= 130 and "\n" not in lesson.goal, n
@@ -103,7 +103,7 @@ def test_every_lesson_00_to_18_declares_a_goal_and_headlines():
     assert hl.LESSONS["17"].stem == "17_generative" and hl.LESSONS["18"].stem == "18_serving_monitoring"
 
 
-@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(19)])
+@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(21)])
 def test_headline_keys_are_the_lessons_metrics(n):
     """Each key is saved by the lesson: its source names it (or builds it from a prefix in an f-string), or its
     smoke bar in tests/bars reads it."""
@@ -138,6 +138,8 @@ BASELINES = {
     "16": {"sft_exact_match_before": 0.0},                # measured at defaults: 0 % before SFT (commit f89a674)
     "17": {"fd_real_vs_real": 76.5},                      # RESULTS.md, lesson 17 at defaults
     "18": {"bad_requests_sent": 14},
+    "19": {"llm_sft_exact_match_before": 0.0, "llm_bpb_before": 1.6155,  # SmolLM2 before tuning (lesson 19's run)
+           "llm_dpo_pref_acc_before": 0.8125},
 }
 
 # lesson → headline key → [(what broke, the value such a run gives)]. Every barred headline must be here, and
@@ -216,10 +218,25 @@ BROKEN = {
                                      ("NaN and inf let through", BASELINES["18"]["bad_requests_sent"] - 2)],
            "drift_alert_shifted": [("an alert that never fires", False)],
            "drift_alert_clean": [("an alert that always fires", True)]},
+    "19": {"llm_sft_exact_match_after": [("SFT learned nothing", BASELINES["19"]["llm_sft_exact_match_before"]),
+                                         ("SFT learned the format of one task in four", 0.2)],
+           "llm_lora_trainable_fraction": [("a full fine-tune: every weight trains", 1.0),
+                                           ("LoRA r 8 on every matrix (the issue asks ≤ 1 %)", 0.0148)],
+           "llm_bpb_after_lora": [("the general text wrecked: uniform over 49 152 tokens × 0.3 tokens/byte",
+                                   math.log2(49152) * 0.3),
+                                  ("forgetting of the unmasked run at 3× its size", BASELINES["19"]["llm_bpb_before"] * 1.2)],
+           "llm_dpo_pref_acc_after": [("DPO learned nothing", BASELINES["19"]["llm_dpo_pref_acc_before"]),
+                                      ("a coin flip", 0.5)]},
+    "20": {"quant_matches_gguf": [("4-bit levels packed as neighbours, not (q_j, q_j+16)", False)],
+           "llm_quant_q8_0_rel_cost": [("Q8_0 written with 4-bit levels: Q4_0's measured cost", 0.0798),
+                                       ("weights not loaded: ≈ uniform over 49 152 tokens, 5.1 vs 1.66 bits/byte", 2.1)],
+           "llm_quant_int8_rel_cost": [("int8 levels as coarse as Q4_0's", 0.0798), ("weights not loaded", 2.1)],
+           "llm_quant_rtn2_rel_cost": [("requantize changed nothing", 0.0),
+                                       ("a random stand-in scored instead of SmolLM2 (smoke: +0.03 %)", 0.0003)]},
 }
 
 
-@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(19)])
+@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(21)])
 def test_every_bar_rejects_a_broken_run(n):
     """Issue 26: each barred headline, judged on what a broken run of its lesson gives, is ✗ — and so is the
     lesson's verdict. A new bar needs its broken value here."""
@@ -235,7 +252,7 @@ def test_every_bar_rejects_a_broken_run(n):
     assert verdict(hl.judge_all(lesson, run)) is False
 
 
-@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(19)])
+@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(21)])
 def test_every_bar_rejects_nan(n):
     """A diverged run — NaN or inf as a float, or as the string kit.save_metrics writes — misses every bar,
     and so does a value judged against a baseline that is NaN."""
@@ -262,6 +279,11 @@ RECORDED_DEFAULTS = {
            "fd_vae": 322.2, "fd_real_vs_real": 76.5, "vae_kl_check_max_abs_diff": 7e-15},  # RESULTS, new defaults
     "18": {"bad_requests_rejected": 14, "bad_requests_sent": 14, "drift_alert_shifted": True,
            "drift_alert_clean": False},                                     # RESULTS, lesson 18 at defaults
+    "19": {"llm_sft_exact_match_before": 0.0, "llm_sft_exact_match_after": 0.625, "llm_lora_trainable_fraction": 0.0075,
+           "llm_bpb_before": 1.6155, "llm_bpb_after_lora": 1.6326, "llm_dpo_pref_acc_before": 0.8125,
+           "llm_dpo_pref_acc_after": 0.9688},                               # RESULTS, lesson 19 at defaults
+    "20": {"quant_matches_gguf": True, "llm_quant_q8_0_rel_cost": -0.0008, "llm_quant_int8_rel_cost": 0.0034,
+           "llm_quant_rtn2_rel_cost": 3.185, "llm_quant_q4_0_rel_cost": 0.0798},  # RESULTS, lesson 20 at defaults
 }
 
 
@@ -396,7 +418,7 @@ def test_index_lists_lessons_in_order_with_marks_and_dashes(tmp_path):
     _fake_run(tmp_path, "mine", "my_notebook", {"zeta": 1.0, "alpha": 2.0})
     page = build_index(tmp_path).read_text()
     cards = re.findall(r'<section class="kit-headline (\w+)" id="lesson-(\d\d)">', page)
-    assert [n for _, n in cards] == [f"{i:02d}" for i in range(19)]
+    assert [n for _, n in cards] == [f"{i:02d}" for i in range(21)]
     state = dict((n, k) for k, n in cards)
     assert state["01"] == "pass" and state["04"] == "fail" and state["07"] == "fail" and state["02"] == "none"
     assert state["17"] == "none" and state["18"] == "none"
@@ -409,7 +431,7 @@ def test_index_lists_lessons_in_order_with_marks_and_dashes(tmp_path):
     # every run still in the table, a non-lesson one with its first metrics as before
     assert "sweeps/lr=0.1" in page and "my_notebook" in page and "alpha=2, zeta=1" not in page
     assert "zeta=1" in page and "smoke=True" in page
-    assert "1 of 19" not in page and "3 of 19 lessons ran" in page
+    assert "1 of 21" not in page and "3 of 21 lessons ran" in page
 
 
 def test_index_without_lesson_runs_has_no_lesson_cards(tmp_path):

@@ -141,6 +141,23 @@ LESSONS: dict[str, LessonHeadline] = {l.number: l for l in [
                     H("bad_requests_rejected", "bad requests rejected", "bad_requests_sent", "equal"),
                     H("drift_alert_shifted", "drift alert on shifted traffic", True),
                     H("drift_alert_clean", "drift alert on clean traffic", False))),
+    LessonHeadline("19", "19_llm_finetuning", "Fine-tuning a real LLM",
+                   "SmolLM2 instruction-tuned with LoRA (< 1 % of its weights) and DPO on 2 CPU cores; forgetting measured.",
+                   (H("llm_sft_exact_match_after", "held-out exact match after LoRA SFT", "llm_sft_exact_match_before+0.25",
+                      unit="%"),
+                    H("llm_lora_trainable_fraction", "parameters LoRA trains", 0.01, "lower", unit="%"),
+                    H("llm_bpb_after_lora", "bits per byte on Shakespeare after LoRA (forgetting)", "llm_bpb_before*1.1",
+                      "lower"),
+                    H("llm_dpo_pref_acc_after", "held-out preference accuracy after DPO", "llm_dpo_pref_acc_before+0.1",
+                      unit="%"))),
+    LessonHeadline("20", "20_llm_quantization", "Compressing a real LLM",
+                   "SmolLM2 re-quantised to GGUF blocks (bit for bit with gguf): bits per weight vs bits per byte; int8 decode.",
+                   (H("quant_matches_gguf", "kit's Q8_0/Q4_0/Q4_1 bytes equal gguf's", True),
+                    H("llm_quant_q8_0_rel_cost", "Q8_0: bits per byte vs the file", 0.005, "lower", unit="%"),
+                    H("llm_quant_int8_rel_cost", "int8 weight-only: bits per byte vs the file", 0.01, "lower", unit="%"),
+                    H("llm_quant_rtn2_rel_cost", "2-bit blocks: bits per byte vs the file (the cliff)", 1.0, unit="%"),
+                    H("llm_quant_q4_0_rel_cost", "Q4_0: bits per byte vs the file", None, "lower", unit="%")),
+                   figure="bits per weight against bits per byte"),
 ]}
 
 

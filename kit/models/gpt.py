@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ["GPTConfig", "TrainConfig", "PRESETS", "preset", "GPT", "Block", "CausalSelfAttention", "MLP",
            "KVCache", "flops_per_token", "peak_flops", "mfu", "rope_tables", "rotate", "ACTIVATIONS",
@@ -271,6 +272,9 @@ class GPT(nn.Module):
         if cfg.tie_weights:
             self.lm_head.weight = self.wte.weight              # weight tying: one matrix, used twice
         self.share_rope()
+        # True: in training, each block's activations are recomputed in the backward pass instead of kept
+        # (activation checkpointing: memory of one block's activations instead of all, ~⅓ more compute)
+        self.checkpointing = False
         self.apply(self._init_weights)
         for name, p in self.named_parameters():                # GPT-2: scale residual projections
             if name.endswith("c_proj.weight"):
@@ -343,8 +347,9 @@ class GPT(nn.Module):
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
         x = self.drop(x)
+        recompute = self.checkpointing and self.training and cache is None and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x, cache)
+            x = checkpoint(block, x, None, use_reentrant=False) if recompute else block(x, cache)
         if cache is not None:
             cache.length += T
         if last_only:
