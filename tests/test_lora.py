@@ -21,13 +21,13 @@ class Tiny(nn.Module):
         return self.out(torch.tanh(self.q(x)) + self.v(x))
 
 
-def _pair(r=4, alpha=8):
+def _pair(r=4, alpha=8, rslora=False):
     torch.manual_seed(0)
     base = Tiny().double()
-    ours = apply_lora(copy.deepcopy(base), ["q", "v"], r=r, alpha=alpha)
+    ours = apply_lora(copy.deepcopy(base), ["q", "v"], r=r, alpha=alpha, rslora=rslora)
     peft = pytest.importorskip("peft")
     theirs = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=r, lora_alpha=alpha, target_modules=["q", "v"],
-                                                                      lora_dropout=0.0))
+                                                                      lora_dropout=0.0, use_rslora=rslora))
     g = torch.Generator().manual_seed(1)
     for name in ("q", "v"):
         layer = getattr(theirs.base_model.model, name)
@@ -53,6 +53,12 @@ def test_same_outputs_and_gradients_as_peft():
     n_ours = trainable_parameters(ours)
     n_peft = sum(p.numel() for p in theirs.parameters() if p.requires_grad)
     assert n_ours[0] == n_peft == 2 * (4 * 16 + 16 * 4)
+
+
+def test_rslora_scale_matches_peft():
+    ours, theirs = _pair(r=9, alpha=6, rslora=True)
+    x = torch.randn(5, 16, dtype=torch.float64)
+    assert (ours(x) - theirs(x)).abs().max() < 1e-12 and ours.q.scaling == 6 / 3
 
 
 def test_starts_as_the_base_model_and_merge_unmerge_keep_outputs():

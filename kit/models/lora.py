@@ -21,9 +21,9 @@ __all__ = ["LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "fold_lora"
 
 
 class LoRALinear(nn.Module):
-    """``base(x) + (alpha / r) · B(A(dropout(x)))`` with ``base`` frozen."""
+    """``base(x) + (alpha / r) · B(A(dropout(x)))`` with ``base`` frozen (``rslora``: ``alpha / √r``, rsLoRA's scale)."""
 
-    def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0, dropout: float = 0.0):
+    def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0, dropout: float = 0.0, rslora: bool = False):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRA wraps nn.Linear layers, got {type(base).__name__}")
@@ -32,7 +32,7 @@ class LoRALinear(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"parameter 'dropout' must be in [0, 1), got {dropout!r}")
         self.base, self.r, self.alpha = base, r, float(alpha)
-        self.scaling = self.alpha / r
+        self.scaling = self.alpha / (math.sqrt(r) if rslora else r)
         for p in base.parameters():
             p.requires_grad_(False)
         w = base.weight
@@ -75,8 +75,9 @@ def _matches(name: str, targets: Iterable[str]) -> bool:
 
 
 def apply_lora(model: nn.Module, targets: Iterable[str], r: int = 8, alpha: float = 16.0, dropout: float = 0.0,
-               train: Iterable[str] = ()) -> nn.Module:
-    """Freeze ``model`` and wrap each ``nn.Linear`` whose name ends with one of ``targets`` in :class:`LoRALinear`.
+               train: Iterable[str] = (), rslora: bool = False) -> nn.Module:
+    """Freeze ``model`` and wrap each ``nn.Linear`` whose name ends with one of ``targets`` in :class:`LoRALinear`
+    (``rslora``: the update scaled by α/√r instead of α/r, as ``peft``'s ``use_rslora``).
 
     ``train`` names further modules to keep trainable (e.g. a new classification head). Returns ``model``.
     """
@@ -90,7 +91,7 @@ def apply_lora(model: nn.Module, targets: Iterable[str], r: int = 8, alpha: floa
     for name in found:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRALinear(getattr(parent, child), r=r, alpha=alpha, dropout=dropout))
+        setattr(parent, child, LoRALinear(getattr(parent, child), r=r, alpha=alpha, dropout=dropout, rslora=rslora))
     for n, m in model.named_modules():
         if train and _matches(n, train):
             for p in m.parameters():
