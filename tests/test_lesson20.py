@@ -13,6 +13,7 @@ from gguf import quants as gq  # noqa: E402
 import kit.exercises as kx  # noqa: E402
 from kit.exercises import verdict  # noqa: E402
 from kit.exercises import lesson20 as L  # noqa: E402
+from kit.models.llm import stand_in as stand_in_llm  # noqa: E402
 from kit.techniques import llm_quant as Q  # noqa: E402
 
 LAYOUT = {"F32": (1, 4), "F16": (1, 2), "Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20)}
@@ -209,7 +210,7 @@ def test_no_kit_or_gguf_function_passes_behind_a_thin_wrapper():
 
 # ---------------------------------------------------------------- the helpers the notebook calls
 def test_requantize_into_a_working_copy_equals_a_fresh_copy_and_chunks_change_nothing():
-    model, _ = Q.stand_in(None, seed=1)
+    model, _ = stand_in_llm(None, seed=1)
     fresh = Q.requantize(model, "Q4_0")
     work = Q.requantize(model, "RTN2")                  # dirty the copy first
     again = Q.requantize(model, "Q4_0", out=work)
@@ -221,11 +222,11 @@ def test_requantize_into_a_working_copy_equals_a_fresh_copy_and_chunks_change_no
         assert torch.equal(p, Q.fake_quantize(src, "Q4_0") if p.dim() == 2 else src), name
     assert work.lm_head.weight is work.wte.weight       # the tie survives
     with pytest.raises(ValueError, match="same parameters"):
-        Q.requantize(model, "Q8_0", out=Q.stand_in(None, n_layer=1)[0])
+        Q.requantize(model, "Q8_0", out=stand_in_llm(None, n_layer=1)[0])
 
 
 def test_decode_bytes_per_token_counts_matrices_once_and_one_embedding_row():
-    model, _ = Q.stand_in(None, seed=0)
+    model, _ = stand_in_llm(None, seed=0)
     cfg = model.cfg
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     vectors = sum(p.numel() for p in model.parameters() if p.dim() == 1)
@@ -242,9 +243,9 @@ def test_stand_in_is_deterministic_blockwise_and_leaves_the_global_generator_alo
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    a, tok = Q.stand_in(None, seed=4)
+    a, tok = stand_in_llm(None, seed=4)
     assert torch.equal(torch.rand(1), before)
-    b, _ = Q.stand_in(None, seed=4)
+    b, _ = stand_in_llm(None, seed=4)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert all(p.shape[1] % Q.BLOCK == 0 for p in a.parameters() if p.dim() == 2)
     assert tok.vocab_size == a.cfg.vocab_size == 259 and tok.decode(tok.encode("héllo")) == "héllo"
@@ -260,7 +261,7 @@ def test_tradeoff_figure_has_one_labelled_point_per_format():
 
 
 def test_snapshot_restores_bit_for_bit_in_the_smallest_exact_format():
-    model, _ = Q.stand_in(None, seed=2)
+    model, _ = stand_in_llm(None, seed=2)
     with torch.no_grad():   # matrices on Q4_1's and Q8_0's grids, as a GGUF file's are; one left in float32
         model.blocks[0].attn.c_attn.weight.copy_(Q.fake_quantize(model.blocks[0].attn.c_attn.weight, "Q4_1"))
         model.wte.weight.copy_(Q.fake_quantize(model.wte.weight, "Q8_0"))

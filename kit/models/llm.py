@@ -15,7 +15,7 @@ import torch
 from kit.models.gpt import GPT, KVCache
 from kit.models.sampling import sample_next
 
-__all__ = ["load_llm", "stream", "complete", "continuations", "chat", "StopStrings"]
+__all__ = ["load_llm", "stand_in", "stream", "complete", "continuations", "chat", "StopStrings"]
 
 
 def load_llm(name_or_path: str = "SmolLM2-135M-Instruct", device=None, verbose: bool = False):
@@ -28,6 +28,33 @@ def load_llm(name_or_path: str = "SmolLM2-135M-Instruct", device=None, verbose: 
         import sys
         print(f"loaded {name_or_path}: {model.n_params() / 1e6:.1f} M parameters in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr)
+    return model, tok
+
+
+_CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def stand_in(tok=None, seed: int = 0, n_layer: int = 2, n_embd: int = 64):
+    """``(model, tok)``: a small **random** Llama-configured :class:`~kit.models.gpt.GPT` (RMSNorm, RoPE, SwiGLU,
+    grouped-query attention, tied embedding; every row a whole number of 32-weight blocks) that stands in for a real
+    LLM where loading one would take too long (smoke runs) or is not installed. ``tok``: the tokenizer to size its
+    vocabulary for (e.g. SmolLM2's); ``None``: a byte-level tokenizer (256 bytes, ``<|endoftext|>``, ChatML markers)."""
+    from kit.models.gpt import GPT, GPTConfig
+    if tok is None:
+        from kit.data.bpe import ByteLevelBPE, bytes_to_unicode
+        from kit.data.llm_tokenizer import LLMTokenizer
+        vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
+        bpe = ByteLevelBPE(vocab, [], special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>"))
+        tok = LLMTokenizer(bpe, "<|im_start|>", "<|im_end|>", chat_template=_CHATML, name="bytes")
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=512, n_layer=n_layer, n_head=4, n_kv_head=2, n_embd=n_embd,
+                    n_inner=2 * n_embd, norm="rmsnorm", pos="rope", activation="swiglu", bias=False, tie_weights=True)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = GPT(cfg).eval()
+    finally:
+        torch.random.set_rng_state(state)
     return model, tok
 
 

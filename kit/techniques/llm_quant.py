@@ -29,7 +29,7 @@ from torch import nn
 
 __all__ = ["BLOCK", "BITS_PER_WEIGHT", "GGUF_FORMATS", "quantize", "dequantize", "fake_quantize", "requantize",
            "Int8Linear", "int8_weight_only", "weight_bytes", "snapshot", "restore", "weight_change", "decode_bytes_per_token",
-           "tradeoff_figure", "stand_in"]
+           "tradeoff_figure"]
 
 BLOCK = 32
 GGUF_FORMATS = ("Q8_0", "Q4_1", "Q4_0")
@@ -303,30 +303,3 @@ def tradeoff_figure(rows: list[dict], reference: float, title: str = "bits per w
     fig.update_xaxes(title_text="bits per weight (stored)", autorange="reversed")
     fig.update_layout(title=title, template=TEMPLATE, height=420)
     return fig
-
-
-_CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-def stand_in(tok=None, seed: int = 0, n_layer: int = 2, n_embd: int = 64):
-    """``(model, tok)``: a small **random** Llama-configured :class:`~kit.models.gpt.GPT` (RMSNorm, RoPE, SwiGLU,
-    grouped-query attention, tied embedding; every row a whole number of 32-weight blocks) that stands in for a real
-    LLM where loading one would take too long (smoke runs) or is not installed. ``tok``: the tokenizer to size its
-    vocabulary for (e.g. SmolLM2's); ``None``: a byte-level tokenizer (256 bytes, ``<|endoftext|>``, ChatML markers)."""
-    from kit.models.gpt import GPT, GPTConfig
-    if tok is None:
-        from kit.data.bpe import ByteLevelBPE, bytes_to_unicode
-        from kit.data.llm_tokenizer import LLMTokenizer
-        vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
-        bpe = ByteLevelBPE(vocab, [], special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>"))
-        tok = LLMTokenizer(bpe, "<|im_start|>", "<|im_end|>", chat_template=_CHATML, name="bytes")
-    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=512, n_layer=n_layer, n_head=4, n_kv_head=2, n_embd=n_embd,
-                    n_inner=2 * n_embd, norm="rmsnorm", pos="rope", activation="swiglu", bias=False, tie_weights=True)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model = GPT(cfg).eval()
-    finally:
-        torch.random.set_rng_state(state)
-    return model, tok

@@ -71,17 +71,16 @@ import kit.viz as viz
 from kit.viz.generative import lines
 from kit.data import load, load_tokenizer
 from kit.data.instructions import TASKS, exact_match, train_test_instructions, wrong_answer
-from kit.models.gpt import GPT, GPTConfig
-from kit.models.llm import text_bits_per_byte
+from kit.models.gpt import GPT
+from kit.models.llm import stand_in, text_bits_per_byte
 from kit.models.lora import apply_lora, fold_lora, lora_disabled, trainable_parameters
 from kit.techniques.preference import dpo_train, preference_scores
 from kit.train.sft import chat_pair, generate_answers, sft_train
 
 t_start = time.perf_counter()
 tok = load_tokenizer(llm)
-if smoke:   # a tiny random model with SmolLM2's shapes in miniature (and its real tokenizer and template)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=2, n_head=4, n_kv_head=2, n_embd=64,
-                          n_inner=128, norm="rmsnorm", pos="rope", activation="swiglu", bias=False)).eval()
+if smoke:   # a tiny random Llama in SmolLM2's place (with its real tokenizer and chat template)
+    model, _ = stand_in(tok, seed=seed)
     model_name = "a tiny random Llama (smoke run)"
 else:
     model = GPT.from_pretrained(llm, device=dev).eval()

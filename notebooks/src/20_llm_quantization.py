@@ -56,6 +56,7 @@ from kit.data import DataUnavailable, load, load_tokenizer
 from kit.data.llm_files import SHIPPED, resolve_llm
 from kit.models.llama_format import gguf_summary
 from kit.models.llm import chat, load_llm, prefill_decode_speed, text_bits_per_byte
+from kit.models.llm import stand_in as stand_in_llm
 from kit.techniques import llm_quant as Q
 
 FILE = "SmolLM2-135M-Instruct"   # the shipped GGUF file this lesson reads
@@ -220,7 +221,7 @@ if q41:
 # %% [code]
 t0 = time.perf_counter()
 if llm == "tiny" or gguf_path is None:
-    model, tok = Q.stand_in(load_tokenizer(FILE) if gguf_path is not None else None, seed=seed)
+    model, tok = stand_in_llm(load_tokenizer(FILE) if gguf_path is not None else None, seed=seed)
     model = model.to(dev)
     model_name = f"a random {model.cfg.n_layer}-layer Llama ({model.n_params() / 1e6:.1f} M parameters), standing in for {FILE}"
 else:
@@ -342,7 +343,7 @@ print("the same answer as the reference:", ", ".join(f"{f} {same_answer[f]}" for
 # the cost of a step that is not reading weights.
 # %% [code]
 prompt_ids = tok.encode(val[:4000], allowed_special=())[:decode_prompt]   # real text: greedy choices are not near-ties
-skeleton, skeleton_tok = Q.stand_in(None, seed=seed, n_layer=model.cfg.n_layer, n_embd=64)
+skeleton, skeleton_tok = stand_in_llm(None, seed=seed, n_layer=model.cfg.n_layer, n_embd=64)
 skeleton = skeleton.to(dev)
 skeleton_ids = skeleton_tok.encode(val[:4000], allowed_special=())[:decode_prompt]
 best = {"fp32": 0.0, "int8": 0.0, "skeleton": 0.0}
