@@ -26,11 +26,15 @@ def _dpo(pc, pr, rc, rr, beta):
     return -F.logsigmoid(beta * ((pc - rc) - (pr - rr)))
 
 
-def _labels(ids, im_start, im_end, header):
+def _labels(ids, im_start, im_end, header, anchored=True):
+    """The reference written another way; ``anchored=False`` (a wrong answer) starts an answer at the header tokens
+    even without <|im_start|> before them."""
     out, inside, i = [-100] * len(ids), False, 0
+    skip = 1 if anchored else 0
     while i < len(ids):
-        if not inside and ids[i] == im_start and list(ids[i + 1:i + 1 + len(header)]) == list(header):
-            inside, i = True, i + 1 + len(header)
+        if not inside and (ids[i] == im_start or not anchored) and \
+                list(ids[i + skip:i + skip + len(header)]) == list(header):
+            inside, i = True, i + skip + len(header)
             continue
         if inside:
             out[i], inside = ids[i], ids[i] != im_end
@@ -52,19 +56,6 @@ def test_right_answers_pass_on_fresh_inputs(ex, fn):
         assert verdict(ex, fn) is None
 
 
-def _header_anywhere(ids, im_start, im_end, header):
-    """Starts an answer at the header tokens even without <|im_start|> before them."""
-    out, inside, i = [-100] * len(ids), False, 0
-    while i < len(ids):
-        if not inside and list(ids[i:i + len(header)]) == list(header):
-            inside, i = True, i + len(header)
-            continue
-        if inside:
-            out[i], inside = ids[i], ids[i] != im_end
-        i += 1
-    return torch.tensor(out)
-
-
 def _no_pad(delta, r, alpha):
     U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
     return Vh[:r], U[:, :r] * S[:r] * (r / alpha)
@@ -75,7 +66,7 @@ def _no_pad(delta, r, alpha):
     ("19.1", lambda pc, pr, rc, rr, b: -torch.log(torch.sigmoid(b * ((pc - rc) - (pr - rr)))), "−400"),  # unstable
     ("19.1", lambda pc, pr, rc, rr, b: -F.logsigmoid(b * (pc - pr)), "pairs"),               # no reference
     ("19.2", lambda ids, s, e, h: _labels(ids, s, e, h[:1]), "turns"),    # the header's first token only
-    ("19.2", _header_anywhere, "inside a user's message"),
+    ("19.2", lambda ids, s, e, h: _labels(ids, s, e, h, anchored=False), "inside a user's message"),
     ("19.2", lambda ids, s, e, h: torch.tensor([t if t != -100 and t != e else -100
                                                for t in _labels(ids, s, e, h).tolist()]), "system prompt"),  # no <|im_end|>
     ("19.3", lambda d, r, a: _fit(d, r, 1.0 * r), "α = 8"),                          # the scale α/r not undone

@@ -172,8 +172,8 @@ display(Markdown(
 # compare three ways to spend the same budget (the same steps of the same batches):
 #
 # * **LoRA, masked** — above;
-# * **LoRA, unmasked** — the same, but the loss also covers the system prompt and the instruction (the template's
-#   fixed text is learned by heart, and every step spends most of its signal on it);
+# * **LoRA, unmasked** — the same, but the loss also covers the system prompt and the instruction (most tokens of a
+#   conversation are the template's fixed text and the question, so they now take most of each step's loss);
 # * **partial fine-tune** — no LoRA: the last blocks' weights train directly (AdamW), everything else frozen.
 # %% [code]
 model.load_state_dict(lora_init, strict=False)   # the adapter back to its start (B = 0: the pretrained model)
