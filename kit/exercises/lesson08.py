@@ -93,7 +93,7 @@ def _padded_ref(q, k, v, lengths):
 def _padded_cases(rng):
     B, T, d = int(rng.integers(3, 7)), int(rng.integers(4, 12)), int(rng.integers(2, 12))
     lengths = torch.tensor(rng.integers(1, T + 1, B))
-    lengths[0] = T
+    lengths[0], lengths[-1] = T, int(rng.integers(1, T))   # one full sentence and at least one padded one
     yield Case(f"batch {B}, T = {T}, lengths {lengths.tolist()}",
                (_t(rng, B, T, d), _t(rng, B, T, d), _t(rng, B, T, d), lengths))
     yield Case("no padding (every length = T)", (_t(rng, 2, 5, 4), _t(rng, 2, 5, 4), _t(rng, 2, 5, 4),
