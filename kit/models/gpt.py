@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 __all__ = ["GPTConfig", "TrainConfig", "PRESETS", "preset", "GPT", "Block", "CausalSelfAttention", "MLP",
-           "KVCache", "flops_per_token", "peak_flops", "mfu", "rope_tables", "rotate", "ACTIVATIONS",
+           "KVCache", "SlotKVCache", "flops_per_token", "peak_flops", "mfu", "rope_tables", "rotate", "ACTIVATIONS",
            "NaiveGPT"]
 
 
@@ -145,6 +145,84 @@ class KVCache:
     def reset(self) -> None:
         self.length = 0
 
+    @classmethod
+    def over(cls, k: torch.Tensor, v: torch.Tensor) -> "KVCache":
+        """An empty cache writing into existing buffers ``k, v`` ``(n_layer, B, n_kv_head, max_len, head_dim)``
+        (e.g. one row of a :class:`SlotKVCache`)."""
+        cache = cls.__new__(cls)
+        cache.k, cache.v, cache.max_len, cache.length = k, v, k.shape[3], 0
+        return cache
+
+    def positions(self, B: int, T: int, device) -> tuple[torch.Tensor, int]:
+        """Positions of ``T`` new tokens, ``(T,)`` (the same for every row), and the length they bring it to."""
+        return torch.arange(self.length, self.length + T, device=device), self.length + T
+
+    def advance(self, B: int, T: int) -> None:
+        self.length += T
+
+
+class SlotKVCache:
+    """Keys and values of up to ``slots`` independent sequences, each with its own length (continuous batching).
+
+    Rows ``0 … B−1`` are the running sequences. A new sequence is prefilled alone into a free row through
+    :meth:`row` (a :class:`KVCache` over that row's buffers); then one decode step feeds one token per row,
+    ``model(ids (B, 1), cache=slots)``: row ``b`` writes at its position ``lengths[b]`` and attends to its own
+    ``lengths[b] + 1`` tokens only (a mask hides the rest of the padded buffer). :meth:`move` fills the row of a
+    finished sequence with the last running one, so the running rows stay ``0 … B−1``.
+    """
+
+    def __init__(self, cfg: GPTConfig, slots: int, device, dtype=torch.float32, max_len: int | None = None):
+        self.max_len = max_len or cfg.block_size
+        hd = cfg.n_embd // cfg.n_head
+        shape = (cfg.n_layer, slots, cfg.n_kv_head or cfg.n_head, self.max_len, hd)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)   # zeros: masked positions must be finite
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.lengths = [0] * slots
+        self.mask = self._end = None
+
+    def row(self, b: int) -> KVCache:
+        """An empty cache over row ``b``'s buffers, for prefilling a new sequence there (then :meth:`set_length`)."""
+        self.lengths[b] = 0
+        return KVCache.over(self.k[:, b:b + 1], self.v[:, b:b + 1])
+
+    def set_length(self, b: int, n: int) -> None:
+        self.lengths[b] = n
+
+    def move(self, src: int, dst: int) -> None:
+        """Copy row ``src``'s tokens into row ``dst``."""
+        n = self.lengths[src]
+        self.k[:, dst, :, :n] = self.k[:, src, :, :n]
+        self.v[:, dst, :, :n] = self.v[:, src, :, :n]
+        self.lengths[dst] = n
+
+    def positions(self, B: int, T: int, device) -> tuple[torch.Tensor, int]:
+        """Positions ``(B, T)`` of the new tokens of rows ``0 … B−1`` and the longest row's length after them;
+        prepares this step's attention mask."""
+        if T != 1:
+            raise ValueError("a SlotKVCache takes one new token per row (prefill through .row(b))")
+        lengths = torch.tensor(self.lengths[:B], device=device)
+        self._end = max(self.lengths[:B]) + 1
+        if self._end > self.max_len:
+            raise ValueError(f"KV cache full: a sequence would reach {self._end} tokens > max_len {self.max_len}")
+        # row b sees its own positions 0 … lengths[b]: (B, 1, 1, end), broadcast over heads and the one query
+        self.mask = (torch.arange(self._end, device=device) <= lengths[:, None])[:, None, None]
+        self._index = lengths
+        return lengths[:, None], self._end
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write each row's new ``k, v`` (``(B, heads, 1, hd)``) at its own position; return rows ``0 … B−1`` up to
+        the longest one."""
+        B = k.shape[0]
+        index = self._index.view(B, 1, 1, 1).expand_as(k)
+        k_all, v_all = self.k[layer, :B], self.v[layer, :B]
+        k_all.scatter_(2, index, k)
+        v_all.scatter_(2, index, v)
+        return k_all[:, :, :self._end], v_all[:, :, :self._end]
+
+    def advance(self, B: int, T: int) -> None:
+        for b in range(B):
+            self.lengths[b] += T
+
 
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where position ``t`` only sees positions ``≤ t``.
@@ -170,22 +248,28 @@ class CausalSelfAttention(nn.Module):
         else:
             self.cos = self.sin = None
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, pos: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         nh, nkv, hs = self.n_head, self.n_kv_head, self.head_size
         qk, v = self.c_attn(x).view(B, T, nh + 2 * nkv, hs).split((nh + nkv, nkv), dim=2)  # (B, T, heads, hs)
-        past = cache.length if cache is not None else 0
+        slots = isinstance(cache, SlotKVCache)   # rows of independent lengths: positions (B, 1)
+        past = cache.length if cache is not None and not slots else 0
         if self.qk_norm:    # each head's query and key scaled to RMS 1: bounded attention logits
             qk = F.rms_norm(qk, (hs,))
         if self.cos is not None:  # rotary: rotate q and k by angles proportional to their positions
-            qk = rotate(qk, self.cos[past:past + T, None], self.sin[past:past + T, None])
+            if slots:
+                qk = rotate(qk, self.cos[pos][:, :, None], self.sin[pos][:, :, None])
+            else:
+                qk = rotate(qk, self.cos[past:past + T, None], self.sin[past:past + T, None])
         q, k = qk.transpose(1, 2).split((nh, nkv), dim=1)  # (B, nh, T, hs), (B, n_kv_head, T, hs)
         v = v.transpose(1, 2)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
         drop = self.dropout if self.training else 0.0
         gqa = nkv != nh
-        if past == 0:       # the usual case: a causal mask over T × T
+        if slots:           # each row attends to its own tokens only
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.mask, enable_gqa=gqa)
+        elif past == 0:     # the usual case: a causal mask over T × T
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True, enable_gqa=gqa)
         elif T == 1:        # one new token attends to every cached token: no mask
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, enable_gqa=gqa)
@@ -252,8 +336,8 @@ class Block(nn.Module):
         self.ln_2 = norm_layer(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cache: KVCache | None = None):
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x, cache: KVCache | None = None, pos: torch.Tensor | None = None):
+        x = x + self.attn(self.ln_1(x), cache, pos)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -334,24 +418,26 @@ class GPT(nn.Module):
                 last_only: bool = False, select: torch.Tensor | None = None):
         """Logits ``(B, T, V)``; with ``targets`` returns ``(logits, mean cross-entropy)``.
 
-        With a ``cache`` the ``T`` new tokens continue the cached ones (positions ``cache.length…``).
+        With a ``cache`` the ``T`` new tokens continue the cached ones (positions ``cache.length…``; with a
+        :class:`SlotKVCache` each row continues its own sequence).
         ``last_only``: logits of the last position only, ``(B, 1, V)`` (generation: the output layer is the
         biggest matrix of a small model, and only the last row is sampled from). ``select``: a boolean ``(B, T)`` mask,
         logits ``(N, V)`` of its ``N`` true positions only (a loss scored on a few positions, e.g. answer tokens,
         need not hold ``B·T·V`` logits and their gradient in memory)."""
         B, T = idx.shape
-        start = cache.length if cache is not None else 0
-        if start + T > self.cfg.block_size:
-            raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.cfg.block_size}")
+        pos, end = cache.positions(B, T, idx.device) if cache is not None else (torch.arange(T, device=idx.device), T)
+        if end > self.cfg.block_size:
+            raise ValueError(f"sequence of {end} tokens is longer than block_size {self.cfg.block_size}")
         x = self.wte(idx)
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
+            x = x + self.wpe(pos)
         x = self.drop(x)
         recompute = self.checkpointing and self.training and cache is None and torch.is_grad_enabled()
+        pos = pos if isinstance(cache, SlotKVCache) else None   # only per-row positions travel to the layers
         for block in self.blocks:
-            x = checkpoint(block, x, None, use_reentrant=False) if recompute else block(x, cache)
+            x = checkpoint(block, x, None, use_reentrant=False) if recompute else block(x, cache, pos)
         if cache is not None:
-            cache.length += T
+            cache.advance(B, T)
         if last_only:
             x = x[:, -1:]
         if select is not None:
@@ -457,7 +543,7 @@ class NaiveCausalSelfAttention(CausalSelfAttention):
         self.register_buffer("mask", torch.tril(torch.ones(cfg.block_size, cfg.block_size, dtype=torch.bool)),
                              persistent=False)
 
-    def forward(self, x, cache=None):
+    def forward(self, x, cache=None, pos=None):
         if cache is not None:
             raise NotImplementedError("the naive baseline has no KV cache")
         B, T, C = x.shape
