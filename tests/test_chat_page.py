@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import httpx
+import nbformat
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -264,3 +270,85 @@ def test_stop_aborts_the_answer_and_frees_the_row(chat, server):
     while server.engine.load["running"] and time.time() < deadline:   # the server saw the client go
         time.sleep(0.05)
     assert server.engine.load["running"] == 0
+
+
+# ------------------------------------------------------------------ the same in JupyterLab: kit.viz.chat's widget
+
+@pytest.fixture(scope="module")
+def lab_with_chat(server, tmp_path_factory):
+    """JupyterLab on a folder holding one notebook that shows ``chat_widget(server.url, …)``."""
+    root = tmp_path_factory.mktemp("chat_lab")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from kit.viz.chat import chat_widget\n"
+        f"chat = chat_widget({server.url!r}, {MODEL!r}, temperature=0, max_tokens=60)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "chat.ipynb")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "kit-chat-test"
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--no-browser",
+                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+                             *(["--allow-root"] if os.geteuid() == 0 else []),
+                             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "JUPYTER_CONFIG_DIR": str(root / "cfg"), "KIT_OFFLINE": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.25)
+        else:
+            pytest.fail("JupyterLab did not start")
+        yield base, token
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_jupyterlab_chat_widget_streams_the_answer(browser, server, lab_with_chat, tmp_path):
+    base, token = lab_with_chat
+    model = server.engine.model
+    forward = model.forward
+
+    def slow(idx, *a, **kw):   # 20 ms a step: the answer takes about a second, drawn in many redraws
+        time.sleep(0.02)
+        return forward(idx, *a, **kw)
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    try:
+        page.goto(f"{base}/lab/tree/chat.ipynb?token={token}&reset")
+        page.wait_for_selector(".jp-Notebook", timeout=120_000)
+        page.get_by_text(re.compile(r"\| Idle")).first.wait_for(timeout=120_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_text("Run All Cells", exact=True).click()
+        box = page.locator(".widget-text input").first
+        box.wait_for(timeout=120_000)
+        page.evaluate("""() => {
+            window.lengths = [];
+            const view = document.querySelector('.widget-html-content');
+            new MutationObserver(() => {
+                const a = [...view.querySelectorAll('.kit-chat-assistant')].pop();
+                if (a) window.lengths.push(a.textContent.length);
+            }).observe(view, {childList: true, subtree: true, characterData: true});
+        }""")
+        question = "Hi from <b>JupyterLab</b>"
+        model.forward = slow
+        box.fill(question)
+        box.press("Enter")
+        page.wait_for_function("() => document.querySelector('.kit-chat-assistant')", timeout=60_000)
+        page.wait_for_function("() => ![...document.querySelectorAll('.widget-button')]"
+                               ".find(b => b.textContent.includes('Send')).disabled", timeout=60_000)
+    finally:
+        model.__dict__.pop("forward", None)
+        page.screenshot(path=str(Path(os.environ.get("KIT_SCREENSHOTS", tmp_path)) / "chat_widget_lab.png"))
+    expected = greedy(server, [{"role": "user", "content": question}], 60)
+    got = page.evaluate("() => [...document.querySelectorAll('.kit-chat-assistant')].map(e => e.textContent)")
+    assert got == [expected]
+    assert page.locator(".kit-chat-user").all_text_contents() == [question]
+    lengths = page.evaluate("window.lengths")
+    assert len(set(n for n in lengths if 0 < n < len(expected))) >= 3, f"not streamed: {lengths[:40]}"
+    page.close()

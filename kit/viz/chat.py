@@ -158,8 +158,10 @@ def _box_class():
                                layout=w.Layout(flex="1"))
             self.send_button = w.Button(description="Send", button_style="primary")
             self.stop_button = w.Button(description="Stop", disabled=True)
-            self.temperature = w.BoundedFloatText(value=temperature, min=0, max=2, step=0.1, description="temperature")
-            self.max_tokens = w.BoundedIntText(value=max_tokens, min=1, max=100_000, description="max tokens")
+            label = {"style": {"description_width": "initial"}, "layout": w.Layout(width="180px")}
+            self.temperature = w.BoundedFloatText(value=temperature, min=0, max=2, step=0.1, description="temperature",
+                                                  **label)
+            self.max_tokens = w.BoundedIntText(value=max_tokens, min=1, max=100_000, description="max tokens", **label)
             super().__init__([self.view, self.status, w.HBox([self.text, self.send_button, self.stop_button]),
                               w.HBox([self.temperature, self.max_tokens])])
             self.text.observe(self._on_enter, names="value")
