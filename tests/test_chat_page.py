@@ -66,6 +66,25 @@ def chat(browser, server, tmp_path):
     ctx.close()
 
 
+@pytest.fixture
+def patched_model(server):
+    """``patch(fn)``: the server's model runs ``fn(forward, idx, *a, **kw)`` until ``patch(None)`` or the test's end."""
+    model = server.engine.model
+    forward = model.forward
+
+    def patch(fn):
+        model.__dict__.pop("forward", None)
+        if fn is not None:
+            model.forward = lambda idx, *a, **kw: fn(forward, idx, *a, **kw)
+    yield patch
+    patch(None)
+
+
+def slow(forward, idx, *a, **kw):   # 10 ms a step: an answer of 100 tokens takes a second or more
+    time.sleep(0.01)
+    return forward(idx, *a, **kw)
+
+
 def greedy(server, messages, max_tokens) -> str:
     r = httpx.post(server.url + "/v1/chat/completions", timeout=60,
                    json={"model": MODEL, "messages": messages, "temperature": 0, "max_tokens": max_tokens})
@@ -102,8 +121,9 @@ def test_page_is_served_with_the_model_name_and_no_external_url(server):
     assert "http://" not in r.text and "https://" not in r.text and "//cdn" not in r.text
 
 
-def test_answer_streams_in_and_equals_the_greedy_answer(chat, server):
+def test_answer_streams_in_and_equals_the_greedy_answer(chat, server, patched_model):
     settings(chat, temperature=0, max_tokens=160)
+    patched_model(slow)
     # every change of the answer's text is recorded as it happens
     chat.evaluate("""() => {
         window.lengths = [];
@@ -114,6 +134,7 @@ def test_answer_streams_in_and_equals_the_greedy_answer(chat, server):
     }""")
     question = "Tell me a story about <b>tags</b> & ampersands."
     ask(chat, question)
+    patched_model(None)
     lengths = chat.evaluate("window.lengths")
     expected = greedy(server, [{"role": "user", "content": question}], 160)
     assert len(expected) > 20
@@ -153,13 +174,11 @@ def test_server_errors_show_one_message_and_the_page_goes_on(chat, server):
     assert chat.foreign == []
 
 
-def test_a_failure_mid_stream_shows_the_error_and_the_next_answer_works(chat, server):
+def test_a_failure_mid_stream_shows_the_error_and_the_next_answer_works(chat, server, patched_model):
     """The model fails on its third decode step: tokens have streamed, then the server sends an SSE error event."""
-    model = server.engine.model
     calls = {"decode": 0}
-    forward = model.forward
 
-    def failing(idx, *a, **kw):
+    def failing(forward, idx, *a, **kw):
         if idx.shape[1] == 1:
             calls["decode"] += 1
             if calls["decode"] >= 3:
@@ -167,11 +186,9 @@ def test_a_failure_mid_stream_shows_the_error_and_the_next_answer_works(chat, se
         return forward(idx, *a, **kw)
 
     settings(chat, temperature=0, max_tokens=40)
-    model.forward = failing
-    try:
-        ask(chat, "break please")
-    finally:
-        del model.forward
+    patched_model(failing)
+    ask(chat, "break please")
+    patched_model(None)
     message = error_shown(chat)
     assert message and "caught fire" in message, message
     assert chat.locator(".msg.assistant.failed").count() == 1   # the part that came is kept, marked failed
@@ -243,24 +260,14 @@ def test_sse_frames_split_anywhere_parse_the_same(chat):
     assert got["random"] == [json.dumps(expected, separators=(",", ":"))]
 
 
-def test_stop_aborts_the_answer_and_frees_the_row(chat, server):
-    model = server.engine.model
-    forward = model.forward
-
-    def slow(idx, *a, **kw):   # 20 ms a step: the answer takes seconds, time enough to press Stop
-        time.sleep(0.02)
-        return forward(idx, *a, **kw)
-
+def test_stop_aborts_the_answer_and_frees_the_row(chat, server, patched_model):
     settings(chat, temperature=0, max_tokens=400)
-    model.forward = slow
-    try:
-        chat.fill("#input", "a long answer please")
-        chat.press("#input", "Enter")
-        chat.wait_for_function("() => { const a = document.querySelector('.msg.assistant'); "
-                               "return a && a.textContent.length > 5 }", timeout=30_000)
-        chat.click("#stop")
-    finally:
-        del model.forward
+    patched_model(slow)   # the answer takes seconds: time enough to press Stop
+    chat.fill("#input", "a long answer please")
+    chat.press("#input", "Enter")
+    chat.wait_for_function("() => { const a = document.querySelector('.msg.assistant'); "
+                           "return a && a.textContent.length > 5 }", timeout=30_000)
+    chat.click("#stop")
     chat.wait_for_function("() => !document.querySelector('#send').disabled", timeout=10_000)
     assert chat.locator(".note").last.text_content() == "(stopped by you)"
     assert error_shown(chat) is None
@@ -309,15 +316,8 @@ def lab_with_chat(server, tmp_path_factory):
         proc.wait(timeout=30)
 
 
-def test_jupyterlab_chat_widget_streams_the_answer(browser, server, lab_with_chat, tmp_path):
+def test_jupyterlab_chat_widget_streams_the_answer(browser, server, lab_with_chat, patched_model, tmp_path):
     base, token = lab_with_chat
-    model = server.engine.model
-    forward = model.forward
-
-    def slow(idx, *a, **kw):   # 20 ms a step: the answer takes about a second, drawn in many redraws
-        time.sleep(0.02)
-        return forward(idx, *a, **kw)
-
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     try:
         page.goto(f"{base}/lab/tree/chat.ipynb?token={token}&reset")
@@ -336,14 +336,14 @@ def test_jupyterlab_chat_widget_streams_the_answer(browser, server, lab_with_cha
             }).observe(view, {childList: true, subtree: true, characterData: true});
         }""")
         question = "Hi from <b>JupyterLab</b>"
-        model.forward = slow
+        patched_model(slow)   # the answer takes about a second, drawn in many redraws
         box.fill(question)
         box.press("Enter")
         page.wait_for_function("() => document.querySelector('.kit-chat-assistant')", timeout=60_000)
         page.wait_for_function("() => ![...document.querySelectorAll('.widget-button')]"
                                ".find(b => b.textContent.includes('Send')).disabled", timeout=60_000)
     finally:
-        model.__dict__.pop("forward", None)
+        patched_model(None)
         page.screenshot(path=str(Path(os.environ.get("KIT_SCREENSHOTS", tmp_path)) / "chat_widget_lab.png"))
     expected = greedy(server, [{"role": "user", "content": question}], 60)
     got = page.evaluate("() => [...document.querySelectorAll('.kit-chat-assistant')].map(e => e.textContent)")
