@@ -11,6 +11,7 @@
   kit grade submissions/ --out grades         a grade book over every learner's notebooks (CSV + HTML)
   kit lab [--dir workshop/]                  JupyterLab on 127.0.0.1 with a token
   kit serve model.onnx [--port 8000]         an ONNX model as an HTTP service on 127.0.0.1 (lesson 18)
+  kit serve SmolLM2-135M-Instruct            an LLM behind OpenAI-compatible routes, continuous batching (lesson 21)
   kit generate "Hello, my name is" -n 5      continuations from a real LLM (default SmolLM2-135M-Instruct)
   kit chat [--message "…"]                   a streaming chat with it in the terminal
 """
@@ -490,7 +491,8 @@ def main(argv=None) -> int:
     lab.set_defaults(fn=cmd_lab)
 
     from kit.serve.__main__ import add_arguments as serve_arguments
-    sv = sub.add_parser("serve", help="serve an ONNX model over HTTP: POST /predict, GET /health, GET /metrics")
+    sv = sub.add_parser("serve", help="serve an ONNX model (POST /predict) or an LLM (OpenAI-compatible "
+                        "/v1/chat/completions, /v1/completions) over HTTP on 127.0.0.1")
     serve_arguments(sv)
     sv.set_defaults(fn=cmd_serve)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["create_app", "ThreadServer", "ServerProcess", "serve", "BadInput", "parse_batch", "ort_session",
+__all__ = ["create_app", "ThreadServer", "ServerProcess", "serve", "run_app", "BadInput", "parse_batch", "ort_session",
            "network_warning"]
 
 
@@ -426,16 +426,22 @@ def serve(model, host: str = "127.0.0.1", port: int = 8000, parent_pid: int | No
           keep_alive: float = 5.0, limit_concurrency: int | None = 512, **kw) -> None:
     """Serve ``model`` until interrupted (Ctrl-C or SIGTERM); prints ``listening on URL`` once it accepts requests.
     With ``parent_pid`` it also stops when that process ends; ``kw`` go to :func:`create_app`."""
+    run_app(create_app(model, **kw), f"{Path(str(model)).name} listening on {{url}} (POST /predict, GET /health, "
+            "GET /metrics)", host, port, parent_pid, keep_alive=keep_alive, limit_concurrency=limit_concurrency)
+
+
+def run_app(app, banner: str, host: str = "127.0.0.1", port: int = 8000, parent_pid: int | None = None, *,
+            keep_alive: float = 5.0, limit_concurrency: int | None = 512) -> None:
+    """Serve ``app`` in this thread until interrupted; prints ``kit serve: <banner>`` (``{url}`` filled in) once it
+    accepts requests. With ``parent_pid`` it also stops when that process ends."""
     import uvicorn
-    app = create_app(model, **kw)
     sock = _loopback_socket(host, port)
     url = f"http://{host}:{sock.getsockname()[1]}"
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets)
-            print(f"kit serve: {Path(str(model)).name} listening on {url} (POST /predict, GET /health, GET /metrics)",
-                  flush=True)
+            print("kit serve: " + banner.replace("{url}", url), flush=True)
 
     server = _Server(_config(app, keep_alive, limit_concurrency))
     if parent_pid:
