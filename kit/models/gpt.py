@@ -161,7 +161,7 @@ class KVCache:
         self.length += T
 
 
-class SlotKVCache:
+class SlotKVCache(KVCache):
     """Keys and values of up to ``slots`` independent sequences, each with its own length (continuous batching).
 
     Rows ``0 … B−1`` are the running sequences. A new sequence is prefilled alone into a free row through
@@ -172,11 +172,7 @@ class SlotKVCache:
     """
 
     def __init__(self, cfg: GPTConfig, slots: int, device, dtype=torch.float32, max_len: int | None = None):
-        self.max_len = max_len or cfg.block_size
-        hd = cfg.n_embd // cfg.n_head
-        shape = (cfg.n_layer, slots, cfg.n_kv_head or cfg.n_head, self.max_len, hd)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)   # zeros: masked positions must be finite
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        super().__init__(cfg, slots, device, dtype, max_len)   # zeros: the masked positions a step reads are finite
         self.lengths = [0] * slots
         self.mask = self._end = None
 
