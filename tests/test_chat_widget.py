@@ -142,6 +142,7 @@ def test_transcript_html_escapes_everything():
     assert "&lt;i&gt;n&lt;/i&gt;" in page and "&lt;oops&gt;" in page and "&lt;t&gt;" in page
 
 
+@pytest.mark.notebook
 def test_an_executed_notebook_and_its_report_keep_the_transcript(server, tmp_path):
     """The box displayed in one cell, a question sent from the next (no clicks in a papermill run): the first cell's
     output is updated with the conversation as static HTML, which the report keeps when it drops the widget view."""
