@@ -250,7 +250,10 @@ def test_sse_frames_split_anywhere_parse_the_same(chat):
         const random = []; let seed = 7;
         for (let k = 0; k < 50; k++) {
             const cuts = [];
-            for (let i = 1; i < stream.length; i++) { seed = (seed * 16807) % 2147483647; if (seed % 5 === 0) cuts.push(i); }
+            for (let i = 1; i < stream.length; i++) {
+                seed = (seed * 16807) % 2147483647;
+                if (seed % 5 === 0) cuts.push(i);
+            }
             random.push(JSON.stringify(run(cuts)));
         }
         return {whole, bytes, random: [...new Set(random)]};

@@ -270,8 +270,10 @@ def chat_widget(url: str, model: str, *, temperature: float = 0.7, max_tokens: i
     """A chat box that talks to the OpenAI-compatible server at ``url`` (base URL, without ``/v1``) about ``model``:
     type a question and press Enter or Send; the answer streams in (Stop ends it); each request carries the whole
     conversation. (The text box sends when its value changes: Enter, leaving it with text in it, or code setting
-    ``box.text.value``.) A click streams in a background thread, so the kernel stays free and Stop works. ``show``: display it now (with its static transcript for reports). Returns the
-    :class:`ChatBox`; ``box.send(question)`` asks from code and waits for the answer."""
+    ``box.text.value``.) A click streams in a background thread, so the kernel stays free and Stop works.
+    ``show``: display it now (with its static transcript for reports). Returns the :class:`ChatBox`;
+    ``box.send(question)`` asks from code and waits for the answer.
+    """
     box = _box_class()(url, model, temperature=temperature, max_tokens=max_tokens, system=system, timeout=timeout)
     if show:
         from IPython.display import display
