@@ -37,14 +37,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     """Check the arguments, then serve; one line on stderr and exit code 2 on bad input."""
     from pathlib import Path
-    if not args.model.endswith(".onnx"):
-        return run_llm(args)
+    path = Path(args.model)
+    if not args.model.endswith(".onnx") and (args.model.endswith(".gguf") or path.is_dir() or not path.exists()):
+        return run_llm(args)    # a model name, a GGUF file or a Hugging Face folder
     args.max_batch = 64 if args.max_batch is None else args.max_batch
     problems = []
     if not Path(args.model).is_file():
         problems.append(f"no model file {args.model}")
     elif not args.model.endswith(".onnx"):
-        problems.append(f"{args.model} is not an .onnx file")
+        problems.append(f"{args.model} is not an .onnx file (nor a .gguf LLM or a model folder)")
     if not 0 <= args.port <= 65535:
         problems.append(f"--port must be 0–65535, got {args.port}")
     if args.max_batch < 1 or args.max_wait_ms < 0 or args.max_rows < 1 or args.max_body < 1:

@@ -15,6 +15,7 @@ over the cap; 429 when the engine's queue is full. A client that disconnects mid
 """
 
 import asyncio
+import html
 import json
 import logging
 import time
@@ -346,7 +347,7 @@ def create_llm_app(engine: Engine, model_name: str, *, max_tokens_cap: int = 102
         path = STATIC / "chat.html"
         if not path.is_file():
             return HTMLResponse("<p>kit serve: no chat page installed; POST /v1/chat/completions</p>")
-        return HTMLResponse(path.read_text(encoding="utf-8").replace("{{MODEL}}", model_name))
+        return HTMLResponse(path.read_text(encoding="utf-8").replace("{{MODEL}}", html.escape(model_name)))
 
     @app.exception_handler(Exception)
     async def on_error(request, exc):   # anything unforeseen: a 500 in OpenAI's shape, and the server goes on
