@@ -5,10 +5,18 @@
   :class:`ServerProcess` (``python -m kit.serve`` in a subprocess), both context managers that always stop;
 * :mod:`batching` — :class:`MicroBatcher`: dynamic micro-batching (max batch, max wait);
 * :mod:`loadtest` — async clients (httpx) at a given concurrency, bounded in requests and seconds;
-* :mod:`monitor` — input statistics, PSI and KS (scipy) against a reference window, alerts.
+* :mod:`monitor` — input statistics, PSI and KS (scipy) against a reference window, alerts;
+
+and for causal LMs (lesson 21):
+
+* :mod:`engine` — :class:`~kit.serve.engine.Engine`: continuous batching (every running request's decode step in one
+  model call, each row its own length in a :class:`~kit.models.gpt.SlotKVCache`; requests join and leave per step);
+* :mod:`llm_app` — OpenAI-compatible routes (``/v1/chat/completions``, ``/v1/completions`` with SSE streaming,
+  ``/v1/models``, ``/health``, ``/metrics``, a chat page at ``/``) and :class:`~kit.serve.llm_app.LLMServer`;
+* :mod:`llm_load` — closed- and open-loop (Poisson) streaming load tests: TTFT, inter-token latency, tokens/s.
 
 Layer: beside :mod:`kit.techniques` (layer 5: it may use data, models, train, viz and techniques); only
-``kit.lessons`` (the ``kit serve`` verb) and the notebooks import it. The service itself imports no torch: its
+``kit.lessons`` (the ``kit serve`` verb) and the notebooks import it. The ONNX service imports no torch: its
 ONNX Runtime session has ``kit.techniques.export.ort_session``'s settings (a test checks they agree), so a server
 starts in about a second instead of waiting for torch.
 """

@@ -12,6 +12,9 @@ Routes: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (``stream`` a
 error shape ``{"error": {"message", "type", "param", "code"}}`` with a 4xx: 400 for malformed JSON, wrong types,
 bad values, a prompt longer than the context or ``max_tokens`` over the cap; 404 for an unknown model; 413 for a body
 over the cap; 429 when the engine's queue is full. A client that disconnects mid-answer frees its row at the next step.
+
+``GET /`` is a chat page (``static/chat.html``: one file, no CDN) that streams answers and has a Stop button;
+:func:`kit.viz.chat.chat_widget` is the same in JupyterLab and leaves a static transcript in reports.
 """
 
 import asyncio
