@@ -195,6 +195,8 @@ BAD = [
     ({"messages": [{"role": "robot", "content": "hi"}]}, openai.BadRequestError, 400, "messages"),
     ({"messages": [{"role": "user", "content": 42}]}, openai.BadRequestError, 400, "messages"),
     ({"messages": [{"role": "user", "content": "many words " * 400}]}, openai.BadRequestError, 400, "messages"),
+    ({"messages": [{"role": "user", "content": "x" * 900_000}]}, openai.BadRequestError, 400, "messages"),
+    ({"stop": "s" * 10_000}, openai.BadRequestError, 400, "stop"),
 ]
 
 

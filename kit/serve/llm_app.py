@@ -89,14 +89,17 @@ def _stop(value) -> tuple[str, ...]:
     if value is None:
         return ()
     stops = [value] if isinstance(value, str) else value
-    if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
-        raise RequestError("'stop' must be a non-empty string or a list of at most 4 of them", "stop")
+    if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(s, str) and 0 < len(s) <= 256
+                                                                for s in stops):
+        raise RequestError("'stop' must be a string of 1–256 characters or a list of at most 4 of them", "stop")
     return tuple(stops)
 
 
-def parse_request(body, chat: bool, model_name: str, tok, max_tokens_cap: int, max_n: int = 4) -> dict:
+def parse_request(body, chat: bool, model_name: str, tok, max_tokens_cap: int, max_n: int = 4,
+                  max_context: int = 2048) -> dict:
     """A request body → ``{"prompt_ids", "sampling" (one per choice), "stream", "include_usage"}``, or
-    :class:`RequestError` saying in one sentence what is wrong."""
+    :class:`RequestError` saying in one sentence what is wrong. A prompt of more than 32 characters per token of
+    ``max_context`` is refused before it is tokenised (tokenising megabytes would hold the server up)."""
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object")
     model = body.get("model")
@@ -128,6 +131,9 @@ def parse_request(body, chat: bool, model_name: str, tok, max_tokens_cap: int, m
     if not isinstance(options, dict):
         raise RequestError("'stream_options' must be an object", "stream_options")
     stop = _stop(body.get("stop"))
+    if len(prompt) > 32 * max_context:
+        raise RequestError(f"the prompt has {len(prompt)} characters, far more than this server's context of "
+                           f"{max_context} tokens", "messages" if chat else "prompt", code="context_length_exceeded")
     ids = tok.encode(prompt)
     samplings = [Sampling(max_tokens=max_tokens, temperature=float(temperature), top_p=None if top_p == 1 else top_p,
                           seed=None if seed is None else seed + i, stop=stop) for i in range(n)]
@@ -207,7 +213,9 @@ def create_llm_app(engine: Engine, model_name: str, *, max_tokens_cap: int = 102
         route = "/v1/chat/completions" if chat else "/v1/completions"
         t_arrival = time.perf_counter()
         try:
-            req = parse_request(await read_json(request), chat, model_name, tok, max_tokens_cap, max_n)
+            body = await read_json(request)   # tokenised off the event loop: other clients' streams go on
+            req = await asyncio.to_thread(parse_request, body, chat, model_name, tok, max_tokens_cap, max_n,
+                                          engine.max_context)
             for s in req["sampling"]:
                 engine.check(req["prompt_ids"], s)
         except RequestError as e:
