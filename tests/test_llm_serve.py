@@ -312,11 +312,15 @@ def test_kit_serve_smollm2_streams_and_greedy_equals_kit_generate():
         pytest.skip(f"SmolLM2 not installed: {e}")
     from kit.serve.app import ServerProcess
     prompt = "The three primary colours are"
-    gen = subprocess.run([sys.executable, "-m", "kit", "generate", prompt, "--temperature", "0",
-                          "--max-new-tokens", "12", "-q"], capture_output=True, text=True, timeout=300)
-    assert gen.returncode == 0, gen.stderr
-    with ServerProcess("SmolLM2-135M-Instruct", timeout=300) as srv:
-        assert _stream_chat(srv.url, "SmolLM2-135M-Instruct").strip()
-        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=120)
-        r = c.completions.create(model="SmolLM2-135M-Instruct", prompt=prompt, max_tokens=12, temperature=0)
-    assert prompt + r.choices[0].text == gen.stdout.rstrip("\n")
+    gen = subprocess.Popen([sys.executable, "-m", "kit", "generate", prompt, "--temperature", "0",
+                            "--max-new-tokens", "12", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:                       # both load the model at once (loading is most of the time)
+        with ServerProcess("SmolLM2-135M-Instruct", timeout=300) as srv:
+            assert _stream_chat(srv.url, "SmolLM2-135M-Instruct").strip()
+            c = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=120)
+            r = c.completions.create(model="SmolLM2-135M-Instruct", prompt=prompt, max_tokens=12, temperature=0)
+        out, err = gen.communicate(timeout=300)
+    finally:
+        gen.kill()
+    assert gen.returncode == 0, err
+    assert prompt + r.choices[0].text == out.rstrip("\n")
