@@ -1,0 +1,253 @@
+"""Lesson 21 exercises: cosine top-k retrieval, BM25's score, reciprocal-rank fusion of partial rankings, and reading
+an OpenAI-style server-sent-event stream split anywhere by the network.
+
+The references are written here, independently of :mod:`kit.techniques.rag`: 21.1 in float64 numpy (a zero vector
+has cosine 0), 21.2 term by term in plain Python, 21.3 with exact fractions (the random cases hold no exact ties but
+the one that tests the tie rule), 21.4 by cutting the whole body at blank lines. None of kit's functions takes the
+same inputs: rag's ``top_k`` ranks a score matrix, its ``BM25`` indexes raw texts, its ``rrf`` fuses score
+matrices of full rankings.
+"""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+
+from kit.exercises import Case, function
+
+
+# ---------------------------------------------------------------- 21.1 cosine top-k
+def _cosine_top_k(queries, docs, k):
+    q = np.asarray(queries, dtype=np.float64)
+    d = np.asarray(docs, dtype=np.float64)
+    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-300)
+    dn = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-300)
+    s = np.round(qn @ dn.T, 12)   # float noise is no ranking: duplicates tie exactly
+    return np.argsort(-s, axis=1, kind="stable")[:, :k]
+
+
+def _top_k_cases(rng):
+    m, n, dim = int(rng.integers(2, 6)), int(rng.integers(8, 30)), int(rng.integers(4, 16))
+    k = int(rng.integers(1, 5))
+    yield Case(f"{m} queries, {n} documents of dimension {dim}, k = {k}", (rng.normal(size=(m, dim)), rng.normal(size=(n, dim)), k))
+    q = rng.normal(size=(1, dim))
+    docs = rng.normal(size=(6, dim))
+    docs[2] = 0.2 * q[0]                                    # the same direction as the query, short
+    docs[4] = 30 * (q[0] + 0.8 * rng.normal(size=dim))      # a long vector pointing elsewhere
+    yield Case("documents of very different lengths (the dot product ranks them otherwise)", (q, docs, 3))
+    docs = rng.normal(size=(7, dim))
+    docs[5] = docs[1]
+    docs[6] = docs[1]
+    q = docs[1:2] + 0.01 * rng.normal(size=(1, dim))
+    yield Case("three identical documents (1, 5, 6): a tie, the lower index first", (q, docs, 4))
+    docs = -np.abs(rng.normal(size=(5, dim)))
+    docs[3] = 0.0
+    yield Case("a document that is all zeros (cosine 0, not NaN) against documents all at negative cosine",
+               (np.abs(rng.normal(size=(2, dim))), docs, 5))
+    yield Case("k equal to the number of documents (the whole ranking)", (rng.normal(size=(2, dim)), rng.normal(size=(6, dim)), 6))
+
+
+def _same_ids(got, want):
+    try:
+        g = np.asarray(got.detach().cpu() if hasattr(got, "detach") else got)
+    except Exception:  # noqa: BLE001
+        return f"its result must be an array of document indices, got {type(got).__name__}"
+    if g.shape != want.shape:
+        return f"its result has shape {tuple(g.shape)}, expected {tuple(want.shape)}"
+    if not np.issubdtype(g.dtype, np.integer) and not np.array_equal(g, np.round(g)):
+        return "its result must hold whole document indices"
+    bad = np.argwhere(g != want)
+    if len(bad):
+        i, j = bad[0]
+        return f"row {i}, position {j}: document {g[i, j]}, expected {want[i, j]}"
+    return None
+
+
+function("21.1", "cosine top-k retrieval: the k most similar documents of each query, best first",
+         reference=_cosine_top_k, cases=_top_k_cases, same=_same_ids,
+         hints=("Cosine similarity is the dot product of the two vectors divided by both lengths. Compute it for every "
+                "query–document pair at once as a matrix product of normalised rows.",
+                "A zero vector has length 0: divide by max(length, a tiny number) so its cosine is 0, not NaN. Sort "
+                "each row from the largest cosine down and keep k columns.",
+                "Ties (identical documents) must keep the lower index first: np.argsort(-scores, kind='stable') "
+                "does; torch.topk does not promise it."))
+
+
+# ---------------------------------------------------------------- 21.2 BM25
+def _bm25_scores(query, docs, k1=1.5, b=0.75):
+    n = len(docs)
+    avgdl = sum(len(d) for d in docs) / n
+    out = np.zeros(n)
+    for t in query:                                         # a repeated query term counts again
+        df = sum(1 for d in docs if t in d)
+        idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+        for i, d in enumerate(docs):
+            f = d.count(t)
+            out[i] += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * len(d) / avgdl))
+    return out
+
+
+_WORDS = ("axis", "dtype", "mean", "sum", "array", "return", "default", "tensor", "shape", "norm", "weight", "input",
+          "output", "kernel", "stride", "padding", "random", "seed", "matrix", "vector")
+
+
+def _doc(rng, lo=3, hi=20):
+    return [str(w) for w in rng.choice(_WORDS, int(rng.integers(lo, hi)))]
+
+
+def _bm25_cases(rng):
+    docs = [_doc(rng) for _ in range(int(rng.integers(5, 15)))]
+    yield Case(f"{len(docs)} random documents, a query of 3 terms", ([str(w) for w in rng.choice(_WORDS, 3, replace=False)], docs))
+    docs = [_doc(rng) for _ in range(6)]
+    yield Case("a query term that no document holds (it adds nothing)", (["zebra", str(docs[0][0])], docs))
+    docs = [_doc(rng) for _ in range(6)]
+    yield Case("a query that repeats a term (each occurrence counts)", ([docs[1][0], docs[1][0], docs[2][0]], docs))
+    docs = [_doc(rng) + ["array"] for _ in range(5)]
+    yield Case("a term in every document (its idf is small but positive)", (["array", docs[0][0]], docs))
+    docs = [_doc(rng, 1, 4), _doc(rng, 30, 60), _doc(rng), []]
+    q = [str(w) for w in rng.choice(_WORDS, 4, replace=False)]
+    yield Case("documents of very different lengths, one of them empty, b = 0 (no length normalisation)",
+               (q, docs), {"k1": 1.2, "b": 0.0})
+    yield Case("the same documents with b = 1 and k1 = 0.5", (q, docs), {"k1": 0.5, "b": 1.0})
+
+
+function("21.2", "BM25: the score of every document for a query", reference=_bm25_scores, cases=_bm25_cases,
+         atol=1e-9, rtol=1e-9,
+         hints=("Two factors per query term: how rare the term is in the collection (idf, from the number of "
+                "documents that hold it) and how often it appears in this document, saturated by k1 and scaled by "
+                "the document's length against the average.",
+                "Loop over the query's terms as given (a repeated term adds its contribution again); for each, count "
+                "n_t (documents holding it) once, then add idf · f(k1 + 1) / (f + k1(1 − b + b·|d|/avgdl)) to "
+                "every document's score. A term no document holds contributes 0 (f is 0).",
+                "idf is ln(1 + (N − n_t + 0.5) / (n_t + 0.5)) — natural log, never negative. avgdl averages the "
+                "lengths of all documents, the empty one included."))
+
+
+# ---------------------------------------------------------------- 21.3 reciprocal-rank fusion
+def _fused(rankings, k):
+    score = {}
+    for r in rankings:
+        for rank, doc in enumerate(r, start=1):
+            score[doc] = score.get(doc, 0) + Fraction(1) / (Fraction(k) + rank)
+    return score
+
+
+def _rrf_fuse(rankings, k=60, top=None):
+    score = _fused(rankings, k)
+    order = sorted(score, key=lambda d: (-score[d], d))
+    return order if top is None else order[:top]
+
+
+def _partial(rng, n, lo, hi):
+    return [int(x) for x in rng.permutation(n)[:int(rng.integers(lo, hi))]]
+
+
+def _untied(rng, make):
+    """Draw rankings until no two documents tie exactly (ties are the business of one dedicated case)."""
+    while True:
+        r = make()
+        s = list(_fused(r, 60).values())
+        if len(set(s)) == len(s):
+            return r
+
+
+def _rrf_cases(rng):
+    n = int(rng.integers(8, 20))
+    r = _untied(rng, lambda: [[int(x) for x in rng.permutation(n)] for _ in range(2)])
+    yield Case(f"two full rankings of {n} documents", (r,))
+    r = _untied(rng, lambda: [_partial(rng, 30, 3, 10) for _ in range(3)])
+    yield Case("three partial rankings (top lists): a document missing from a list gets nothing from it", (r,))
+    yield Case("two rankings that disagree exactly ([4, 7] and [7, 4]): a tie, the smaller id first", ([[4, 7], [7, 4]],))
+    r = _untied(rng, lambda: [_partial(rng, 12, 4, 12), _partial(rng, 12, 4, 12)])
+    yield Case("k = 1 (the first ranks weigh much more), the first 3 documents only", (r,), {"k": 1, "top": 3})
+    yield Case("one ranking alone (fusion keeps its order)", ([[5, 2, 9, 0]],))
+
+
+def _same_list(got, want):
+    try:
+        g = [int(x) for x in got]
+    except Exception:  # noqa: BLE001
+        return f"its result must be a list of document ids, got {type(got).__name__}"
+    if any(x != y for x, y in zip(g, want)) or len(g) != len(want):
+        i = next((i for i, (x, y) in enumerate(zip(g, want)) if x != y), min(len(g), len(want)))
+        return (f"its result has {len(g)} documents, expected {len(want)}" if i == min(len(g), len(want))
+                else f"position {i} holds document {g[i]}, expected {want[i]}")
+    return None
+
+
+function("21.3", "reciprocal-rank fusion of several (partial) rankings", reference=_rrf_fuse, cases=_rrf_cases,
+         same=_same_list,
+         hints=("Each ranking gives each document it lists 1 / (k + rank), the best document having rank 1; add up a "
+                "document's shares over the rankings.",
+                "A document absent from a ranking gets nothing from it (it is not ranked last). Return every "
+                "document that appears anywhere, best fused score first — or only the first `top` of them.",
+                "Sort by (−score, id) so that documents with equal fused scores come smallest id first."))
+
+
+# ---------------------------------------------------------------- 21.4 reading a server-sent-event stream
+def _sse_contents(chunks):
+    body = "".join(chunks)
+    out = []
+    for event in body.split("\n\n"):
+        data = [l[5:] for l in event.split("\n") if l.startswith("data:")]
+        if not data:
+            continue                                   # a comment (": keep-alive") or nothing
+        payload = data[0][1:] if data[0].startswith(" ") else data[0]
+        if payload == "[DONE]":
+            break
+        piece = json.loads(payload)["choices"][0]["delta"].get("content")
+        if piece:
+            out.append(piece)
+    return out
+
+
+_PIECES = ("Hello", ",", " world", " — ", "naïve", " 😀", " \"quoted\"", "\n", " axis", "=None", " {", "}", " 0.5")
+
+
+def _event(content=None, role=None, finish=None, space=True, ascii=True):
+    delta = {} if content is None and role is None else ({"role": role} if role else {"content": content})
+    obj = {"id": "chatcmpl-1", "object": "chat.completion.chunk",
+           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data:{' ' if space else ''}{json.dumps(obj, ensure_ascii=ascii)}\n\n"
+
+
+def _split(rng, body, n_cuts):
+    cuts = sorted(set(int(c) for c in rng.integers(1, max(2, len(body)), n_cuts)))
+    return [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)])]
+
+
+def _sse_cases(rng):
+    pieces = [str(p) for p in rng.choice(_PIECES, int(rng.integers(4, 10)))]
+    body = _event(role="assistant") + "".join(_event(p, ascii=bool(rng.integers(2))) for p in pieces) + \
+        _event(finish="stop") + "data: [DONE]\n\n"
+    yield Case(f"{len(pieces)} pieces, the body cut at random places", (_split(rng, body, 12),))
+    yield Case("the same body as one chunk", ([body],))
+    yield Case("the same body one character per chunk", (list(body),))
+    body = _event("A") + ": keep-alive\n\n" + _event("B", space=False) + _event("") + "data: [DONE]\n\n" + _event("C")
+    yield Case("a comment line, 'data:' without its space, an empty piece, and an event after [DONE] (ignored)",
+               (_split(rng, body, 6),))
+    yield Case("a stream with no content at all", ([_event(role="assistant") + "data: [DONE]\n\n"],))
+
+
+def _same_pieces(got, want):
+    if not isinstance(got, (list, tuple)) or not all(isinstance(x, str) for x in got):
+        return f"its result must be a list of strings, got {type(got).__name__}"
+    got = list(got)
+    if got != want:
+        i = next((i for i, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
+        if i == min(len(got), len(want)):
+            return f"its result has {len(got)} pieces, expected {len(want)}"
+        return f"piece {i} is {got[i]!r}, expected {want[i]!r}"
+    return None
+
+
+function("21.4", "the text pieces of an OpenAI-style SSE stream, however the network cut it",
+         reference=_sse_contents, cases=_sse_cases, same=_same_pieces,
+         hints=("The network may cut anywhere — inside 'data:', inside the JSON, between the two newlines. Put the "
+                "chunks back together (or keep a buffer) before you look for events.",
+                "An event ends at a blank line ('\\n\\n'). Keep only its 'data:' line, drop one space after the colon "
+                "if there is one; lines starting with ':' are comments. The payload is JSON, except '[DONE]', which "
+                "ends the stream: nothing after it counts.",
+                "The text is in choices[0]['delta']['content']; the first event (a role) and the last (a "
+                "finish_reason) have no content, and an empty string is no piece."))
