@@ -89,8 +89,8 @@ def test_verdict_of_a_lesson():
     assert verdict([(info, judge(info, {"c": 1}))]) is None and verdict([]) is None
 
 
-def test_every_lesson_00_to_20_declares_a_goal_and_headlines():
-    assert sorted(hl.LESSONS) == [f"{i:02d}" for i in range(21)]
+def test_every_lesson_00_to_21_declares_a_goal_and_headlines():
+    assert sorted(hl.LESSONS) == [f"{i:02d}" for i in range(22)]
     for n, lesson in hl.LESSONS.items():
         assert lesson.stem.startswith(n + "_") and lesson.goal and lesson.metrics, n
         assert len(lesson.goal) <= 130 and "\n" not in lesson.goal, n
@@ -103,7 +103,7 @@ def test_every_lesson_00_to_20_declares_a_goal_and_headlines():
     assert hl.LESSONS["17"].stem == "17_generative" and hl.LESSONS["18"].stem == "18_serving_monitoring"
 
 
-@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(21)])
+@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(22)])
 def test_headline_keys_are_the_lessons_metrics(n):
     """Each key is saved by the lesson: its source names it (or builds it from a prefix in an f-string), or its
     smoke bar in tests/bars reads it."""
@@ -236,7 +236,7 @@ BROKEN = {
 }
 
 
-@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(21)])
+@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(22)])
 def test_every_bar_rejects_a_broken_run(n):
     """Issue 26: each barred headline, judged on what a broken run of its lesson gives, is ✗ — and so is the
     lesson's verdict. A new bar needs its broken value here."""
@@ -252,7 +252,7 @@ def test_every_bar_rejects_a_broken_run(n):
     assert verdict(hl.judge_all(lesson, run)) is False
 
 
-@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(21)])
+@pytest.mark.parametrize("n", [f"{i:02d}" for i in range(22)])
 def test_every_bar_rejects_nan(n):
     """A diverged run — NaN or inf as a float, or as the string kit.save_metrics writes — misses every bar,
     and so does a value judged against a baseline that is NaN."""
@@ -418,7 +418,7 @@ def test_index_lists_lessons_in_order_with_marks_and_dashes(tmp_path):
     _fake_run(tmp_path, "mine", "my_notebook", {"zeta": 1.0, "alpha": 2.0})
     page = build_index(tmp_path).read_text()
     cards = re.findall(r'<section class="kit-headline (\w+)" id="lesson-(\d\d)">', page)
-    assert [n for _, n in cards] == [f"{i:02d}" for i in range(21)]
+    assert [n for _, n in cards] == [f"{i:02d}" for i in range(22)]
     state = dict((n, k) for k, n in cards)
     assert state["01"] == "pass" and state["04"] == "fail" and state["07"] == "fail" and state["02"] == "none"
     assert state["17"] == "none" and state["18"] == "none"

@@ -18,13 +18,20 @@ from kit.exercises import Case, function
 
 
 # ---------------------------------------------------------------- 21.1 cosine top-k
+class _Ranking(np.ndarray):
+    """Document indices, carrying every query–document cosine (``.cos``): documents whose cosines tie may come in
+    either order (a matrix product can round two identical rows differently in the last bit)."""
+
+
 def _cosine_top_k(queries, docs, k):
     q = np.asarray(queries, dtype=np.float64)
     d = np.asarray(docs, dtype=np.float64)
     qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-300)
     dn = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-300)
-    s = np.round(qn @ dn.T, 12)   # float noise is no ranking: duplicates tie exactly
-    return np.argsort(-s, axis=1, kind="stable")[:, :k]
+    s = qn @ dn.T
+    out = np.argsort(-np.round(s, 12), axis=1, kind="stable")[:, :k].view(_Ranking)
+    out.cos = s
+    return out
 
 
 def _top_k_cases(rng):
@@ -40,7 +47,7 @@ def _top_k_cases(rng):
     docs[5] = docs[1]
     docs[6] = docs[1]
     q = docs[1:2] + 0.01 * rng.normal(size=(1, dim))
-    yield Case("three identical documents (1, 5, 6): a tie, the lower index first", (q, docs, 4))
+    yield Case("three identical documents (1, 5, 6): a tie (any order among them)", (q, docs, 4))
     docs = -np.abs(rng.normal(size=(5, dim)))
     docs[3] = 0.0
     yield Case("a document that is all zeros (cosine 0, not NaN) against documents all at negative cosine",
@@ -57,21 +64,26 @@ def _same_ids(got, want):
         return f"its result has shape {tuple(g.shape)}, expected {tuple(want.shape)}"
     if not np.issubdtype(g.dtype, np.integer) and not np.array_equal(g, np.round(g)):
         return "its result must hold whole document indices"
-    bad = np.argwhere(g != want)
-    if len(bad):
-        i, j = bad[0]
-        return f"row {i}, position {j}: document {g[i, j]}, expected {want[i, j]}"
+    want_ids = np.asarray(want)
+    if ((g < 0) | (g >= want.cos.shape[1])).any():
+        return "its result holds an index that is no document"
+    for i, row in enumerate(g):
+        if len(set(row.tolist())) < len(row):
+            return f"row {i} lists a document twice"
+        for j in np.flatnonzero(row != want_ids[i]):
+            if abs(want.cos[i, int(row[j])] - want.cos[i, want_ids[i, j]]) > 1e-9:   # not a tie: a wrong document
+                return f"row {i}, position {j}: document {row[j]}, expected {want_ids[i, j]}"
     return None
 
 
 function("21.1", "cosine top-k retrieval: the k most similar documents of each query, best first",
          reference=_cosine_top_k, cases=_top_k_cases, same=_same_ids,
-         hints=("Cosine similarity is the dot product of the two vectors divided by both lengths. Compute it for every "
-                "query–document pair at once as a matrix product of normalised rows.",
+         hints=("What does cosine similarity divide the dot product of two vectors by? Compute it for every "
+                "query–document pair at once, as a matrix product of rows you have normalised first.",
                 "A zero vector has length 0: divide by max(length, a tiny number) so its cosine is 0, not NaN. Sort "
                 "each row from the largest cosine down and keep k columns.",
-                "Ties (identical documents) must keep the lower index first: np.argsort(-scores, kind='stable') "
-                "does; torch.topk does not promise it."))
+                "np.argsort sorts from the smallest: sort the negated cosines, or reverse each row — and keep the "
+                "first k columns of the result, not of the scores."))
 
 
 # ---------------------------------------------------------------- 21.2 BM25
@@ -109,14 +121,14 @@ def _bm25_cases(rng):
     q = [str(w) for w in rng.choice(_WORDS, 4, replace=False)]
     yield Case("documents of very different lengths, one of them empty, b = 0 (no length normalisation)",
                (q, docs), {"k1": 1.2, "b": 0.0})
-    yield Case("the same documents with b = 1 and k1 = 0.5", (q, docs), {"k1": 0.5, "b": 1.0})
+    yield Case("the same documents but the empty one, with b = 1 and k1 = 0.5", (q, docs[:3]), {"k1": 0.5, "b": 1.0})
 
 
 function("21.2", "BM25: the score of every document for a query", reference=_bm25_scores, cases=_bm25_cases,
          atol=1e-9, rtol=1e-9,
-         hints=("Two factors per query term: how rare the term is in the collection (idf, from the number of "
-                "documents that hold it) and how often it appears in this document, saturated by k1 and scaled by "
-                "the document's length against the average.",
+         hints=("Which two things decide what one query term adds to a document's score? How rare the term is in "
+                "the collection (idf, from the number of documents that hold it), and how often it appears in this "
+                "document, saturated by k1 and scaled by the document's length against the average.",
                 "Loop over the query's terms as given (a repeated term adds its contribution again); for each, count "
                 "n_t (documents holding it) once, then add idf · f(k1 + 1) / (f + k1(1 − b + b·|d|/avgdl)) to "
                 "every document's score. A term no document holds contributes 0 (f is 0).",
@@ -178,8 +190,8 @@ def _same_list(got, want):
 
 function("21.3", "reciprocal-rank fusion of several (partial) rankings", reference=_rrf_fuse, cases=_rrf_cases,
          same=_same_list,
-         hints=("Each ranking gives each document it lists 1 / (k + rank), the best document having rank 1; add up a "
-                "document's shares over the rankings.",
+         hints=("What does one ranking give the document it lists at rank r (the best has rank 1)? 1 / (k + r); add "
+                "up a document's shares over the rankings.",
                 "A document absent from a ranking gets nothing from it (it is not ranked last). Return every "
                 "document that appears anywhere, best fused score first — or only the first `top` of them.",
                 "Sort by (−score, id) so that documents with equal fused scores come smallest id first."))
@@ -244,8 +256,8 @@ def _same_pieces(got, want):
 
 function("21.4", "the text pieces of an OpenAI-style SSE stream, however the network cut it",
          reference=_sse_contents, cases=_sse_cases, same=_same_pieces,
-         hints=("The network may cut anywhere — inside 'data:', inside the JSON, between the two newlines. Put the "
-                "chunks back together (or keep a buffer) before you look for events.",
+         hints=("Where may the network cut the body? Anywhere — inside 'data:', inside the JSON, between the two "
+                "newlines. Put the chunks back together (or keep a buffer) before you look for events.",
                 "An event ends at a blank line ('\\n\\n'). Keep only its 'data:' line, drop one space after the colon "
                 "if there is one; lines starting with ':' are comments. The payload is JSON, except '[DONE]', which "
                 "ends the stream: nothing after it counts.",

@@ -461,7 +461,7 @@ kit.save_metrics(metrics, timing=timing, params={"model": model_name, "k": k, "m
 # **Exercise 21.1 (warm-up: cosine top-k).** Write `cosine_top_k(queries, docs, k)`: `queries` `(m, d)` and `docs`
 # `(n, d)` are numpy arrays of embeddings, **not** normalised; return an integer array `(m, k)`: for each query the
 # indices of its `k` documents of highest cosine similarity, best first. A document that is all zeros has cosine 0;
-# among documents of equal cosine the lower index comes first.
+# documents of equal cosine may come in either order.
 # %% [code] solution
 def cosine_top_k(queries, docs, k):
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-300)
