@@ -80,3 +80,45 @@ def data_cache(tmp_path_factory):
         os.environ.pop("KIT_DATA_DIR", None)
     else:
         os.environ["KIT_DATA_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def lab_folder(tmp_path_factory) -> Path:
+    """A copy of notebooks/ (without src/) for JupyterLab to serve; tests may add notebooks to it."""
+    import shutil
+    folder = tmp_path_factory.mktemp("lab") / "notebooks"
+    shutil.copytree(ROOT / "notebooks", folder, ignore=shutil.ignore_patterns("src"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def jupyterlab(lab_folder):
+    """``(base_url, token)`` of one JupyterLab on 127.0.0.1 serving :func:`lab_folder`, shared by the browser tests."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "kit-browser-test"
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--no-browser",
+                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lab_folder}",
+                             *(["--allow-root"] if os.geteuid() == 0 else []),
+                             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "JUPYTER_CONFIG_DIR": str(lab_folder.parent / "cfg"), "KIT_OFFLINE": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.25)
+        else:
+            pytest.fail("JupyterLab did not start")
+        yield base, token
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -11,11 +11,7 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx
@@ -285,38 +281,15 @@ def test_stop_aborts_the_answer_and_frees_the_row(chat, server, patched_model):
 # ------------------------------------------------------------------ the same in JupyterLab: kit.viz.chat's widget
 
 @pytest.fixture(scope="module")
-def lab_with_chat(server, tmp_path_factory):
-    """JupyterLab on a folder holding one notebook that shows ``chat_widget(server.url, …)``."""
-    root = tmp_path_factory.mktemp("chat_lab")
+def lab_with_chat(server, lab_folder, jupyterlab):
+    """The browser tests' JupyterLab, its folder holding one more notebook that shows ``chat_widget(server.url, …)``."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "from kit.viz.chat import chat_widget\n"
         f"chat = chat_widget({server.url!r}, {MODEL!r}, temperature=0, max_tokens=60)")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "chat.ipynb")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    token = "kit-chat-test"
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--no-browser",
-                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-                             *(["--allow-root"] if os.geteuid() == 0 else []),
-                             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "JUPYTER_CONFIG_DIR": str(root / "cfg"), "KIT_OFFLINE": "1"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.25)
-        else:
-            pytest.fail("JupyterLab did not start")
-        yield base, token
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    nbformat.write(nb, lab_folder / "chat.ipynb")
+    yield jupyterlab
+    (lab_folder / "chat.ipynb").unlink(missing_ok=True)
 
 
 def test_jupyterlab_chat_widget_streams_the_answer(browser, server, lab_with_chat, patched_model, tmp_path):
