@@ -70,11 +70,11 @@ def test_slot_cache_rows_decode_like_separate_caches(tiny):
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(0, model.cfg.vocab_size, (n,), generator=g) for n in (3, 11, 6)]
     nxt = torch.randint(0, model.cfg.vocab_size, (3, 1), generator=g)
-    slots = SlotKVCache(model.cfg, 4, "cpu", max_len=32)
+    slots = SlotKVCache(model.cfg, 4, "cpu", max_len=32, initial=4)   # grows on the way, keeping what it holds
     want = []
     with torch.inference_mode():
         for b, p in enumerate(prompts):
-            row = slots.row(b)
+            row = slots.row(b, len(p))
             model(p[None], cache=row)
             slots.set_length(b, row.length)
             alone = KVCache(model.cfg, 1, "cpu", max_len=32)
@@ -82,7 +82,7 @@ def test_slot_cache_rows_decode_like_separate_caches(tiny):
             want.append(model(nxt[b:b + 1], cache=alone)[0, -1])
         got = model(nxt, cache=slots)[:, -1]
     torch.testing.assert_close(got, torch.stack(want), rtol=1e-5, atol=1e-5)
-    assert slots.lengths[:3] == [4, 12, 7]
+    assert slots.lengths[:3] == [4, 12, 7] and 12 <= slots.max_len < 32
     slots.move(2, 0)     # a finished row 0 is refilled with the last running row
     assert slots.lengths[0] == 7
     torch.testing.assert_close(slots.k[:, 0, :, :7], slots.k[:, 2, :, :7])

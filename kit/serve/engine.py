@@ -138,7 +138,8 @@ class Sequence:
 class Engine:
     """A continuous-batching generation loop over ``model`` (kit's :class:`~kit.models.gpt.GPT`) in a background
     thread. ``max_batch``: rows decoded together; ``max_queue``: requests allowed to wait (then :class:`QueueFull`);
-    ``max_context``: tokens per row (prompt + answer) — the KV cache holds ``max_batch × max_context`` tokens."""
+    ``max_context``: tokens per row (prompt + answer); the KV cache grows with the longest row, up to
+    ``max_batch × max_context`` tokens."""
 
     def __init__(self, model: GPT, tok, max_batch: int = 8, max_queue: int = 64, max_context: int | None = None):
         if max_batch < 1 or max_queue < 0:
@@ -288,7 +289,7 @@ class Engine:
                 seq = self.waiting.popleft()
             b = len(self.running)
             try:
-                row = self.cache.row(b)
+                row = self.cache.row(b, len(seq.prompt_ids))
                 idx = torch.tensor([seq.prompt_ids], dtype=torch.long, device=self.device)
                 logits = self.model(idx, cache=row, last_only=True)[:, -1].float()
                 self.cache.set_length(b, row.length)
