@@ -140,6 +140,7 @@ BASELINES = {
     "18": {"bad_requests_sent": 14},
     "19": {"llm_sft_exact_match_before": 0.0, "llm_bpb_before": 1.6155,  # SmolLM2 before tuning (lesson 19's run)
            "llm_dpo_pref_acc_before": 0.8125},
+    "21": {"rag_acc_no_context": 0.0, "injection_success_unguarded": 0.16},  # lesson 21 at defaults (no context: 0 %)
 }
 
 # lesson → headline key → [(what broke, the value such a run gives)]. Every barred headline must be here, and
@@ -233,6 +234,13 @@ BROKEN = {
            "llm_quant_int8_rel_cost": [("int8 levels as coarse as Q4_0's", 0.0798), ("weights not loaded", 2.1)],
            "llm_quant_rtn2_rel_cost": [("requantize changed nothing", 0.0),
                                        ("a random stand-in scored instead of SmolLM2 (smoke: +0.03 %)", 0.0003)]},
+    "21": {"rag_acc_retrieved": [("retrieval that brings nothing: the no-context accuracy", BASELINES["21"]["rag_acc_no_context"]),
+                                 ("retrieval that lifts 10 points", BASELINES["21"]["rag_acc_no_context"] + 0.1)],
+           "rag_recall_at_k": [("random documents: k / n_docs = 3 / 400", 3 / 400),
+                               ("BM25 that drops every identifier with an underscore (measured: 53 % at k = 3)", 0.53)],
+           "rag_acc_oracle": [("the document never reaches the prompt: no-context accuracy", 0.0),
+                              ("the signature on one line, not one parameter a line (measured: 25 %)", 0.25)],
+           "injection_success_guarded": [("a guard that does nothing", BASELINES["21"]["injection_success_unguarded"])]},
 }
 
 
@@ -431,7 +439,7 @@ def test_index_lists_lessons_in_order_with_marks_and_dashes(tmp_path):
     # every run still in the table, a non-lesson one with its first metrics as before
     assert "sweeps/lr=0.1" in page and "my_notebook" in page and "alpha=2, zeta=1" not in page
     assert "zeta=1" in page and "smoke=True" in page
-    assert "1 of 21" not in page and "3 of 21 lessons ran" in page
+    assert "1 of 22" not in page and "3 of 22 lessons ran" in page
 
 
 def test_index_without_lesson_runs_has_no_lesson_cards(tmp_path):

@@ -158,6 +158,15 @@ LESSONS: dict[str, LessonHeadline] = {l.number: l for l in [
                     H("llm_quant_rtn2_rel_cost", "2-bit blocks: bits per byte vs the file (the cliff)", 1.0, unit="%"),
                     H("llm_quant_q4_0_rel_cost", "Q4_0: bits per byte vs the file", None, "lower", unit="%")),
                    figure="bits per weight against bits per byte"),
+    LessonHeadline("21", "21_llm_application", "Building an LLM application",
+                   "RAG over the installed libraries' docs: recall@k, answers with and without context, injection, serving.",
+                   (H("rag_acc_retrieved", "exact match with retrieved documents", "rag_acc_no_context+0.2", unit="%"),
+                    H("rag_recall_at_k", "recall@k of BM25 + MiniLM (reciprocal-rank fusion)", 0.8, unit="%"),
+                    H("rag_acc_oracle", "exact match with the right document given (oracle)", 0.35, unit="%"),
+                    H("injection_success_guarded", "prompt injection's success with the guard (≤ half unguarded)",
+                      "injection_success_unguarded*0.5", "lower", unit="%"),
+                    H("rag_acc_no_context", "exact match with no context", None, unit="%")),
+                   figure="exact match"),
 ]}
 
 
