@@ -2,10 +2,8 @@
 (kit.serve.llm_app), driven by the official `openai` client. A tiny random Llama (kit.models.llm.stand_in) serves in
 most tests; the real SmolLM2 in the end-to-end test of `kit serve`, where it is installed."""
 import asyncio
-import json
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
