@@ -95,19 +95,16 @@ def lab_folder(tmp_path_factory) -> Path:
 def jupyterlab(lab_folder):
     """``(base_url, token)`` of one JupyterLab on 127.0.0.1 serving :func:`lab_folder`, shared by the browser tests."""
     import subprocess
-    import sys
     import time
     import urllib.request
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     token = "kit-browser-test"
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--no-browser",
-                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lab_folder}",
-                             *(["--allow-root"] if os.geteuid() == 0 else []),
-                             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "JUPYTER_CONFIG_DIR": str(lab_folder.parent / "cfg"), "KIT_OFFLINE": "1"})
+    from kit.lessons.cli import lab_command     # the command `kit lab` runs
+    proc = subprocess.Popen(lab_command(port, lab_folder), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "JUPYTER_TOKEN": token, "JUPYTER_CONFIG_DIR": str(lab_folder.parent / "cfg"),
+                                 "KIT_OFFLINE": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):

@@ -100,12 +100,10 @@ def shoot_lab(browser, work: Path, out: Path):
     root = work / "lab"
     shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("src"))
     port, token = _free_port(), "kit-screenshots"
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--no-browser",
-                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'notebooks'}",
-                             *(["--allow-root"] if os.geteuid() == 0 else []),
-                             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "JUPYTER_CONFIG_DIR": str(root / "cfg"), "KIT_OFFLINE": "1"})
+    from kit.lessons.cli import lab_command     # the command `kit lab` runs
+    proc = subprocess.Popen(lab_command(port, root / "notebooks"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "JUPYTER_TOKEN": token, "JUPYTER_CONFIG_DIR": str(root / "cfg"),
+                                 "KIT_OFFLINE": "1"})
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(240):
