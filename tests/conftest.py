@@ -103,8 +103,8 @@ def jupyterlab(lab_folder):
     token = "kit-browser-test"
     from kit.lessons.cli import lab_command     # the command `kit lab` runs
     proc = subprocess.Popen(lab_command(port, lab_folder), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "JUPYTER_TOKEN": token, "JUPYTER_CONFIG_DIR": str(lab_folder.parent / "cfg"),
-                                 "KIT_OFFLINE": "1"})
+                            env={**os.environ, "JUPYTER_TOKEN": token, "KIT_OFFLINE": "1",
+                                 "JUPYTER_CONFIG_DIR": str(lab_folder.parent / "cfg")})
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
