@@ -23,7 +23,7 @@ smoke = False             # tiny run for tests: a small random Llama stands in f
 llm = "SmolLM2-135M-Instruct"  # the LLM ("tiny": a small random Llama with SmolLM2's tokenizer)
 n_docs = 400              # documents indexed (a random sample of the corpus; MiniLM embeds each once)
 n_questions = 32          # questions asked in each condition
-k = 3                     # documents retrieved into each prompt
+k = 2                     # documents retrieved into each prompt
 max_tokens = 12           # new tokens per answer at most (greedy)
 max_batch = 8             # rows of the continuously batched engine
 n_mc = 24                 # multiple-choice questions
@@ -43,6 +43,7 @@ if smoke:   # a random stand-in, fewer documents, questions and requests
     llm, n_docs, n_questions, n_mc, few_shot, n_requests = "tiny", min(n_docs, 60), min(n_questions, 8), min(n_mc, 8), min(few_shot, 1), min(n_requests, 4)
     max_tokens = min(max_tokens, 6)
 # %% [code]
+import gc
 import os
 import resource
 import threading
@@ -351,7 +352,6 @@ batched = [runs[n] for n in list(conditions) + ["injection unguarded", "injectio
 n_answers = sum(len(r["completions"]) for r in batched)
 n_new = sum(len(c.token_ids) for r in batched for c in r["completions"])
 answers_per_s = n_answers / sum(r["s"] for r in batched)
-ttft_engine = np.array([c.ttft_s for c in runs["retrieved"]["completions"]])
 cost_1000 = dollars_per_hour / 3600 / answers_per_s * 1000
 timing |= {"prefill_tokens_per_s": best["prefill_tokens_per_s"], "decode_tokens_per_s": best["decode_tokens_per_s"],
            "engine_answers_per_s": answers_per_s, "engine_new_tokens_per_s": n_new / sum(r["s"] for r in batched),
@@ -368,6 +368,8 @@ ipd.display(ipd.Markdown(
     + (f" **The machine was busy** (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): the speeds "
        "are lower than a quiet machine gives." if os.getloadavg()[0] > 0.75 * os.cpu_count() else "")))
 engine.stop()
+del engine, runs   # the batch engine's KV cache and the completions: the server below has its own engine
+gc.collect()
 # %% [md]
 # ## Serve it, load-test it, monitor it
 # The application behind an HTTP API: `kit.serve.llm_app.LLMServer` serves the model with OpenAI's routes
@@ -415,7 +417,7 @@ def ask_server(client, q, window):
 
 
 t0 = time.perf_counter()
-with LLMServer(model, tok, name=served_name, max_batch=max_batch, max_context=1024) as server:
+with LLMServer(model, tok, name=served_name, max_batch=min(max_batch, concurrency), max_context=1024) as server:
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=120)
     ask_server(client, windows["reference"][0], "warm-up")
     for name, qs in windows.items():
