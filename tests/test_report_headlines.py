@@ -140,7 +140,7 @@ BASELINES = {
     "18": {"bad_requests_sent": 14},
     "19": {"llm_sft_exact_match_before": 0.0, "llm_bpb_before": 1.6155,  # SmolLM2 before tuning (lesson 19's run)
            "llm_dpo_pref_acc_before": 0.8125},
-    "21": {"rag_acc_no_context": 0.0, "injection_success_unguarded": 0.16},  # lesson 21 at defaults (no context: 0 %)
+    "21": {"rag_acc_no_context": 0.0, "injection_success_unguarded": 0.03125},  # lesson 21 at defaults (1 in 32 won)
 }
 
 # lesson → headline key → [(what broke, the value such a run gives)]. Every barred headline must be here, and
@@ -292,6 +292,8 @@ RECORDED_DEFAULTS = {
            "llm_dpo_pref_acc_after": 0.9688},                               # RESULTS, lesson 19 at defaults
     "20": {"quant_matches_gguf": True, "llm_quant_q8_0_rel_cost": -0.0008, "llm_quant_int8_rel_cost": 0.0034,
            "llm_quant_rtn2_rel_cost": 3.185, "llm_quant_q4_0_rel_cost": 0.0798},  # RESULTS, lesson 20 at defaults
+    "21": {"rag_acc_no_context": 0.0, "rag_acc_retrieved": 0.34375, "rag_recall_at_k": 0.9375, "rag_acc_oracle": 0.5,
+           "injection_success_unguarded": 0.03125, "injection_success_guarded": 0.0},  # kit run 21 at defaults (README)
 }
 
 
