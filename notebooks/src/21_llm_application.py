@@ -223,8 +223,10 @@ ipd.display(ipd.Markdown(
       f"misses {1 - acc['oracle']:.0%} of the questions **with only the right document in front of it** — the "
       "larger share of the errors is " + ("the model's" if 1 - acc["oracle"] >= acc["oracle"] - acc["retrieved"]
                                              else "retrieval's") + ". "
-    + f"The layout matters to a small model: the same right document as its one-line signature gives "
-      f"{acc['oracle, signature on one line']:.0%} against {acc['oracle']:.0%} with one parameter per line."))
+    + f"Layout: the same right document as its one-line signature gives {acc['oracle, signature on one line']:.0%} "
+      f"against {acc['oracle']:.0%} with one parameter per line"
+    + (" — a small model reads a list better than a signature." if acc["oracle"] - acc["oracle, signature on one line"] >= 0.1
+       else ".")))
 wrong = [(q, r) for q, r, c in zip(questions, replies["oracle"], correct["oracle"]) if not c][:4]
 ipd.display(ipd.Markdown("Oracle answers the model got wrong:\n\n" + "\n".join(
     f"* {q.text} → `{r}` (right: `{q.answer}`)" for q, r in wrong) if wrong else "The model got every oracle answer right."))
@@ -332,10 +334,9 @@ ipd.display(ipd.Markdown(
     + ("Neither is clearly above chance: " if max(mc_acc.values()) < 0.4 else "")
     + "the letter the model picks most often takes " + " and ".join(f"{top_share[s]:.0%} of its answers {s}"
                                                                       for s in mc_letters) + ". "
-    + ("A model that favours one position whatever the question has not learned to map options to letters: at this "
-       "size that skill is weak (nanochat's smallest models score near chance on lettered benchmarks too), and the "
-       "same facts the model reads back at generation time are invisible to this format. A letter-scored evaluation "
-       "measures the format as much as the knowledge." if max(top_share.values()) > 0.5 else
+    + ("A model that favours one position whatever the question has not learned to map options to letters, and the "
+       f"facts it reads back at generation time ({acc['oracle']:.0%} with the same document) hardly show in this "
+       "format: a letter-scored evaluation measures the format as much as the knowledge." if max(top_share.values()) > 0.5 else
        "The answers are spread over the letters: the model reads the options.")))
 # %% [md]
 # ## Speed and unit economics
@@ -363,8 +364,11 @@ ipd.display(ipd.Markdown(
     f"questions at **{answers_per_s:.2f} answers/s** ({n_new / sum(r['s'] for r in batched):.1f} new tokens/s over all "
     f"rows; answers are short: {n_new / n_answers:.1f} tokens on average). At ${dollars_per_hour:.2f} an hour, "
     f"**1 000 answers cost ${cost_1000:.3f}** of machine time — {1000 / answers_per_s / 60:.1f} minutes of it. "
-    "Prefill dominates here: an answer's few tokens take less than its few hundred prompt tokens, so shorter "
-    "prompts (fewer, shorter documents) are the first saving."
+    + (f"Prefill dominates: an answer's {n_new / n_answers:.1f} tokens take about "
+       f"{1e3 * n_new / n_answers / best['decode_tokens_per_s']:.0f} ms to decode at batch 1, its prompt "
+       f"{best['prefill_s'] * 1e3:.0f} ms to prefill — shorter prompts (fewer, shorter documents) are the first saving."
+       if best["prefill_s"] > n_new / n_answers / best["decode_tokens_per_s"] else
+       "Decoding, not the prompt, takes most of an answer's time here.")
     + (f" **The machine was busy** (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): the speeds "
        "are lower than a quiet machine gives." if os.getloadavg()[0] > 0.75 * os.cpu_count() else "")))
 engine.stop()
@@ -435,7 +439,10 @@ ipd.display(ipd.Markdown(
     f"**p99 {timing['ttft_p99_ms']:.0f} ms**"
     + (f"; each stream then delivered a median of {np.median(tps):.1f} pieces/s while sharing the engine's decode "
        "steps with the others" if tps else "") + f" (batch-1 decode alone: {best['decode_tokens_per_s']:.1f} tokens/s). "
-    "Under load a request's first token waits for the prefills of those that arrived before it — the p99 shows it."))
+    + (f"A lone request's prefill took {best['prefill_s'] * 1e3:.0f} ms; with {concurrency} streams the median first "
+       f"token takes {timing['ttft_p50_ms'] / (best['prefill_s'] * 1e3):.1f}× that: a request waits for the prefills of "
+       "those admitted before it, and shares every step with them." if timing["ttft_p50_ms"] > 1.5e3 * best["prefill_s"]
+       else "")))
 vt.text_samples({f"{name}: {qs[0].text}": next(r["reply"] for r in log if r["window"] == name) or "(empty)"
                  for name, qs in windows.items()}, title="the first served reply of each window")
 # %% [code]
