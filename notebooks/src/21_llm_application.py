@@ -157,13 +157,15 @@ ipd.display(ipd.Markdown(
 # The model answers through its chat template. A small model asked for "the value only" likes to answer with a
 # sentence, so the application **opens the reply itself** — the assistant's turn starts with "The default value is \`"
 # — and generation stops at the closing backtick: the next tokens are the value. Greedy decoding, so each run is
-# repeatable. Three conditions, the same questions:
+# repeatable. Three conditions, and one check of the layout, on the same questions:
 #
 # * **no context** — what the model knows by heart;
 # * **retrieved** — the first $k$ documents of the hybrid retriever, each laid out one parameter per line
 #   (`rag.render`);
 # * **oracle** — only the right document: the best retrieval could do. Oracle − retrieved is what retrieval costs;
-#   100 % − oracle is what the model gets wrong **even with the answer in front of it**.
+#   100 % − oracle is what the model gets wrong **even with the answer in front of it**;
+# * **oracle, signature on one line** — the same right document as retrieval indexes it, `name(a, axis=None, …)`:
+#   does the layout of the same facts matter to a small model?
 #
 # All prompts of a condition go through `kit.serve.engine.Engine` at once: continuous batching, up to
 # `max_batch` sequences decoded together (the serving section below uses the same engine behind HTTP).
@@ -386,7 +388,8 @@ gc.collect()
 #
 # Three windows of `n_requests` requests: a **reference** window and a **clean live** window of questions about
 # indexed documents, and a **drifted** window of questions about functions of Python's standard library, which the
-# index does not hold. The monitor compares each live window with the reference (lesson 18's PSI and KS).
+# index does not hold. The monitor compares each live window with the reference (lesson 18's PSI and KS, and Fisher's
+# exact test for the refusal rate).
 # %% [code]
 import openai
 from scipy.stats import fisher_exact
