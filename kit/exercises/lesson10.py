@@ -83,6 +83,7 @@ def _mask_cases(rng):
     special = torch.zeros(B, T, dtype=torch.bool)
     special[:, 0] = special[:, -1] = True  # [CLS] … [SEP]
     r = torch.tensor(rng.uniform(size=(B, T)) * 0.3)  # many positions near the thresholds
+    r[int(rng.integers(B)), 0] = rng.uniform(0, 0.12)  # a [CLS] that would be masked if it were not special
     rand = torch.tensor(rng.integers(5, V, size=(B, T)))
     yield Case(f"a batch of {B}×{T} ids, [CLS]/[SEP] special", (ids, special, r, rand, 4))
     yield Case("every position special (nothing may be chosen)", (ids, torch.ones(B, T, dtype=torch.bool), r, rand, 4))
