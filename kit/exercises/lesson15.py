@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from kit.exercises import Case, compare, function
+from kit.exercises import Case, function
 
 
 # ------------------------------------------------------------------------------------- references (private)

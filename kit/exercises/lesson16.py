@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kit.exercises import Case, compare, function, randn as _t
+from kit.exercises import Case, function, randn as _t
 
 
 # ---------------------------------------------------------------- 16.1 LoRA's trainable parameters

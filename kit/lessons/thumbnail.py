@@ -239,7 +239,6 @@ def svg_thumbnail(fig: dict | None, width: int = 240, height: int = 150) -> str 
                              f'height="{abs(base - top):.1f}" fill="{html.escape(color)}"/>')
         else:
             grid, lo, hi, rev, gray = payload
-            nr, nc = len(grid), len(grid[0])
             pixels = []
             for row in (grid if rev else grid[::-1]):
                 line = []

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Iterator
 
-__all__ = ["ChatBox", "ChatError", "ChatStream", "chat_widget", "show_transcript", "transcript_html"]
+__all__ = ["ChatBox", "ChatError", "ChatStream", "chat_widget", "show_transcript", "transcript_html"]  # noqa: F822 (ChatBox: module __getattr__)
 
 
 class ChatError(RuntimeError):
