@@ -62,7 +62,3 @@ def scratch_dir(name: str, *, keep: bool = False) -> Path:
     if not keep:
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
-
-
-def read_metrics(path: str | os.PathLike) -> dict:
-    return json.loads(Path(path).read_text())
