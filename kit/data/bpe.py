@@ -273,9 +273,6 @@ class ByteLevelBPE:
         """The text of ``ids`` (a cut through a multi-byte character shows as U+FFFD)."""
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
-    def token_bytes(self, i: int) -> bytes:
-        return self.decode_bytes([i])
-
     # ------------------------------------------------------------------------------------- files
     def save(self, folder: str | os.PathLike) -> Path:
         """Write GPT-2's ``vocab.json`` and ``merges.txt`` into ``folder`` (atomically, each)."""
