@@ -1,6 +1,6 @@
 """kit's folders are its layers, and imports flow one way: core → data → models → train → viz → techniques → exercises → lessons.
 
-``serve`` (lesson 18's service) sits on the techniques layer (5): it uses kit.techniques.export's ort_session and
+``serve`` (lesson 18's service) sits on the techniques layer (5): it uses kit.techniques.onnx_runtime's ort_session and
 may use data/models/train/viz; only kit.lessons (the ``kit serve`` verb) and notebooks import it."""
 from __future__ import annotations
 

@@ -394,6 +394,7 @@ def test_the_service_session_has_exports_settings_and_needs_no_torch(model_path)
     import subprocess
     import sys
     from kit.techniques import export
+    assert service.ort_session is export.ort_session     # one helper, kit.techniques.onnx_runtime's
     a, b = service.ort_session(model_path), export.ort_session(model_path)
     X = np.random.default_rng(7).random((3, W)).astype(np.float32)
     np.testing.assert_array_equal(a.run(None, {"x": X})[0], b.run(None, {"x": X})[0])

@@ -17,6 +17,6 @@ and for causal LMs (lesson 21):
 
 Layer: beside :mod:`kit.techniques` (layer 5: it may use data, models, train, viz and techniques); only
 ``kit.lessons`` (the ``kit serve`` verb) and the notebooks import it. The ONNX service imports no torch: its
-ONNX Runtime session has ``kit.techniques.export.ort_session``'s settings (a test checks they agree), so a server
-starts in about a second instead of waiting for torch.
+ONNX Runtime session is :func:`kit.techniques.onnx_runtime.ort_session` (the one ``kit.techniques.export`` gives
+lessons, without torch), so a server starts in about a second instead of waiting for torch.
 """

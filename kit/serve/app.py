@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kit.techniques.onnx_runtime import ort_session
+
 __all__ = ["create_app", "ThreadServer", "ServerProcess", "serve", "run_app", "BadInput", "parse_batch", "ort_session",
            "network_warning"]
 
@@ -41,17 +43,6 @@ class BadInput(ValueError):
     def __init__(self, status: int, message: str, reason: str):
         super().__init__(message)
         self.status, self.reason = status, reason
-
-
-def ort_session(path, threads: int = 1):
-    """An ONNX Runtime CPU session with kit.techniques.export.ort_session's settings, without importing torch
-    (which that module needs for exporting, and which would add seconds to every server start)."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

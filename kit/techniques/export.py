@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from kit.techniques.onnx_runtime import ort_session
+
 __all__ = ["to_onnx", "ort_session", "ort_runner", "parity", "onnx_summary"]
 
 
@@ -66,16 +68,6 @@ def to_onnx(model: nn.Module, example: torch.Tensor | tuple, path: str | Path, *
             torch.onnx.export(model, args, str(path), dynamo=False, **kw)
     onnx.checker.check_model(str(path))
     return path, "torch.export (dynamo=True)" if dynamo else "TorchScript (dynamo=False)"
-
-
-def ort_session(path: str | Path, threads: int = 1):
-    """An ONNX Runtime CPU session using ``threads`` intra-op threads (1: one request on one core)."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def ort_runner(sess):
