@@ -48,14 +48,9 @@ def imported_modules(source: str, where: str) -> set[str]:
 
 
 def python_code(f: Path) -> str:
-    """``f``'s text; for a notebook source (notebooks/src, tools/lesson_template.py) its code cells,
-    split as tools/nbbuild.py does, with magics blanked out."""
-    text = f.read_text()
-    parts = re.split(r"^# %% \[(md|code)\].*$", text, flags=re.M)
-    if len(parts) == 1:
-        return text
-    code = "\n".join(body for kind, body in zip(parts[1::2], parts[2::2]) if kind == "code")
-    return re.sub(r"^\s*[%!].*$", "", code, flags=re.M)
+    """``f``'s text: notebook sources (notebooks/src, tools/lesson_template.py) are Python too, in jupytext's
+    percent format (markdown cells are comments)."""
+    return f.read_text()
 
 
 def third_party(modules: set[str]) -> set[str]:

@@ -1,29 +1,29 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 01 — Linear regression: house prices three ways
-
-**Goals.** Fit $\hat y = Xw$ to house prices by (1) the closed-form least-squares solution,
-(2) gradient descent with a gradient derived by hand, and (3) autograd — and see that all three agree.
-Then explore the learning rate with a slider and look at the loss surface.
-
-**Data.** With network access the loader fetches the California housing data (checksummed);
-offline it uses a synthetic town whose true price rule is known — the printed line says which.
-# %% [code] parameters
+#
+# **Goals.** Fit $\hat y = Xw$ to house prices by (1) the closed-form least-squares solution,
+# (2) gradient descent with a gradient derived by hand, and (3) autograd — and see that all three agree.
+# Then explore the learning rate with a slider and look at the loss surface.
+#
+# **Data.** With network access the loader fetches the California housing data (checksummed);
+# offline it uses a synthetic town whose true price rule is known — the printed line says which.
+# %% tags=["parameters"]
 seed = 0            # random seed
 device = "auto"     # linear regression is tiny: it runs on the CPU either way
 smoke = False       # tiny run for tests
 lr = 0.1            # gradient-descent learning rate (features are standardised)
 steps = 1000        # gradient-descent steps
 data_source = "auto"  # "auto" (real when reachable, else embedded), "real" or "embedded"
-# %% [code]
+# %%
 import kit
 from kit.params import Choice, Float, Int, validate
 
 validate(globals(), lr=Float(0, 10, lo_open=True),
          steps=Int(1, 1_000_000), data_source=Choice("auto", "real", "embedded"))
 kit.setup(seed, device)
-# %% [md]
+# %% [markdown] id="c03"
 # ## The data
-# %% [code]
+# %%
 import numpy as np
 import torch
 
@@ -39,37 +39,37 @@ train_idx, val_idx, test_idx = kit.data.split(len(houses), (0.7, 0.15, 0.15), se
 print(f"{len(train_idx)} train / {len(val_idx)} validation / {len(test_idx)} test houses")
 viz.show(viz.scatter_fit(houses.X[train_idx, 0], houses.y[train_idx], [], [],
                          title=f"price vs {houses.feature_names[0]}", xaxis=houses.feature_names[0], yaxis=houses.target_name))
-# %% [md]
+# %% [markdown] id="c05"
 # We standardise each feature with the *training* mean and standard deviation (never the test set's),
 # and append a column of ones so the bias $b$ is the last entry of $w$. We work in float64 so the three
 # methods can be compared to many digits.
-# %% [code]
+# %%
 mu, sd = houses.X[train_idx].mean(0), houses.X[train_idx].std(0)
 def design(idx):
     return linear.add_bias(torch.tensor((houses.X[idx] - mu) / sd, dtype=torch.float64))
 Xtr, Xte = design(train_idx), design(test_idx)
 ytr = torch.tensor(houses.y[train_idx], dtype=torch.float64)
 yte = torch.tensor(houses.y[test_idx], dtype=torch.float64)
-# %% [md]
+# %% [markdown] id="c07"
 # ## 1. Closed form
 # The mean squared error $L(w) = \frac1n\lVert Xw - y\rVert^2$ is minimised where its gradient vanishes:
 # $X^\top X w = X^\top y$ (the *normal equations*). We solve it with a least-squares solver, which is
 # more stable than inverting $X^\top X$.
-# %% [code]
+# %%
 w_closed = linear.closed_form(Xtr, ytr)
 print("weights (standardised units):", dict(zip(houses.feature_names + ["bias"], w_closed.numpy().round(3))))
-# %% [md]
+# %% [markdown] id="c09"
 # ## 2. Gradient descent, gradient derived by hand
 # Differentiating $L(w) = \frac1n (Xw-y)^\top(Xw-y)$ gives $\nabla L(w) = \frac2n X^\top (Xw - y)$.
 # Gradient descent repeats $w \leftarrow w - \eta\,\nabla L(w)$:
-# %% [code]
+# %%
 viz.source(linear.mse_grad, linear.gd_by_hand)
 w_hand, losses_hand, path = linear.gd_by_hand(Xtr, ytr, lr, steps)
-# %% [md]
+# %% [markdown] id="c11"
 # ## 3. Autograd
 # Same descent, but PyTorch computes the gradient from the recorded operations (`loss.backward()`) and
 # `torch.optim.SGD` takes the step — the loop every later lesson's `fit` runs for us:
-# %% [code]
+# %%
 w_auto = torch.zeros(Xtr.shape[1], dtype=Xtr.dtype, requires_grad=True)
 opt = torch.optim.SGD([w_auto], lr=lr)
 losses_auto = []
@@ -88,15 +88,15 @@ agree = {"hand vs autograd": max_abs_diff(w_hand, w_auto),
 for k, v in agree.items():
     print(f"max |Δw| {k:>24}: {v:.2e}")
 assert max(agree.values()) < 1e-4, "the three methods should agree; try more steps or a larger lr"
-# %% [code]
+# %%
 viz.show(viz.compare_curves({"by hand": losses_hand, "autograd": losses_auto}, log_y=True, xaxis="step",
                             yaxis="training MSE", title="both descents follow the same path"))
-# %% [md]
+# %% [markdown] id="c14"
 # ## 4. The same model with the kit's training loop
 # Later lessons train every model with `kit.train.fit`: minibatches, an optimizer, a validation set, a live
 # plot of the curves. On this problem it is a `torch.nn.Linear` layer trained with minibatch SGD on the same
 # standardised features; it approaches the closed-form optimum too (minibatch noise keeps it from landing exactly).
-# %% [code]
+# %%
 import torch.nn.functional as F
 from kit.train import fit
 
@@ -108,12 +108,12 @@ history = fit(layer, (Xtr[:, :-1].float(), ytr.float()), (Xva, yva), loss_fn=lam
 fit_val_mse = history["val_loss"][-1]
 print(f"validation MSE after {len(history)} epochs: {fit_val_mse:.1f} "
       f"(closed form: {linear.mse(design(val_idx), yva.double(), w_closed).item():.1f})")
-# %% [md]
+# %% [markdown] id="c16"
 # ## The learning rate
 # For this quadratic loss, gradient descent converges exactly when $\eta < 2/\lambda_{max}$, where
 # $\lambda_{max}$ is the largest eigenvalue of the Hessian $H = \frac2n X^\top X$. Move the slider:
 # small rates crawl, rates past the limit diverge.
-# %% [code]
+# %%
 import ipywidgets as w
 
 H = 2 / len(Xtr) * Xtr.T @ Xtr
@@ -130,7 +130,7 @@ def lr_figure(lr):
 lr_slider = w.FloatLogSlider(value=lr, base=10, min=-3, max=0.3, step=0.05, description="learning rate",
                              style={"description_width": "initial"})
 viz.slider_plot(lr_figure, lr=lr_slider);
-# %% [md]
+# %% [markdown] id="c18"
 # ## Why standardise the features?
 # We standardised every feature at the start without saying why. The reason is the same $\lambda$'s: gradient
 # descent's speed is set by the *condition number* $\kappa = \lambda_{max}/\lambda_{min}$ of $H$. With its best
@@ -138,7 +138,7 @@ viz.slider_plot(lr_figure, lr=lr_slider);
 # $(\kappa-1)/(\kappa+1)$ per step. Raw features on very different scales (square metres in the hundreds,
 # bedrooms in single digits) make the bowl a long thin valley. Below: the same problem in raw units, its
 # condition number, and gradient descent on it for the same number of steps at its best learning rate.
-# %% [code]
+# %%
 from IPython.display import Markdown, display
 
 Xtr_raw = linear.add_bias(torch.tensor(houses.X[train_idx], dtype=torch.float64))
@@ -163,11 +163,11 @@ viz.show(viz.compare_curves({"standardised (lr = " + f"{lr:.3g})": [max(l - L_st
                              f"raw units (lr = {lr_raw:.3g})": [max(l - L_star, 1e-12) for l in losses_raw]},
                             log_y=True, xaxis="step", yaxis="training MSE − optimum",
                             title="same problem, same steps: standardising makes the bowl round"))
-# %% [md]
+# %% [markdown] id="c20"
 # ## The loss surface
 # The loss over two of the weights (the first feature's weight and the bias, the others held at their
 # optimum) is a bowl; gradient descent walks down it.
-# %% [code]
+# %%
 k = 0
 g0 = np.linspace(w_closed[k] - 2 * abs(w_closed[k]) - 10, w_closed[k] + 2 * abs(w_closed[k]) + 10, 60)
 g1 = np.linspace(float(w_closed[-1]) - 150, float(w_closed[-1]) + 150, 60)
@@ -178,9 +178,9 @@ for i, b in enumerate(g1):
         Z[i, j] = linear.mse(Xtr, ytr, wv).item()
 viz.show(viz.loss_surface(g0, g1, Z, path=path[:200, [k, -1]].numpy(),
                           labels=(f"w[{houses.feature_names[k]}]", "bias"), title="MSE over two weights"))
-# %% [md]
+# %% [markdown] id="c22"
 # ## How good is the fit?
-# %% [code]
+# %%
 from kit.metrics import regression_report
 
 test = regression_report(yte, Xte @ w_closed)
@@ -189,14 +189,14 @@ print(f"test MSE {test['mse']:.1f} (predict-the-mean baseline {baseline['mse']:.
 pred = (Xte @ w_closed).numpy()
 viz.show(viz.scatter_fit(yte.numpy(), pred, [yte.min().item(), yte.max().item()], [yte.min().item(), yte.max().item()],
                          title="predicted vs actual (test set)", xaxis="actual", yaxis="predicted"))
-# %% [code]
+# %%
 kit.save_metrics({"max_weight_diff": max(agree.values()), "hand_vs_autograd": agree["hand vs autograd"],
                   "test_mse": test["mse"], "test_r2": test["r2"], "baseline_mse": baseline["mse"],
                   "final_gd_loss": losses_hand[-1], "fit_val_mse": fit_val_mse, "closed_form_loss": L_star, "max_stable_lr": 2 / lam_max,
                   "n_train": len(train_idx), "cond_scaled": kappa["standardised"], "cond_raw": kappa["raw units"],
                   "raw_gd_loss": loss_after["raw units"]},
                  params={"data": houses.source})
-# %% [md]
+# %% [markdown] id="c25"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("01.3", 2)` shows the next hint.
@@ -206,49 +206,49 @@ kit.save_metrics({"max_weight_diff": max(agree.values()), "hand_vs_autograd": ag
 # predictions `y_hat` (two vectors of length $n$): return `(loss, grad)`, the mean squared error
 # $L = \frac1n\sum_i (\hat y_i - y_i)^2$ and its gradient $\partial L / \partial \hat y$ — a vector of length $n$,
 # derived by hand (no autograd). This gradient is the first link of the chain rule that exercise 01.3 completes.
-# %% [code] solution
+# %% tags=["solution"]
 def mse_and_grad(y, y_hat):
     residual = y_hat - y
     return (residual ** 2).mean(), 2 * residual / len(residual)
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("01.1", mse_and_grad)
-# %% [md]
+# %% [markdown] id="c28"
 # **Exercise 01.2 (standardising).** Write `standardise(X_train, X_test)` for two NumPy arrays with the same
 # columns: return `(Z_train, Z_test)`, each column shifted and scaled to $(x - \mu_j)/\sigma_j$ where $\mu_j$ and
 # $\sigma_j$ are the mean and the (population, `ddof=0`) standard deviation of column $j$ **of the training set**.
-# %% [code] solution
+# %% tags=["solution"]
 def standardise(X_train, X_test):
     mu, sd = X_train.mean(0), X_train.std(0)
     return (X_train - mu) / sd, (X_test - mu) / sd
-# %% [code]
+# %%
 check("01.2", standardise)
-# %% [md]
+# %% [markdown] id="c31"
 # **Exercise 01.3 (implement: one step of gradient descent).** Write `gd_step(X, y, w, lr)`: one step
 # $w \leftarrow w - \eta\,\nabla L(w)$ on $L(w) = \frac1n\lVert Xw - y\rVert^2$, with the gradient derived by hand
 # (no autograd). Return the new `w`; `X` already holds the column of ones.
-# %% [code] solution
+# %% tags=["solution"]
 def gd_step(X, y, w, lr):
     return w - lr * 2 / len(X) * X.T @ (X @ w - y)
-# %% [code]
+# %%
 check("01.3", gd_step)
-# %% [md]
+# %% [markdown] id="c34"
 # **Exercise 01.4 (the stability limit).** Write `max_stable_lr(X)`: the largest learning rate for which
 # gradient descent on the MSE with design matrix `X` converges, $2/\lambda_{max}(H)$ for the Hessian $H$ of $L$.
-# %% [code] solution
+# %% tags=["solution"]
 def max_stable_lr(X):
     return 2 / torch.linalg.eigvalsh(2 / len(X) * X.T @ X).max()
-# %% [code]
+# %%
 check("01.4", max_stable_lr)
-# %% [md]
+# %% [markdown] id="c37"
 # **Exercise 01.5 (implement: the closed form).** Write `normal_equation(X, y)` for a feature matrix `X`
 # **without** the column of ones: fit $\hat y = Xw + b$ by least squares and return `(w, b)` — `w` a vector with
 # one weight per column of `X`, `b` a number. Solve the normal equations yourself (`torch.linalg.solve` or
 # `lstsq`; not `linear.closed_form`).
-# %% [code] solution
+# %% tags=["solution"]
 def normal_equation(X, y):
     A = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
     wb = torch.linalg.solve(A.T @ A, A.T @ y)
     return wb[:-1], wb[-1]
-# %% [code]
+# %%
 check("01.5", normal_equation)

@@ -1,12 +1,12 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 03 — MLPs, the training loop, optimizers and regularization
-
-**Goals.** Train a multi-layer perceptron on handwritten digits with `kit.train.fit` — one loop with a
-progress bar and a live plot. Compare SGD, momentum, RMSProp and Adam on one plot; then make a network
-overfit on purpose and tame it with L2, L1, dropout and early stopping.
-
-**Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI).
-# %% [code] parameters
+#
+# **Goals.** Train a multi-layer perceptron on handwritten digits with `kit.train.fit` — one loop with a
+# progress bar and a live plot. Compare SGD, momentum, RMSProp and Adam on one plot; then make a network
+# overfit on purpose and tame it with L2, L1, dropout and early stopping.
+#
+# **Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI).
+# %% tags=["parameters"]
 seed = 0            # random seed
 device = "auto"     # "auto", "cpu", "cuda" or "mps"
 smoke = False       # tiny run for tests
@@ -14,7 +14,7 @@ epochs = 40         # epochs for the optimizer comparison
 hidden = 128        # hidden units per layer
 batch_size = 64     # minibatch size
 overfit_train = 200 # training examples in the overfitting demo
-# %% [code]
+# %%
 import kit
 from kit.params import Int, validate
 
@@ -23,7 +23,7 @@ validate(globals(), epochs=Int(1, 10_000),
 dev = kit.setup(seed, device)
 if smoke:
     epochs = min(epochs, 6)
-# %% [code]
+# %%
 import torch
 import torch.nn.functional as F
 
@@ -38,19 +38,19 @@ X = torch.tensor(digits.X / 16.0, dtype=torch.float32)
 y = torch.tensor(digits.y, dtype=torch.long)
 train, val, test = (X[tr], y[tr]), (X[va], y[va]), (X[te], y[te])
 print(f"{len(tr)} train / {len(va)} validation / {len(te)} test images of 8×8 pixels")
-# %% [md]
+# %% [markdown] id="c04"
 # ## The network and the loop
 # An MLP is a stack of `Linear → ReLU` layers ending in one logit per class; the loss is the
 # cross-entropy of the softmax. `fit` runs the loop: shuffle, forward, loss, `backward()`,
 # optimizer step — and after every epoch evaluates on the validation set and calls its callbacks
 # (progress bar, live plot, early stopping, checkpoints).
-# %% [code]
+# %%
 def make_model(dropout=0.0, width=hidden, depth=1):
     torch.manual_seed(seed)  # every model below starts from the same initial weights
     return MLP(MLPConfig(64, 10, hidden=(width,) * depth, dropout=dropout))
 
 print(make_model(), f"\n{n_params(make_model()):,} parameters")
-# %% [md]
+# %% [markdown] id="c06"
 # ## Four optimizers
 # All four start from the minibatch gradient $g_t = \nabla_w L$ at step $t$ and the learning rate $\eta$
 # (the updates below are exactly what `torch.optim` computes; `tests/test_lesson03.py` steps them by hand
@@ -70,7 +70,7 @@ print(make_model(), f"\n{n_params(make_model()):,} parameters")
 #   $m_1 = 0.1\,g_1$ back into $g_1$, so the first step has size about $\eta$ for every weight.
 #
 # The Adam run shows the live plot (it updates while training in JupyterLab).
-# %% [code]
+# %%
 from IPython.display import Markdown, display
 
 optimizers = {"sgd": 0.1, "momentum": 0.05, "rmsprop": 1e-3, "adam": 1e-3}
@@ -91,7 +91,7 @@ display(Markdown("| optimizer | lr | final validation accuracy | final validatio
                  f"\n\nAfter {epochs} epochs **{best_opt}** has the highest validation accuracy (ties broken by the "
                  "lower validation loss): it is the one we test at the end. Each optimizer has one hand-picked "
                  "learning rate here, so this ranks these four settings, not the algorithms in general."))
-# %% [md]
+# %% [markdown] id="c08"
 # ## Overfitting, and four cures
 # With only a few training images and a wide network, training loss keeps falling while validation
 # loss turns back up: the network memorises. We compare
@@ -107,7 +107,7 @@ display(Markdown("| optimizer | lr | final validation accuracy | final validatio
 #   large ones towards zero. Whether they *reach* zero is measured below.
 # * **dropout** — randomly zeroes hidden units during training (never at evaluation),
 # * **early stopping** — keeps the weights of the best validation epoch and stops when it stops improving.
-# %% [code]
+# %%
 import math
 
 from kit.models.mlp import weight_sparsity
@@ -126,14 +126,14 @@ h = reg["none"]
 viz.show(viz.compare_curves({"train loss": h["train_loss"], "validation loss": h["val_loss"]},
                             title=f"no regularization, {overfit_train} training images: the gap is overfitting", log_y=True))
 viz.show(viz.compare_curves({k: v["val_loss"] for k, v in reg.items()}, title="validation loss with each cure", log_y=True))
-# %% [md]
+# %% [markdown] id="c10"
 # **Comparing like with like.** Early stopping hands back the weights of its *best* validation epoch, while the
 # other runs end with their *last* epoch's weights; putting its best next to their last would flatter it. So the
 # table gives every run both numbers — its best validation loss over all epochs (what each would give if it were
 # stopped at the right moment) and the loss of the weights it ends with (for early stopping the restored best
 # epoch) — and, because those best epochs were *chosen* on the validation set, the **test** loss of the weights
 # each run ends with, which no choice has seen. The bar chart shows the test loss.
-# %% [code]
+# %%
 best_val = {k: min(v["val_loss"]) for k, v in reg.items()}
 last_val = {k: v["val_loss"][-1] for k, v in reg.items()}
 last_val["early stopping"] = best_val["early stopping"]  # its best weights were restored
@@ -163,11 +163,11 @@ display(Markdown(
      "initial weights, same batches): early stopping *is* that run, cut short and rolled back to its best epoch — "
      "it chooses a checkpoint, it does not find better weights." if same_path else
      f"The early-stopping run did not follow the unregularized run's path exactly over its {n_es} epochs.")))
-# %% [md]
+# %% [markdown] id="c12"
 # **Does L1 make weights exactly zero?** Its subgradient pushes every weight towards 0 by a fixed amount, but a
 # gradient step lands on 0.0 only by accident: a weight near zero overshoots and flips sign, back and forth. We
 # count the weight matrices' entries that are exactly 0.0 and those within $10^{-3}$ of it.
-# %% [code]
+# %%
 sparsity = {k: weight_sparsity(reg_models[k], tol=1e-3) for k in ("none", "L1")}
 display(Markdown("| run | weights | exactly 0.0 | \\|w\\| < 1e-3 |\n|---|---|---|---|\n" + "\n".join(
     f"| {k} | {s['n_weights']:,} | {s['exact_zero']:.2%} | {s['below_tol']:.2%} |" for k, s in sparsity.items()) +
@@ -178,11 +178,11 @@ display(Markdown("| run | weights | exactly 0.0 | \\|w\\| < 1e-3 |\n|---|---|---
      else "Some weights did land exactly on 0.0") +
     "; exact zeros need a proximal step (soft-thresholding: set to 0 any weight the step would carry across zero) "
     "or pruning after training."))
-# %% [md]
+# %% [markdown] id="c14"
 # ## Test accuracy of the best optimizer run
 # The optimizer was chosen on the validation set above; the test set was not used for any choice, so this is an
 # honest estimate.
-# %% [code]
+# %%
 from kit.metrics import classification_report
 
 model = models[best_opt]
@@ -191,7 +191,7 @@ with torch.inference_mode():
     pred = model(test[0].to(dev)).argmax(1).cpu()
 rep = classification_report(test[1], pred)
 print(f"{best_opt}:", {k: round(v, 4) for k, v in rep.items()})
-# %% [code]
+# %%
 kit.save_metrics({"val_acc_" + k: v for k, v in final_acc.items()} |
                  {"final_val_loss_" + k.replace(" ", "_"): v for k, v in last_val.items()} |
                  {"overfit_gap": last_val["none"] - best_val["none"], "early_stop_epoch": early.stopped_epoch or reg_epochs,
@@ -202,7 +202,7 @@ kit.save_metrics({"val_acc_" + k: v for k, v in final_acc.items()} |
                   "none_below_1e-3": sparsity["none"]["below_tol"]},
                  timing={"adam_seconds": sum(runs["adam"]["seconds"])},
                  params={"device": str(dev), "best_optimizer": best_opt})
-# %% [md]
+# %% [markdown] id="c17"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("03.3", 2)` shows the next hint.
@@ -211,43 +211,43 @@ kit.save_metrics({"val_acc_" + k: v for k, v in final_acc.items()} |
 # **Exercise 03.1 (warm-up: counting parameters).** Write `mlp_params(sizes)`: the number of trainable
 # parameters of an MLP whose layer widths are `sizes = [n_in, h_1, …, n_out]` (a `Linear` layer between each
 # consecutive pair, as in `MLP`). Work it out from the sizes; do not build a model.
-# %% [code] solution
+# %% tags=["solution"]
 def mlp_params(sizes):
     return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("03.1", mlp_params)
-# %% [md]
+# %% [markdown] id="c20"
 # **Exercise 03.2 (momentum).** Write `momentum_step(w, g, v, lr, beta)`: one step of SGD with momentum as
 # `torch.optim.SGD(momentum=beta)` takes it (the rule above), returning the new `(w, v)`.
-# %% [code] solution
+# %% tags=["solution"]
 def momentum_step(w, g, v, lr, beta):
     v = beta * v + g
     return w - lr * v, v
-# %% [code]
+# %%
 check("03.2", momentum_step)
-# %% [md]
+# %% [markdown] id="c23"
 # **Exercise 03.3 (implement: Adam).** Write `adam_step(w, g, m, v, t, lr, b1, b2, eps)`: step `t`
 # ($t = 1, 2, \dots$) of Adam from the moments `m`, `v` of step $t-1$, with bias correction and $\epsilon$ added
 # to $\sqrt{\hat v_t}$ as above. Return the new `(w, m, v)` (the *uncorrected* moments, to feed the next step).
-# %% [code] solution
+# %% tags=["solution"]
 def adam_step(w, g, m, v, t, lr, b1, b2, eps):
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
     m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
     return w - lr * m_hat / (v_hat.sqrt() + eps), m, v
-# %% [code]
+# %%
 check("03.3", adam_step)
-# %% [md]
+# %% [markdown] id="c26"
 # **Exercise 03.4 (coupled or decoupled decay).** Write `adamw_step(w, g, m, v, t, lr, b1, b2, eps, wd)`: one
 # step of AdamW as `torch.optim.AdamW(weight_decay=wd)` takes it — the weights shrink by $(1-\eta\lambda)$
 # *outside* Adam's moments, which see only the plain gradient. Return `(w, m, v)`. (Adding `wd * w` to the
 # gradient instead is `torch.optim.Adam(weight_decay=wd)`: a different optimizer, and the check will say so.)
-# %% [code] solution
+# %% tags=["solution"]
 def adamw_step(w, g, m, v, t, lr, b1, b2, eps, wd):
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
     m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
     return w * (1 - lr * wd) - lr * m_hat / (v_hat.sqrt() + eps), m, v
-# %% [code]
+# %%
 check("03.4", adamw_step)

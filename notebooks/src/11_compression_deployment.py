@@ -1,16 +1,16 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 11 — Compression and deployment: quantization, pruning, distillation, ONNX
-
-**Goals.** Make a trained network smaller and faster and measure what it costs: post-training int8
-quantization (dynamic and static) and quantization-aware training with `torch.ao.quantization`,
-magnitude pruning with `torch.nn.utils.prune` (a 0–90 % sparsity sweep, then fine-tuning), and knowledge
-distillation from a big teacher into a small student (soft targets at temperature T, loss KL·T²).
-Every variant gets one measured row — **size on disk, CPU latency (median of repeated runs), test
-accuracy** — in one table and one plot. Then export to **ONNX**, run the file with **ONNX Runtime**,
-check that it computes what PyTorch computes (max |difference| ≤ 1e-4) and compare latency.
-
-**Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI).
-# %% [code] parameters
+#
+# **Goals.** Make a trained network smaller and faster and measure what it costs: post-training int8
+# quantization (dynamic and static) and quantization-aware training with `torch.ao.quantization`,
+# magnitude pruning with `torch.nn.utils.prune` (a 0–90 % sparsity sweep, then fine-tuning), and knowledge
+# distillation from a big teacher into a small student (soft targets at temperature T, loss KL·T²).
+# Every variant gets one measured row — **size on disk, CPU latency (median of repeated runs), test
+# accuracy** — in one table and one plot. Then export to **ONNX**, run the file with **ONNX Runtime**,
+# check that it computes what PyTorch computes (max |difference| ≤ 1e-4) and compare latency.
+#
+# **Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI).
+# %% tags=["parameters"]
 seed = 0            # random seed
 device = "auto"     # "auto", "cpu", "cuda" or "mps" (training only: quantized kernels and ONNX Runtime run on the CPU)
 smoke = False       # tiny run for tests
@@ -22,7 +22,7 @@ alpha = 0.7         # weight of the soft-target term in the distillation loss
 repeats = 100       # timed calls per latency measurement (the median is reported)
 export_gpt = True   # also export lesson 09's GPT to ONNX and check it
 threads = 1         # CPU threads for torch (0: all usable cores); these models are tiny, one thread is fastest
-# %% [code]
+# %%
 import kit
 from kit.params import Bool, Float, Int, validate
 
@@ -32,7 +32,7 @@ validate(globals(), epochs=Int(1, 10_000),
 dev = kit.setup(seed, device, threads=threads or None)
 if smoke:
     epochs, hidden, repeats, export_gpt = min(epochs, 8), min(hidden, 128), min(repeats, 20), False
-# %% [code]
+# %%
 import time
 
 import pandas as pd
@@ -51,11 +51,11 @@ X = torch.tensor(digits.X / 16.0, dtype=torch.float32)
 y = torch.tensor(digits.y, dtype=torch.long)
 train, val, test = (X[tr], y[tr]), (X[va], y[va]), (X[te], y[te])
 print(f"{len(tr)} train / {len(va)} validation / {len(te)} test images")
-# %% [md]
+# %% [markdown] id="c04"
 # ## The model to compress
 # A deliberately over-sized teacher: two hidden layers of `hidden` units. It is trained on `device`;
 # everything after that runs on the CPU, where int8 kernels (fbgemm/x86 or qnnpack/ARM) and ONNX Runtime live.
-# %% [code]
+# %%
 torch.manual_seed(seed)
 teacher = MLP(MLPConfig(64, 10, hidden=(hidden, hidden)))
 t0 = time.perf_counter()
@@ -63,18 +63,18 @@ hist = fit(teacher, train, val, optimizer="adam", lr=1e-3, epochs=epochs, batch_
 train_seconds = time.perf_counter() - t0
 teacher = teacher.cpu().eval()
 print(f"teacher: {n_params(teacher):,} parameters, validation accuracy {hist['val_acc'][-1]:.4f}")
-# %% [md]
+# %% [markdown] id="c06"
 # ## Measuring honestly
 # One function measures every variant the same way: **size** is the bytes of `torch.save(state_dict)`
 # (and of that file gzip-compressed, which is where pruning's zeros pay off), **latency** is the median of
 # `repeats` timed calls on one thread after a warm-up (the median ignores calls slowed by other
 # processes), once for a single request (batch 1) and once for a batch of 256, and **accuracy** is on the
 # held-out test set.
-# %% [code]
+# %%
 viz.source(C.latency_ms, C.measure)
 rows = [C.measure("fp32 teacher", teacher, *test, repeats=repeats)]
 pd.DataFrame(rows)
-# %% [md]
+# %% [markdown] id="c08"
 # ## Quantization: int8 instead of float32
 # An int8 tensor stores $q = \mathrm{round}(w/s) + z$ with one float **scale** $s$ and integer
 # **zero point** $z$ per tensor (or per output channel): 4× fewer bytes, and integer matrix products.
@@ -87,7 +87,7 @@ pd.DataFrame(rows)
 #   (round in the forward, straight-through gradient in the backward) so the weights adapt to the rounding.
 #
 # First the arithmetic by hand for one weight matrix, then the library.
-# %% [code]
+# %%
 w = teacher.net[0].weight.detach()
 scale = w.abs().max().item() / 127                     # symmetric: zero point 0, the largest |w| maps to ±127
 q = torch.clamp(torch.round(w / scale), -128, 127)
@@ -96,7 +96,7 @@ with C.quiet_quantization():  # quantized tensors are deprecated in favour of to
     lib = torch.quantize_per_tensor(w, scale, 0, torch.qint8)
 print(f"scale {scale:.3g}; max |w − dequant(q)| = {(w - by_hand).abs().max():.2e} (≤ scale/2 = {scale / 2:.2e}); "
       f"same integers as torch: {torch.equal(q.to(torch.int8), lib.int_repr())}")
-# %% [code]
+# %%
 q_dynamic = C.dynamic_int8(teacher)
 q_static = C.static_int8(teacher, train[0])
 print(q_static)
@@ -107,14 +107,14 @@ q_qat = C.qat_convert(qat_model)
 for name, m in [("int8 dynamic", q_dynamic), ("int8 static", q_static), ("int8 QAT", q_qat)]:
     rows.append(C.measure(name, m, *test, repeats=repeats))
 pd.DataFrame(rows)
-# %% [md]
+# %% [markdown] id="c11"
 # ## Pruning: zero the smallest weights
 # `torch.nn.utils.prune.global_unstructured` ranks the weights of all layers together by |w| and masks the
 # smallest fraction. The file does not shrink by itself (zeros are still stored as float32), but it
 # compresses (gzip column), and sparse formats or sparse kernels can exploit it. After the sweep, a few
 # epochs of **fine-tuning with the mask kept** let the remaining weights adapt to the missing ones; what
 # that buys at 90 % is measured below.
-# %% [code]
+# %%
 sweep = [0.0, 0.3, 0.5, 0.7, 0.8, 0.9]
 pruned = {a: C.prune_global(teacher, a) for a in sweep}
 prune_acc = {a: C.accuracy_of(m, *test) for a, m in pruned.items()}
@@ -146,14 +146,14 @@ print(f"sparsity after fine-tuning: {C.sparsity(finetuned):.3f}")
 for a in (0.5, 0.9):
     rows.append(C.measure(f"pruned {a:.0%}", pruned[a], *test, repeats=repeats))
 rows.append(C.measure("pruned 90% + fine-tune", finetuned, *test, repeats=repeats))
-# %% [md]
+# %% [markdown] id="c13"
 # ## Knowledge distillation: a small student learns from the teacher
 # The student is trained on the teacher's **soft targets** $\mathrm{softmax}(z_t/T)$: at temperature
 # $T>1$ they say how much each wrong class resembles the right one ("dark knowledge"). The loss mixes
 # $\alpha\,T^2\,\mathrm{KL}(p_t^T\,\|\,p_s^T) + (1-\alpha)\,\mathrm{CE}(z_s, y)$; the $T^2$ undoes the
 # $1/T^2$ shrinking of the soft-target gradients. `C.Distillation` wraps the student and returns this
 # loss, so `fit` batches inputs, labels and teacher logits together.
-# %% [code]
+# %%
 viz.source(C.distillation_loss)
 with torch.inference_mode():
     soft_train, soft_val = teacher(train[0]), teacher(val[0])
@@ -185,14 +185,14 @@ display(Markdown(
     f"distillation {kd_verdict} out of {n_test}. Distillation pays off most when the student is much smaller than "
     f"what the task needs, or when the teacher labels extra unlabelled inputs; on these small, easy images a "
     f"{student_hidden}-unit student may already learn most of it from the labels."))
-# %% [md]
+# %% [markdown] id="c15"
 # ## Deployment: ONNX and ONNX Runtime
 # `torch.onnx.export` writes the network as a framework-neutral graph (here with the torch.export-based
 # exporter, `dynamo=True`, and a symbolic batch axis). ONNX Runtime executes it without PyTorch — in C++,
 # C#, Java, JavaScript or on phones. First check that the file computes the same function, then time it.
 # The `.onnx` files go into a scratch folder of this kernel's own (`kit.results.scratch_dir`, removed when the
 # kernel stops), not next to the notebook; the size printed is the real file's.
-# %% [code]
+# %%
 from kit.results import scratch_dir
 
 work = scratch_dir("11")
@@ -206,12 +206,12 @@ TOL = 1e-4
 assert onnx_diff <= TOL, f"ONNX Runtime differs from PyTorch by {onnx_diff:.2e} > {TOL}"
 print(f"max |PyTorch − ONNX Runtime| over {len(test[0])} test images = {onnx_diff:.2e} ≤ {TOL} ✓")
 rows.append(C.measure("ONNX Runtime fp32", E.ort_runner(sess), *test, size=info["bytes"], repeats=repeats))
-# %% [md]
+# %% [markdown] id="c17"
 # ## Everything in one table and one plot
 # Sizes are exact; latencies are medians on this machine, at this moment (run it again to see the
 # spread). With tiny matrices much of the time goes to Python and framework overhead rather than
 # arithmetic, so whether int8 pays off can depend on the batch size: the speed-ups below are measured.
-# %% [code]
+# %%
 table = pd.DataFrame(rows).set_index("variant")
 viz.show(C.tradeoff_figure(rows))
 speedup = {name: {b: table.loc["fp32 teacher", f"latency_ms_{b}"] / table.loc[name, f"latency_ms_{b}"]
@@ -222,11 +222,11 @@ display(Markdown("Measured speed-up over the fp32 teacher (latency ratio; > 1 is
     f"{name}: {v['b1']:.2f}× at batch 1 ({_says(v['b1'])}), {v['b256']:.2f}× at batch 256 ({_says(v['b256'])})"
     for name, v in speedup.items()) + "."))
 table.round({"accuracy": 4, "size_kb": 1, "size_gz_kb": 1, "latency_ms_b1": 4, "latency_ms_b256": 3})
-# %% [md]
+# %% [markdown] id="c19"
 # ## Bonus: lesson 09's GPT through the same pipeline
 # A small (untrained) GPT from `kit.models.gpt` exported with a symbolic batch axis: causal attention,
 # LayerNorm and GELU become standard ONNX operators, and ONNX Runtime gives the same logits.
-# %% [code]
+# %%
 gpt_diff = None
 if export_gpt:
     from kit.models.gpt import GPT, preset
@@ -241,7 +241,7 @@ if export_gpt:
           f"max |PyTorch − ONNX Runtime| = {gpt_diff:.2e} ✓")
 else:
     print("skipped (export_gpt=False)")
-# %% [code]
+# %%
 acc = {r["variant"]: r["accuracy"] for r in rows}
 key = {"fp32 teacher": "teacher", "int8 dynamic": "int8_dynamic", "int8 static": "int8_static", "int8 QAT": "int8_qat",
        "pruned 50%": "pruned50", "pruned 90%": "pruned90", "pruned 90% + fine-tune": "pruned90_finetuned",
@@ -259,36 +259,36 @@ kit.save_metrics({f"acc_{key[k]}": v for k, v in acc.items()} |
                         {f"latency_ms_b256_{key[r['variant']]}": r["latency_ms_b256"] for r in rows} |
                         {f"size_gz_kb_{key[r['variant']]}": r["size_gz_kb"] for r in rows if r["size_gz_kb"] is not None},
                  params={"device": str(dev), "onnx_exporter": exporter, "quantized_engine": torch.backends.quantized.engine})
-# %% [md]
+# %% [markdown] id="c22"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("11.2", 2)` shows the next hint.
 #
 # **Exercise 11.1 (warm-up: dequantize).** Write `dequantize(q, scale, zero_point)`: the real numbers
 # $w \approx (q - z)\,s$ that integer tensor `q` (int8 or uint8) stands for, as a float tensor.
-# %% [code] solution
+# %% tags=["solution"]
 def dequantize(q, scale, zero_point):
     return (q.double() - zero_point) * scale
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("11.1", dequantize)
-# %% [md]
+# %% [markdown] id="c25"
 # **Exercise 11.2 (implement: symmetric int8).** Write `quantize_int8(w)` → `(q, scale)`: one scale for the whole
 # tensor so that the largest $|w|$ maps to $\pm 127$, zero point 0, $q = \mathrm{round}(w/s)$ clamped to
 # $[-127, 127]$ and stored as `torch.int8`. An all-zero tensor gets scale 1.0. Then `dequantize(q, scale, 0)` is
 # within $s/2$ of `w` everywhere — and one huge outlier makes $s$ large for everybody.
-# %% [code] solution
+# %% tags=["solution"]
 def quantize_int8(w):
     scale = w.abs().max().item() / 127 or 1.0
     q = torch.clamp(torch.round(w / scale), -127, 127).to(torch.int8)
     return q, scale
-# %% [code]
+# %%
 check("11.2", quantize_int8)
-# %% [md]
+# %% [markdown] id="c28"
 # **Exercise 11.3 (implement: magnitude pruning).** Write `prune_mask(w, sparsity)`: a boolean tensor of `w`'s shape,
 # `False` at the `round(sparsity * w.numel())` weights of smallest $|w|$ (ranked over the whole tensor) and `True`
 # elsewhere — what `torch.nn.utils.prune.l1_unstructured` stores as `weight_mask`.
-# %% [code] solution
+# %% tags=["solution"]
 def prune_mask(w, sparsity):
     k = round(sparsity * w.numel())
     mask = torch.ones(w.numel(), dtype=torch.bool)
@@ -296,17 +296,17 @@ def prune_mask(w, sparsity):
         smallest = w.abs().flatten().argsort()[:k]
         mask[smallest] = False
     return mask.reshape(w.shape)
-# %% [code]
+# %%
 check("11.3", prune_mask)
-# %% [md]
+# %% [markdown] id="c31"
 # **Exercise 11.4 (implement: the distillation term).** Write `soft_target_loss(student_logits, teacher_logits, T)`:
 # for each example (row) the soft-target term $T^2\,\mathrm{KL}(p_t^T \,\|\, p_s^T)$ with
 # $p^T = \mathrm{softmax}(z/T)$ — one number per example (shape `(n,)`, no mean). It must stay finite for logits of
 # $\pm 200$. (`C.distillation_loss` averages this over the batch and mixes in the hard-label loss.)
-# %% [code] solution
+# %% tags=["solution"]
 def soft_target_loss(student_logits, teacher_logits, T):
     log_ps = torch.log_softmax(student_logits / T, dim=-1)
     log_pt = torch.log_softmax(teacher_logits / T, dim=-1)
     return T * T * (log_pt.exp() * (log_pt - log_ps)).sum(dim=-1)
-# %% [code]
+# %%
 check("11.4", soft_target_loss)

@@ -1,15 +1,15 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 12 — Data-parallel training with torch.distributed
-
-**Goals.** Train one model with several processes using `torch.distributed` and
-`DistributedDataParallel` (DDP), started by `torchrun` from this notebook — two CPU processes talking
-through the gloo backend here, one process per GPU with nccl on a GPU machine. See, and check, that
-2 processes with half a batch each follow **the same loss curve** as 1 process with the whole batch;
-open up the gradient **all-reduce** that makes this true (a hand-written `all_reduce` of the gradients
-gives exactly DDP's); time it; and learn how the same script runs on several machines.
-
-**Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI).
-# %% [code] parameters
+#
+# **Goals.** Train one model with several processes using `torch.distributed` and
+# `DistributedDataParallel` (DDP), started by `torchrun` from this notebook — two CPU processes talking
+# through the gloo backend here, one process per GPU with nccl on a GPU machine. See, and check, that
+# 2 processes with half a batch each follow **the same loss curve** as 1 process with the whole batch;
+# open up the gradient **all-reduce** that makes this true (a hand-written `all_reduce` of the gradients
+# gives exactly DDP's); time it; and learn how the same script runs on several machines.
+#
+# **Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI).
+# %% tags=["parameters"]
 seed = 0            # random seed
 device = "auto"     # "auto", "cpu", "cuda" or "mps": with ≥ nproc GPUs the processes use nccl, otherwise gloo on the CPU
 smoke = False       # tiny run for tests
@@ -20,7 +20,7 @@ hidden = 128        # width of the MLP's two hidden layers
 lr = 0.05           # SGD learning rate (momentum 0.9)
 rtol = 1e-5         # tolerance: largest relative loss difference, DDP vs one process (CPU)
 threads = 1         # CPU threads of this notebook's process (0: all usable cores); each DDP process gets 1
-# %% [code]
+# %%
 import kit
 from kit.params import Float, Int, validate
 
@@ -33,7 +33,7 @@ if batch_size % nproc:
 dev = kit.setup(seed, device, threads=threads or None)
 if smoke:
     epochs, hidden = min(epochs, 2), min(hidden, 64)
-# %% [code]
+# %%
 import numpy as np
 import torch
 
@@ -45,7 +45,7 @@ cfg = D.DDPConfig(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, se
 use_nccl = dev.type == "cuda" and torch.cuda.device_count() >= nproc
 backend = "nccl" if use_nccl else "gloo"
 print(cfg, f"→ {nproc} processes × {batch_size // nproc} examples per step, backend {backend}")
-# %% [md]
+# %% [markdown] id="c04"
 # ## The idea
 # Every process (**rank**) holds a full copy of the model. At each step the *global* batch of $B$
 # examples is cut into `nproc` equal shards; rank $r$ computes the mean loss and its gradient $g_r$ on
@@ -68,9 +68,9 @@ print(cfg, f"→ {nproc} processes × {batch_size // nproc} examples per step, b
 # **`set_epoch`.** The sampler's shuffle depends on `seed + epoch`, and the epoch is whatever you last
 # told it: call `sampler.set_epoch(epoch)` at the start of every epoch, or every epoch repeats the first
 # one's order.
-# %% [code]
+# %%
 viz.source(ddp_train.make_loader, D.global_batches, ddp_train.allreduce_gradients)
-# %% [code]
+# %%
 from torch.utils.data.distributed import DistributedSampler
 
 n_train = len(D.load_task(seed)[0])
@@ -89,13 +89,13 @@ again = list(samplers[0])[:8]  # a second pass, without set_epoch
 samplers[0].set_epoch(1)
 print(f"rank 0 starts epoch 0 with {shards[0][:8]}; a second pass without set_epoch: {again} "
       f"(the same order: {again == shards[0][:8]}); after set_epoch(1): {list(samplers[0])[:8]}")
-# %% [md]
+# %% [markdown] id="c07"
 # ## One process, global batch B
 # The reference, trained right here (on the CPU).
-# %% [code]
+# %%
 ref = D.train_reference(cfg)
 print(f"{len(ref['losses'])} steps in {ref['seconds']:.2f} s, test accuracy {ref['test_acc']:.4f}")
-# %% [md]
+# %% [markdown] id="c09"
 # ## `nproc` processes, batch B / nproc each, launched with torchrun
 # `torchrun` (= `python -m torch.distributed.run`) starts the processes and gives each its `RANK`,
 # `WORLD_SIZE` and the rendezvous address (`MASTER_ADDR:MASTER_PORT`, a free port here). The script
@@ -105,7 +105,7 @@ print(f"{len(ref['losses'])} steps in {ref['seconds']:.2f} s, test accuracy {ref
 # goes to a log there too. That folder is a scratch folder of this kernel's own (`kit.results.scratch_dir`,
 # removed when the kernel stops), not the notebook's folder. Each process runs with `OMP_NUM_THREADS=1`, so
 # that processes × threads do not exceed the cores.
-# %% [code]
+# %%
 from kit.results import scratch_dir
 
 work = scratch_dir("12")
@@ -114,7 +114,7 @@ print(f"torchrun's files: {', '.join(sorted(p.name for p in work.iterdir()))} in
 print(res["command"])
 print(f"world size {res['world_size']}, backend {res['backend']}, {res['per_process_batch']} examples per process "
       f"per step; training loop {res['seconds']:.2f} s, whole launch {res['launch_seconds']:.1f} s")
-# %% [code]
+# %%
 single, ddp, manual = (np.array(v) for v in (ref["losses"], res["losses_ddp"], res["losses_manual"]))
 rel = np.abs(ddp - single) / np.abs(single)
 max_rel = float(rel.max())
@@ -131,7 +131,7 @@ viz.show(viz.compare_curves({"|DDP − single| / single": list(np.maximum(rel, 1
 tol = rtol if backend == "gloo" else max(rtol, 1e-3)  # GPUs: other kernels, other rounding
 assert max_rel <= tol, f"DDP differs from one process by {max_rel:.2e} > {tol:g}"
 print(f"max relative loss difference {max_rel:.2e} ≤ {tol:g} ✓; final weights differ by at most {weights_diff:.2e}")
-# %% [md]
+# %% [markdown] id="c12"
 # The differences are at the level of float32 rounding: summing two half-batch means and halving is not
 # bit-for-bit the same sum as one mean over the whole batch.
 #
@@ -141,19 +141,19 @@ print(f"max relative loss difference {max_rel:.2e} ≤ {tol:g} ✓; final weight
 # of the backward pass. The classic algorithm is the **ring all-reduce**: each of the $W$ ranks sends and
 # receives $2(W-1)/W$ times the gradient size, independent of $W$ — which is why data parallelism scales.
 # Our hand-written version reduces parameter by parameter after `backward()`: slower, same numbers.
-# %% [code]
+# %%
 manual_vs_ddp = float(np.abs(manual - ddp).max())
 print(f"first step: max |grad_DDP − grad_manual| = {res['first_step_grad_max_diff']:.2e}; "
       f"loss curves differ by at most {manual_vs_ddp:.2e}; "
       f"replicas after training differ by at most {res['replica_max_diff']:.2e}")
 assert res["first_step_grad_max_diff"] <= 1e-6 and res["replica_max_diff"] == 0.0
-# %% [md]
+# %% [markdown] id="c14"
 # ## Time
 # On one machine with a couple of shared CPU cores and a model this small, the processes mostly wait for
 # each other: each step moves the whole gradient to compute on only a few dozen examples. Data
 # parallelism pays when computation per step dwarfs communication — big models, big batches, GPUs
 # connected by NVLink or InfiniBand. Launching also costs seconds (each process imports torch).
-# %% [code]
+# %%
 timing = {"single_process_seconds": ref["seconds"], "ddp_loop_seconds": res["seconds"],
           "ddp_only_seconds": res["seconds_ddp"], "manual_allreduce_seconds": res["seconds_manual"],
           "launch_seconds": res["launch_seconds"]}
@@ -165,7 +165,7 @@ if not smoke and nproc > 1:
 viz.show(viz.bar({"1 process": ref["seconds"], f"DDP step, {nproc} proc.": res["seconds_ddp"],
                   f"manual all-reduce, {nproc} proc.": res["seconds_manual"]},
                  title="training-loop seconds on this machine (noisy: shared cores)", yaxis="seconds"))
-# %% [md]
+# %% [markdown] id="c16"
 # ## More processes: the global batch and the learning rate
 # Above, the global batch $B$ stays fixed and each process gets $B/W$. In practice one usually keeps the
 # **per-process** batch (what fits on one GPU) and adds processes, so the global batch grows to $W$ times
@@ -178,7 +178,7 @@ viz.show(viz.bar({"1 process": ref["seconds"], f"DDP step, {nproc} proc.": res["
 #
 # Measured here with the one-process trainer (the DDP run gives the same numbers, as checked above): the
 # lesson's batch and rate, a global batch `scale` times larger with the same rate, and with the scaled rate.
-# %% [code]
+# %%
 scale = 4
 runs = {f"B = {batch_size}, lr = {lr:g}": D.DDPConfig(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, seed=seed),
         f"B = {scale * batch_size}, lr = {lr:g}": D.DDPConfig(epochs=epochs, batch_size=scale * batch_size, lr=lr,
@@ -197,7 +197,7 @@ for name, c in runs.items():
 base_run, big_same, big_scaled = scaling.values()
 print(f"the {scale}× larger batch at the same rate ends at loss {big_same['last_epoch_loss']:.3f} "
       f"(vs {base_run['last_epoch_loss']:.3f}); the scaled rate brings it to {big_scaled['last_epoch_loss']:.3f}")
-# %% [md]
+# %% [markdown] id="c18"
 # ## On several machines
 # The script does not change. On each of the machines start `torchrun` with the number of machines
 # (`--nnodes`), processes per machine, and one **rendezvous** endpoint that all can reach (a host and a
@@ -206,10 +206,10 @@ print(f"the {scale}× larger batch at the same rate ends at loss {big_same['last
 # so "rank 0 writes the results" still means one process. With GPUs use one process per GPU
 # (`--nproc-per-node` = GPUs per machine) and nccl; for gloo over the network, set `GLOO_SOCKET_IFNAME`
 # (and for nccl `NCCL_SOCKET_IFNAME`) to the interface the machines share.
-# %% [code]
+# %%
 for line in D.multi_node_commands(nnodes=2, nproc_per_node=4, endpoint="node0.example.org:29500"):
     print(line)
-# %% [code]
+# %%
 kit.save_metrics({"nproc": nproc, "world_size": res["world_size"], "steps": len(single),
                   "max_rel_loss_diff": max_rel, "final_weights_max_diff": weights_diff,
                   "manual_vs_ddp_max_loss_diff": manual_vs_ddp, "first_step_grad_max_diff": res["first_step_grad_max_diff"],
@@ -221,7 +221,7 @@ kit.save_metrics({"nproc": nproc, "world_size": res["world_size"], "steps": len(
                   "acc_big_batch_scaled_lr": big_scaled["test_acc"]},
                  timing=timing,
                  params={"device": str(dev), "backend": backend})
-# %% [md]
+# %% [markdown] id="c21"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("12.2", 2)` shows the next hint.
@@ -230,38 +230,38 @@ kit.save_metrics({"nproc": nproc, "world_size": res["world_size"], "steps": len(
 # `all_reduce_mean(grads_per_rank)`: given a list with one gradient tensor per rank (all the same shape), return
 # a list with one tensor per rank, each holding the element-wise **mean** over the ranks — what every rank has
 # after `all_reduce(SUM)` and the division by the world size.
-# %% [code] solution
+# %% tags=["solution"]
 def all_reduce_mean(grads_per_rank):
     total = torch.zeros_like(grads_per_rank[0])
     for g in grads_per_rank:
         total = total + g
     return [total / len(grads_per_rank) for _ in grads_per_rank]
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("12.1", all_reduce_mean)
-# %% [md]
+# %% [markdown] id="c24"
 # **Exercise 12.2 (the learning rate for a larger global batch).** Write
 # `warmup_scaled_lr(base_lr, base_batch, global_batch, step, warmup_steps)`: the learning rate at optimizer step
 # `step` (0, 1, …) for training with `global_batch` examples per step, when `base_lr` was tuned for `base_batch`.
 # The target rate follows the linear scaling rule; during the first `warmup_steps` steps the rate rises
 # linearly from `base_lr` (at step 0) towards the target (reached at step `warmup_steps`), then stays there.
 # `warmup_steps = 0` means no warm-up.
-# %% [code] solution
+# %% tags=["solution"]
 def warmup_scaled_lr(base_lr, base_batch, global_batch, step, warmup_steps):
     target = base_lr * (global_batch / base_batch)
     if warmup_steps == 0 or step >= warmup_steps:
         return target
     return base_lr + (target - base_lr) * (step / warmup_steps)
-# %% [code]
+# %%
 check("12.2", warmup_scaled_lr)
-# %% [md]
+# %% [markdown] id="c27"
 # **Exercise 12.3 (implement: DistributedSampler's shard).** Write
 # `shard_indices(n, rank, world_size, seed, epoch, drop_last=False)` that returns, as a list of ints, the indices
 # rank `rank` reads in epoch `epoch` — exactly what
 # `DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=drop_last)`
 # yields after `set_epoch(epoch)`, including when `n` is not divisible by `world_size`. Do not use
 # `DistributedSampler` itself: shuffle with a `torch.Generator`, then shard.
-# %% [code] solution
+# %% tags=["solution"]
 def shard_indices(n, rank, world_size, seed, epoch, drop_last=False):
     g = torch.Generator().manual_seed(seed + epoch)
     order = torch.randperm(n, generator=g).tolist()
@@ -274,5 +274,5 @@ def shard_indices(n, rank, world_size, seed, epoch, drop_last=False):
         order = order + order[:total - len(order)]
     order = order[:total]
     return order[rank:total:world_size]
-# %% [code]
+# %%
 check("12.3", shard_indices)

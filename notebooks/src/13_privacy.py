@@ -1,15 +1,15 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 13 — Privacy: federated learning and differential privacy
-
-**Goals.** Two ways to learn from data you should not collect or expose.
-**Federated averaging (FedAvg)**: simulated clients train on their own data and send only weights,
-which a server averages — with IID clients and with label-skewed (non-IID, Dirichlet α) clients,
-against ordinary centralized training. **Differential privacy with DP-SGD**: clip each example's
-gradient, add Gaussian noise, and let a privacy accountant (Opacus, RDP) state the guarantee as
-(ε, δ); see accuracy fall as the noise grows and ε shrinks, and watch per-sample clipping at work.
-
-**Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI).
-# %% [code] parameters
+#
+# **Goals.** Two ways to learn from data you should not collect or expose.
+# **Federated averaging (FedAvg)**: simulated clients train on their own data and send only weights,
+# which a server averages — with IID clients and with label-skewed (non-IID, Dirichlet α) clients,
+# against ordinary centralized training. **Differential privacy with DP-SGD**: clip each example's
+# gradient, add Gaussian noise, and let a privacy accountant (Opacus, RDP) state the guarantee as
+# (ε, δ); see accuracy fall as the noise grows and ε shrinks, and watch per-sample clipping at work.
+#
+# **Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI).
+# %% tags=["parameters"]
 seed = 0             # random seed
 device = "auto"      # "auto", "cpu", "cuda" or "mps" (these small models train on the CPU)
 smoke = False        # tiny run for tests
@@ -21,7 +21,7 @@ dp_epochs = 15       # DP-SGD epochs
 max_grad_norm = 1.0  # DP-SGD clipping norm C
 delta = 1e-5         # δ of the (ε, δ) guarantee (should be ≪ 1 / number of training examples)
 threads = 1          # CPU threads (0: all usable cores); one is fastest for these small models
-# %% [code]
+# %%
 import kit
 from kit.params import Float, Int, validate
 
@@ -32,7 +32,7 @@ dev = kit.setup(seed, device, threads=threads or None)
 noise_multipliers = [0.5, 1.0, 2.0, 4.0]
 if smoke:
     rounds, dp_epochs, noise_multipliers = min(rounds, 6), min(dp_epochs, 4), [0.5, 2.0]
-# %% [code]
+# %%
 import numpy as np
 import torch
 
@@ -53,7 +53,7 @@ print(f"{len(tr)} training / {len(te)} test images")
 def make_model():
     torch.manual_seed(seed)  # every run starts from the same weights
     return MLP(MLPConfig(64, 10, hidden=(64,)))
-# %% [md]
+# %% [markdown] id="c04"
 # ## Part 1 — Federated averaging
 # The data stay on the clients (phones, hospitals). Each round the server sends the current weights to
 # the clients; each trains for a few epochs on its own data and sends back its weights; the server
@@ -61,14 +61,14 @@ def make_model():
 # $w \leftarrow \sum_k \frac{n_k}{n} w_k$. With one local step of full-batch gradient descent this is
 # exactly centralized gradient descent; with several local epochs, clients **drift** toward their own data —
 # harmless when every client looks like the whole (IID), harmful when they do not (non-IID).
-# %% [code]
+# %%
 splits = {"IID": P.iid_split(len(tr), n_clients, seed),
           f"non-IID (Dirichlet α={dirichlet_alpha:g})": P.dirichlet_split(train[1].numpy(), n_clients, dirichlet_alpha, seed)}
 for name, parts in splits.items():
     counts = P.label_counts(train[1].numpy(), parts, 10)
     viz.show(viz.heatmap(counts, x=[str(c) for c in range(10)], y=[f"client {k}" for k in range(n_clients)],
                          title=f"{name}: examples of each digit (columns) per client (rows)"))
-# %% [code]
+# %%
 viz.source(P.average_states)
 fed = {}
 for name, parts in splits.items():
@@ -83,7 +83,7 @@ curves = {k: v["test_acc"] for k, v in fed.items()}
 curves["centralized (same epochs)"] = central["val_acc"][local_epochs - 1::local_epochs]
 viz.show(viz.compare_curves(curves, title="FedAvg vs centralized training", xaxis="round (centralized: epochs / local_epochs)",
                             yaxis="test accuracy"))
-# %% [md]
+# %% [markdown] id="c07"
 # Federated learning by itself is not a privacy *guarantee*: weights can leak training data. It is
 # combined with secure aggregation (the server sees only the sum) and with differential privacy — next.
 #
@@ -108,7 +108,7 @@ viz.show(viz.compare_curves(curves, title="FedAvg vs centralized training", xaxi
 # ### Per-sample clipping, by hand
 # Ordinary backprop returns only the *sum* of the gradients in a batch. `torch.func` gives each example's
 # own gradient: `vmap` (vectorize over the batch) of `grad` (the gradient of one example's loss).
-# %% [code]
+# %%
 viz.source(P.per_sample_grads, P.clip_per_sample)
 probe = make_model()
 g = P.per_sample_grads(probe, train[0][:256], train[1][:256])
@@ -122,22 +122,22 @@ fig.update_layout(title="per-example gradient norms (256 training images, initia
 viz.show(fig)
 print(f"norms before: median {before.median():.3f}, max {before.max():.3f}; after: max {after.max():.4f} "
       f"({(before > max_grad_norm).float().mean():.0%} of the examples were clipped)")
-# %% [md]
+# %% [markdown] id="c09"
 # Opacus computes the same per-sample gradients with hooks on each layer (`GradSampleModule`): check.
-# %% [code]
+# %%
 from opacus import GradSampleModule
 with P.quiet_opacus():  # its note about backward hooks on inputs that need no gradient
     gsm = GradSampleModule(make_model(), loss_reduction="mean")
     torch.nn.functional.cross_entropy(gsm(train[0][:256]), train[1][:256]).backward()
 opacus_vs_func = max((p.grad_sample - g[n.removeprefix("_module.")]).abs().max().item() for n, p in gsm.named_parameters())
 print(f"max |Opacus − torch.func| over all per-sample gradients: {opacus_vs_func:.2e}")
-# %% [md]
+# %% [markdown] id="c11"
 # ### Training with Opacus, for several noise multipliers
 # `PrivacyEngine.make_private` wraps the model (per-sample gradients), the optimizer (clip, sum, add
 # noise) and the data loader (Poisson sampling). This is why DP-SGD here does not go through `kit.train.fit`:
 # its batches have a random size, which the accountant's guarantee assumes. σ = 0 is the same training
 # with clipping but without noise (no privacy: ε = ∞).
-# %% [code]
+# %%
 viz.source(P.train_dp)
 dp = {}
 for sigma in [0.0] + noise_multipliers:
@@ -145,7 +145,7 @@ for sigma in [0.0] + noise_multipliers:
                            epochs=dp_epochs, batch_size=64, lr=0.5, delta=delta, seed=seed, accountant="rdp")
     print(f"σ = {sigma:<4g} ε = {dp[sigma]['epsilon']:8.3f} (δ = {delta:g})   test accuracy {dp[sigma]['test_acc'][-1]:.4f}")
 print("(ε of the algorithm with secret noise; these runs used seeded noise, secure_mode=False: no guarantee)")
-# %% [code]
+# %%
 noisy = [s for s in noise_multipliers]
 eps = [dp[s]["epsilon"] for s in noisy]
 acc = [dp[s]["test_acc"][-1] for s in noisy]
@@ -157,10 +157,10 @@ fig.update_layout(title=f"accuracy vs privacy budget ε (δ = {delta:g}, {dp_epo
                   xaxis_title="ε (smaller = more private)", yaxis_title="test accuracy", xaxis_type="log",
                   template="plotly_white", height=400)
 viz.show(fig)
-# %% [md]
+# %% [markdown] id="c14"
 # The accountant alone answers "how much privacy would this training cost?" before training. Two
 # accountants on the same schedule: RDP (Rényi DP) and PRV (privacy random variables, tighter).
-# %% [code]
+# %%
 q, steps = dp[noisy[0]]["sample_rate"], dp[noisy[0]]["steps"]
 grid = [0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
 eps_rdp = [P.epsilon_for(s, q, steps, delta, "rdp") for s in grid]
@@ -172,7 +172,7 @@ fig.update_layout(title=f"ε for {steps} steps at sampling rate q = {q:.3f}", xa
                   yaxis_title="ε", yaxis_type="log", template="plotly_white", height=380)
 viz.show(fig)
 assert all(a > b for a, b in zip(eps_rdp, eps_rdp[1:])), "ε must decrease as the noise grows"
-# %% [code]
+# %%
 non_iid = next(k for k in fed if k != "IID")
 kit.save_metrics({"fedavg_iid_acc": fed["IID"]["test_acc"][-1], "fedavg_noniid_acc": fed[non_iid]["test_acc"][-1],
                   "centralized_acc": curves["centralized (same epochs)"][-1], "n_clients": n_clients, "rounds": rounds,
@@ -185,7 +185,7 @@ kit.save_metrics({"fedavg_iid_acc": fed["IID"]["test_acc"][-1], "fedavg_noniid_a
                  timing={"fedavg_iid_seconds": fed["IID"]["seconds"], "fedavg_noniid_seconds": fed[non_iid]["seconds"]} |
                         {f"dp_sigma{s:g}_seconds": r["seconds"] for s, r in dp.items()},
                  params={"device": str(dev)})
-# %% [md]
+# %% [markdown] id="c17"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("13.2", 2)` shows the next hint.
@@ -195,7 +195,7 @@ kit.save_metrics({"fedavg_iid_acc": fed["IID"]["test_acc"][-1], "fedavg_noniid_a
 # $n = \sum_k n_k$ (η = 1 is the lesson's FedAvg). Write `fedavg_round(global_weights, client_weights, client_sizes,
 # server_lr=1.0)`: `global_weights` is a state dict (name → tensor), `client_weights` a list of state dicts with
 # the same keys, `client_sizes` their numbers of examples; return the new state dict.
-# %% [code] solution
+# %% tags=["solution"]
 def fedavg_round(global_weights, client_weights, client_sizes, server_lr=1.0):
     n = sum(client_sizes)
     new = {}
@@ -205,47 +205,47 @@ def fedavg_round(global_weights, client_weights, client_sizes, server_lr=1.0):
             step += size / n * (state[name] - w)
         new[name] = w + server_lr * step
     return new
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("13.1", fedavg_round)
-# %% [md]
+# %% [markdown] id="c20"
 # **Exercise 13.2 (implement: per-example clipping).** Write `clip_per_example(grads, C)`: `grads` has one
 # example's flattened gradient per row, shape `(n, d)`; return the same shape with every row $g_i$ scaled to
 # norm at most $C$: $g_i \cdot \min(1, C/\lVert g_i\rVert)$. Rows with norm < C must come back unchanged, and a
 # row of zeros must not become NaN.
-# %% [code] solution
+# %% tags=["solution"]
 def clip_per_example(grads, C):
     norms = torch.linalg.vector_norm(grads, dim=1, keepdim=True)
     scale = torch.clamp(C / torch.clamp(norms, min=1e-12), max=1.0)
     return grads * scale
-# %% [code]
+# %%
 check("13.2", clip_per_example)
-# %% [md]
+# %% [markdown] id="c23"
 # **Exercise 13.3 (implement: the noisy mean, checked by its statistics).** One DP-SGD step averages the
 # clipped gradients of a batch of $n$ examples and adds Gaussian noise to their **sum**:
 # $\tilde g = \frac1n\big(\sum_i \mathrm{clip}_C(g_i) + \mathcal N(0, \sigma^2C^2 I)\big)$. Write
 # `noisy_clipped_mean(grads, C, sigma)` (grads of shape `(n, d)`, noise from `torch.randn`). The check calls
 # it hundreds of times and tests its mean and the size of its noise.
-# %% [code] solution
+# %% tags=["solution"]
 def noisy_clipped_mean(grads, C, sigma):
     clipped = clip_per_example(grads, C)
     noise = torch.randn(grads.shape[1], dtype=grads.dtype) * sigma * C
     return (clipped.sum(dim=0) + noise) / grads.shape[0]
-# %% [code]
+# %%
 check("13.3", noisy_clipped_mean)
-# %% [md]
+# %% [markdown] id="c26"
 # **Exercise 13.4 (membership inference).** A trained model usually has a lower loss on its training examples
 # (members) than on others. The simplest attack guesses "member" when an example's loss is $\le \tau$.
 # Write `attack_accuracy(member_losses, nonmember_losses)`: the best **balanced accuracy**
 # $\frac12\big(\text{fraction of members with loss} \le \tau + \text{fraction of non-members with loss} > \tau\big)$
 # over all thresholds τ (a τ below every loss gives ½). Differential privacy bounds how far above ½ any such
 # attack can get: with (ε, 0)-DP, its true-positive rate is at most $e^\varepsilon$ times its false-positive rate.
-# %% [code] solution
+# %% tags=["solution"]
 def attack_accuracy(member_losses, nonmember_losses):
     m, o = np.asarray(member_losses, dtype=float), np.asarray(nonmember_losses, dtype=float)
     best = 0.5
     for tau in np.concatenate([m, o]):
         best = max(best, 0.5 * (np.mean(m <= tau) + np.mean(o > tau)))
     return best
-# %% [code]
+# %%
 check("13.4", attack_accuracy)

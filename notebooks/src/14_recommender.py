@@ -1,16 +1,16 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 14 — Recommender systems: matrix factorization, explicit and implicit
-
-**Goals.** Predict ratings with **matrix factorization** — $\hat r_{ui} = \mu + b_u + b_i + p_u\cdot q_i$,
-user and item biases plus $k$ learned factors, with L2 regularization — trained by `kit.train.fit`, and
-compare it with the global mean and a biases-only model by RMSE. On synthetic data whose true factors
-are known, check that the model **recovers** them. Then turn to **implicit feedback** ("liked it" with
-no "disliked"): Bayesian personalized ranking (BPR) with sampled negatives, scored by the ranking metrics
-recommenders are judged by — precision@k, recall@k and NDCG@k — against a popularity baseline.
-
-**Data.** MovieLens ml-latest-small (100 836 ratings of 9 742 movies by 610 users; checksummed download)
-when online; offline, synthetic low-rank ratings (500 users × 300 items, rank 4) with known true factors.
-# %% [code] parameters
+#
+# **Goals.** Predict ratings with **matrix factorization** — $\hat r_{ui} = \mu + b_u + b_i + p_u\cdot q_i$,
+# user and item biases plus $k$ learned factors, with L2 regularization — trained by `kit.train.fit`, and
+# compare it with the global mean and a biases-only model by RMSE. On synthetic data whose true factors
+# are known, check that the model **recovers** them. Then turn to **implicit feedback** ("liked it" with
+# no "disliked"): Bayesian personalized ranking (BPR) with sampled negatives, scored by the ranking metrics
+# recommenders are judged by — precision@k, recall@k and NDCG@k — against a popularity baseline.
+#
+# **Data.** MovieLens ml-latest-small (100 836 ratings of 9 742 movies by 610 users; checksummed download)
+# when online; offline, synthetic low-rank ratings (500 users × 300 items, rank 4) with known true factors.
+# %% tags=["parameters"]
 seed = 0            # random seed
 device = "auto"     # "auto", "cpu", "cuda" or "mps"
 smoke = False       # tiny run for tests
@@ -20,7 +20,7 @@ epochs = 30         # training epochs (explicit and implicit models)
 like_threshold = 4.0  # implicit feedback: a rating ≥ this counts as a positive ("liked")
 top_k = 10          # length of the recommendation lists scored by precision / recall / NDCG
 threads = 1         # CPU threads (0: all usable cores); one is fastest for these small models
-# %% [code]
+# %%
 import kit
 from kit.params import Float, Int, validate
 
@@ -29,7 +29,7 @@ validate(globals(), factors=Int(1, 1024), l2=Float(0, 100),
 dev = kit.setup(seed, device, threads=threads or None)
 if smoke:
     epochs = min(epochs, 12)
-# %% [code]
+# %%
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -45,7 +45,7 @@ synthetic = r.truth is not None
 print(r.description)
 print(f"density {len(r) / (r.n_users * r.n_items):.2%} of the user × item matrix is observed; "
       f"ratings from {r.ratings.min():.1f} to {r.ratings.max():.1f}, mean {r.ratings.mean():.2f}")
-# %% [code]
+# %%
 per_user = np.bincount(r.users, minlength=r.n_users)
 per_item = np.bincount(r.items, minlength=r.n_items)
 from plotly.subplots import make_subplots
@@ -55,7 +55,7 @@ fig.add_scatter(y=np.sort(per_item)[::-1], mode="lines", name="items", row=1, co
 fig.update_yaxes(type="log", row=1, col=2)
 fig.update_layout(template="plotly_white", height=340, showlegend=False)
 viz.show(fig)
-# %% [md]
+# %% [markdown] id="c05"
 # ## Explicit ratings: matrix factorization
 # Each user $u$ and item $i$ get a vector of $k$ factors; their dot product says how well they match.
 # Biases absorb what is not about matching: some users rate everything high, some items everyone likes.
@@ -63,7 +63,7 @@ viz.show(fig)
 # $$\frac{1}{|\mathcal K|}\sum_{(u,i)\in\mathcal K}\Big[(r_{ui}-\hat r_{ui})^2 + \lambda\big(\lVert p_u\rVert^2+\lVert q_i\rVert^2+b_u^2+b_i^2\big)\Big],$$
 # minimized by `fit` on minibatches of (user, item) pairs: given the ratings, the model returns this loss
 # itself (the λ term only while training). Ratings are split at random: 80 % train, 10 % validation, 10 % test.
-# %% [code]
+# %%
 viz.source(mf.MatrixFactorization.forward)
 tr, va, te = kit.data.split(len(r), (0.8, 0.1, 0.1), seed=seed)
 UI = torch.tensor(np.stack([r.users, r.items], 1))
@@ -104,11 +104,11 @@ else:
 l2_says += (f"With λ = {l2:g} it ends at {curve_l2[-1]:.4f}; on the test set {test_rmse['MF, λ = 0']:.4f} without L2 "
             f"vs {test_rmse[f'MF, λ = {l2:g}']:.4f} with it.")
 display(Markdown(l2_says))
-# %% [code]
+# %%
 # The number of factors $k$ is a hyperparameter: train one model per $k$, **choose the $k$ with the lowest
 # validation RMSE** (of the trained model, after its last epoch), and only then look at the test set, once, for
 # the chosen model — which is the model used for the rest of the lesson.
-# %% [code]
+# %%
 k_grid = (1, 2, 4, 8, 16, 32) if not smoke else (2, factors)
 k_sweep, k_models = {}, {}
 for k in sorted(set(k_grid) | {factors}):
@@ -125,13 +125,13 @@ viz.show(viz.compare_curves({"validation RMSE after training": list(k_sweep.valu
 print("validation RMSE per k:", {k: round(v, 4) for k, v in k_sweep.items()})
 print(f"chosen on validation: k = {chosen_k}; its test RMSE {rmse_chosen:.4f} "
       f"(the lesson's k = {factors}: {test_rmse[f'MF, λ = {l2:g}']:.4f})")
-# %% [md]
+# %% [markdown] id="c09"
 # ### Ranking quality of the rating predictions
 # Within each user's held-out ratings, does the predicted order match the true one? NDCG@k
 # (`sklearn.metrics.ndcg_score`) with the ratings as graded relevance: 1 = perfect order. With graded
 # relevance every item earns something, so even a **random order** scores far above 0: it is the baseline
 # to beat, not 0.
-# %% [code]
+# %%
 pred_test = predict(best, test[0]).numpy()
 ndcg_explicit = mf.per_user_ndcg(r.users[te], r.ratings[te], pred_test, k=top_k)
 ndcg_bias = mf.per_user_ndcg(r.users[te], r.ratings[te], predict(models["biases only"], test[0]).numpy(), k=top_k)
@@ -140,7 +140,7 @@ ndcg_random = float(np.mean([mf.per_user_ndcg(r.users[te], r.ratings[te], rng_ra
                              for _ in range(5)]))
 print(f"NDCG@{top_k} over users' held-out ratings: MF (k = {chosen_k}) {ndcg_explicit:.4f}, biases only {ndcg_bias:.4f}, "
       f"random order {ndcg_random:.4f}")
-# %% [md]
+# %% [markdown] id="c11"
 # ## Did it recover the truth? (synthetic data)
 # The synthetic ratings are $\mu + b_u + b_i + p_u\cdot q_i$ plus noise of standard deviation σ, with the
 # true parameters kept. So we can ask more than "is the test RMSE low":
@@ -150,7 +150,7 @@ print(f"NDCG@{top_k} over users' held-out ratings: MF (k = {chosen_k}) {ndcg_exp
 # * do the learned item factors span the same space as the true ones? (principal angles between the
 #   column spaces of $Q_\text{learned}$ and $Q_\text{true}$: 0° = same space; factors are only identifiable
 #   up to an invertible $k\times k$ transform, so compare spaces, not columns.)
-# %% [code]
+# %%
 recovery = {}
 if synthetic:
     from scipy.linalg import subspace_angles
@@ -175,7 +175,7 @@ if synthetic:
                              yaxis="predicted rating", title="held-out pairs: prediction vs truth (line: y = x)"))
 else:
     print("real data: no ground truth to compare with (run offline to see recovery)")
-# %% [code]
+# %%
 if synthetic:
     ct, cu = recovery["corr_truth_test"], recovery["corr_truth_unobserved"]
     display(Markdown(
@@ -185,7 +185,7 @@ if synthetic:
            f"not a random sample of the matrix — the classic *missing-not-at-random* problem of recommender data."
            if ct > cu else
            "Here recovery is no worse on pairs nobody rated: in this run the choice of what to rate did not bias it.")))
-# %% [md]
+# %% [markdown] id="c14"
 # ## Implicit feedback: Bayesian personalized ranking
 # Often there are no ratings — only clicks, plays, purchases: positives, and a sea of unknowns (not
 # interested? never saw it?). Here a rating ≥ `like_threshold` is a positive and everything else is
@@ -198,7 +198,7 @@ if synthetic:
 # that is relevant), **recall@k** (fraction of the held-out positives found), **NDCG@k** (rewards hits
 # near the top). Two baselines: a **random order** (the mean of 3 random rankings: what NDCG@k is worth by
 # chance) and **popularity**, the most popular items for everyone.
-# %% [code]
+# %%
 viz.source(mf.BPRMF.forward, mf.bpr_loss, mf.resample_negatives)
 liked = r.ratings >= like_threshold
 U, I = r.users[liked], r.items[liked]
@@ -238,9 +238,9 @@ nd = {n: m[f"ndcg@{top_k}"] for n, m in ranking.items()}
 display(Markdown(f"NDCG@{top_k}: random order {nd['random order']:.4f}, popularity {nd['popularity']:.4f} "
                  f"({nd['popularity'] / nd['random order']:.1f}× random), BPR-MF {nd['BPR-MF']:.4f} "
                  f"({nd['BPR-MF'] / nd['random order']:.1f}× random, {nd['BPR-MF'] / nd['popularity']:.2f}× popularity)."))
-# %% [md]
+# %% [markdown] id="c16"
 # ## Recommendations for one user
-# %% [code]
+# %%
 u = int(np.argmax([len(p) for p in test_pos]))
 s = bpr.scores()[u].numpy().copy()
 s[train_pos[u]] = -np.inf
@@ -248,7 +248,7 @@ top = np.argsort(-s, kind="stable")[:top_k]
 print(f"user {u} liked (training): {[r.item_names[i] for i in train_pos[u][:8]]} …")
 print(f"top {top_k} recommended: {[r.item_names[i] + (' ✓' if i in set(test_pos[u]) else '') for i in top]}")
 print("(✓ = a held-out positive)")
-# %% [code]
+# %%
 metrics = {"rmse_global_mean": test_rmse["global mean"], "rmse_biases": test_rmse["biases only"],
            "rmse_mf_no_l2": test_rmse["MF, λ = 0"], "rmse_mf": test_rmse[f"MF, λ = {l2:g}"],
            "ndcg_explicit": ndcg_explicit, "ndcg_explicit_biases": ndcg_bias, "ndcg_explicit_random": ndcg_random,
@@ -261,7 +261,7 @@ metrics |= {f"recovery_{k}": v for k, v in recovery.items()}
 metrics |= {f"k_sweep_val_rmse_{k}": v for k, v in k_sweep.items()}
 kit.save_metrics(metrics, timing={"mf_seconds": sum(hists[f"MF, λ = {l2:g}"]["seconds"]), "bpr_seconds": sum(h_bpr["seconds"])},
                  params={"device": str(dev), "data": r.source})
-# %% [md]
+# %% [markdown] id="c19"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("14.2", 2)` shows the next hint.
@@ -270,29 +270,29 @@ kit.save_metrics(metrics, timing={"mf_seconds": sum(hists[f"MF, λ = {l2:g}"]["s
 # the predicted ratings $\hat r = \mu + b_u + b_i + p_u\cdot q_i$ for the pairs `(users[n], items[n])`, as a
 # tensor of shape `(N,)`. `b_u` has one bias per user, `b_i` one per item, `P` is `(n_users, k)`, `Q` is
 # `(n_items, k)`, `users` and `items` are integer index tensors of the same length (indices may repeat).
-# %% [code] solution
+# %% tags=["solution"]
 def mf_predict(mu, b_u, b_i, P, Q, users, items):
     return mu + b_u[users] + b_i[items] + (P[users] * Q[items]).sum(dim=1)
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("14.1", mf_predict)
-# %% [md]
+# %% [markdown] id="c22"
 # **Exercise 14.2 (implement: the BPR loss, stably).** Write `bpr_loss(pos_scores, neg_scores)`: the mean over
 # the pairs of $-\log\sigma(x_{ui} - x_{uj})$, where `pos_scores[n]` is the score of a user's positive item and
 # `neg_scores[n]` that of a sampled item. It must stay finite and exact when the difference is ±1000 (a negative
 # ranked far above the positive costs about 1000, not `inf`).
-# %% [code] solution
+# %% tags=["solution"]
 def bpr_loss(pos_scores, neg_scores):
     return F.softplus(neg_scores - pos_scores).mean()
-# %% [code]
+# %%
 check("14.2", bpr_loss)
-# %% [md]
+# %% [markdown] id="c25"
 # **Exercise 14.3 (implement: NDCG@k).** Write `ndcg_at_k(relevance, k)`: `relevance` lists the relevance grades
 # (numbers ≥ 0) of a recommendation list **in the order the model ranked it**, best first. With
 # $\mathrm{DCG@k} = \sum_{i=1}^{k} \mathrm{rel}_i / \log_2(i + 1)$, return $\mathrm{DCG@k}$ divided by the DCG@k of
 # the ideal order (the same grades sorted from high to low) — and 0.0 when nothing in the list is relevant. `k`
 # may exceed the list's length.
-# %% [code] solution
+# %% tags=["solution"]
 def ndcg_at_k(relevance, k):
     rel = np.asarray(relevance, dtype=float)
     def dcg(values):
@@ -300,5 +300,5 @@ def ndcg_at_k(relevance, k):
         return float(np.sum(top / np.log2(np.arange(2, len(top) + 2))))
     ideal = dcg(np.sort(rel)[::-1])
     return dcg(rel) / ideal if ideal > 0 else 0.0
-# %% [code]
+# %%
 check("14.3", ndcg_at_k)

