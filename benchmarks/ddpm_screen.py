@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     import kit.data.augment
     from kit.data.vision_datasets import vision_split
     from kit.models import diffusion as D
+    from kit.models.base import accuracy
     from kit.models.cnn import CNN, CNNConfig
     from kit.techniques import judge as J
     from kit.train import fit
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
                     else D.ddpm_sample(m, ye, generator=g, guidance=w))
             p, f = J.judge_outputs(judge, imgs)
             res[f"{sm} w={w}"] = {"confident": round(J.confident_fraction(p), 3),
-                                  "match": round(float((p.argmax(1) == ye).float().mean()), 3),
+                                  "match": round(accuracy(p, ye), 3),
                                   "coverage": round(J.class_coverage(p), 2),
                                   "fd": round(J.frechet_distance(f, feats_real), 1),
                                   "seconds": round(time.perf_counter() - t0, 1)}

@@ -30,6 +30,7 @@ def one_run(seed: int, epochs: int, target: float, data, split, dev) -> dict:
 
     from kit.data.augment import augment
     from kit.device import seed_everything
+    from kit.models.base import accuracy_of
     from kit.models.cnn import CNN, CNNConfig
     from kit.train import Callback, fit
 
@@ -45,9 +46,7 @@ def one_run(seed: int, epochs: int, target: float, data, split, dev) -> dict:
         def on_epoch_end(self, trainer, row):
             self.cpu.append(time.process_time() - self.c0)
             m = trainer.model
-            m.eval()
-            with torch.inference_mode():
-                self.acc.append(float((m(Xte).argmax(1) == yte).float().mean()))
+            self.acc.append(accuracy_of(m.eval(), Xte, yte))
             self.c0 = time.process_time()
 
     seed_everything(seed)

@@ -1,4 +1,4 @@
-"""What every model shares: counting its parameters, and the one accuracy of its logits."""
+"""What every model shares: counting its parameters, and the one accuracy of its logits (and of a model on data)."""
 from __future__ import annotations
 
 import torch
@@ -17,3 +17,10 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     if logits.ndim == 1 or logits.shape[-1] == 1:
         return ((logits.reshape(-1) > 0).long() == y.reshape(-1).long()).float().mean().item()
     return (logits.argmax(-1) == y).float().mean().item()
+
+
+@torch.no_grad()
+def accuracy_of(fn, X: torch.Tensor, y: torch.Tensor) -> float:
+    """:func:`accuracy` of ``fn(X)`` without autograd; ``fn`` is a model (in whatever mode it is) or any callable
+    ``X → logits`` (tensor or numpy, e.g. an ONNX Runtime runner)."""
+    return accuracy(fn(X), y)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kit.models.base import accuracy
+from kit.models.base import accuracy, accuracy_of
 
 __all__ = ["state_bytes", "gzip_bytes", "latency_ms", "accuracy_of", "measure", "dynamic_int8", "static_int8",
            "qat_prepare", "qat_convert", "prune_global", "sparsity", "distillation_loss", "Distillation",
@@ -86,12 +86,6 @@ def latency_ms(fn: Callable, x, repeats: int = 50, warmup: int = 5, threads: int
             fn(x)
             times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
-
-
-@torch.inference_mode()
-def accuracy_of(fn: Callable, X: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of rows whose arg-max of ``fn(X)`` (logits, tensor or numpy) equals ``y``."""
-    return accuracy(fn(X), y)
 
 
 def measure(name: str, model, X: torch.Tensor, y: torch.Tensor, *, size: int | None = None,

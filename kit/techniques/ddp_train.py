@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
+from kit.models.base import accuracy_of
 from kit.techniques.distributed import DDPConfig, load_task, make_model
 
 
@@ -135,8 +136,7 @@ def main(argv=None) -> None:
     seconds = time.perf_counter() - t0
     spread = _replica_spread(ddp.module)
     t_ddp, t_manual = _mean_over_ranks(t_ddp), _mean_over_ranks(t_manual)  # collectives: every rank calls them
-    with torch.no_grad():
-        acc = (ddp.module(Xte).argmax(1) == yte).float().mean().item()
+    acc = accuracy_of(ddp.module, Xte, yte)
     if rank == 0:
         out = Path(a.out)
         state_path = out.with_suffix(".pt")

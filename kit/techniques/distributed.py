@@ -97,17 +97,12 @@ def linear_scaled_lr(base_lr: float, base_batch: int, global_batch: int) -> floa
     return base_lr * global_batch / base_batch
 
 
-@torch.no_grad()
-def _accuracy(model, X, y) -> float:
-    from kit.models.base import accuracy
-    return accuracy(model(X), y)
-
-
 def train_reference(cfg: DDPConfig | None = None, **kw) -> dict:
     """One process, global batch ``batch_size``: the curve 2-process DDP must reproduce.
 
     Returns ``{"losses": [per step], "test_acc", "seconds", "state": final state_dict}``.
     """
+    from kit.models.base import accuracy_of
     cfg = cfg or DDPConfig(**kw)
     Xtr, ytr, Xte, yte = load_task(cfg.seed)
     model = make_model(cfg)
@@ -122,7 +117,7 @@ def train_reference(cfg: DDPConfig | None = None, **kw) -> dict:
             opt.step()
             losses.append(loss.item())
     seconds = time.perf_counter() - t0
-    return {"losses": losses, "test_acc": _accuracy(model.eval(), Xte, yte), "seconds": seconds,
+    return {"losses": losses, "test_acc": accuracy_of(model.eval(), Xte, yte), "seconds": seconds,
             "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
 
 

@@ -20,17 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kit.models.base import accuracy
+from kit.models.base import accuracy_of
 
 __all__ = ["iid_split", "dirichlet_split", "label_counts", "average_states", "fedavg", "per_sample_grads",
            "clip_per_sample", "train_dp", "epsilon_for", "model_accuracy", "quiet_opacus"]
 
 
-@torch.no_grad()
 def model_accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    """``accuracy(model(X), y)`` in evaluation mode."""
-    model.eval()
-    return accuracy(model(X), y)
+    """``accuracy(model(X), y)`` in evaluation mode (the model is left in it)."""
+    return accuracy_of(model.eval(), X, y)
 
 
 # ---------------------------------------------------------------- federated learning
@@ -94,8 +92,8 @@ def fedavg(make_model: Callable[[], nn.Module], clients: list[tuple[torch.Tensor
         states = []
         for k in chosen:
             local = copy.deepcopy(global_model)
-            fit(local, clients[k], epochs=local_epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                device="cpu", seed=seed * 100_003 + r * 1009 + int(k), progress=False)
+            fit(local, clients[k], loss_fn=F.cross_entropy, epochs=local_epochs, batch_size=batch_size,
+                optimizer=optimizer, lr=lr, device="cpu", seed=seed * 100_003 + r * 1009 + int(k), progress=False)
             states.append(local.state_dict())
         global_model.load_state_dict(average_states(states, [sizes[k] for k in chosen]))
         accs.append(model_accuracy(global_model, *test))
