@@ -9,7 +9,6 @@ import socket
 import tarfile
 import threading
 import urllib.request
-from pathlib import Path
 
 import pytest
 

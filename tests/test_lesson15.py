@@ -462,10 +462,10 @@ def test_the_lessons_kit_objects_do_not_pass_the_exercises():
         ex = get(f"15.{i}")
         case = ex.arity()
         for name, fn in candidates:
-            for how, call in _arguments(fn, case):
+            for how, call_as in _arguments(fn, case):
                 for what, adapt in RESULTS:
                     def wrapped(*a, **k):
-                        return adapt(call(a, k))
+                        return adapt(call_as(a, k))
                     try:
                         ok = ex.assess([case], [call(wrapped, case)]) is None
                     except Exception:  # noqa: BLE001

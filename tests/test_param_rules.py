@@ -1,6 +1,5 @@
 """validation_rules reads a notebook's rules without running any of its code (issue 25, item 4)."""
 import ast
-from pathlib import Path
 
 import nbformat
 import pytest

@@ -2,7 +2,6 @@
 splits, and matrix-factorization recovery on synthetic data."""
 from __future__ import annotations
 
-import io
 import zipfile
 
 import numpy as np

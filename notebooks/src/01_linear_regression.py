@@ -174,7 +174,8 @@ g1 = np.linspace(float(w_closed[-1]) - 150, float(w_closed[-1]) + 150, 60)
 Z = np.zeros((len(g1), len(g0)))
 for i, b in enumerate(g1):
     for j, a in enumerate(g0):
-        wv = w_closed.clone(); wv[k] = a; wv[-1] = b
+        wv = w_closed.clone()
+        wv[k], wv[-1] = a, b
         Z[i, j] = linear.mse(Xtr, ytr, wv).item()
 viz.show(viz.loss_surface(g0, g1, Z, path=path[:200, [k, -1]].numpy(),
                           labels=(f"w[{houses.feature_names[k]}]", "bias"), title="MSE over two weights"))

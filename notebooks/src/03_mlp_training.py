@@ -108,8 +108,6 @@ display(Markdown("| optimizer | lr | final validation accuracy | final validatio
 # * **dropout** — randomly zeroes hidden units during training (never at evaluation),
 # * **early stopping** — keeps the weights of the best validation epoch and stops when it stops improving.
 # %%
-import math
-
 from kit.models.mlp import weight_sparsity
 
 small = (train[0][:overfit_train], train[1][:overfit_train])

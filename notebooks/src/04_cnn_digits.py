@@ -44,7 +44,6 @@ if smoke:
 # %%
 import time
 
-import numpy as np
 import torch
 
 import kit.data

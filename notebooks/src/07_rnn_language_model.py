@@ -36,7 +36,6 @@ if smoke:
 import math
 
 import torch
-import torch.nn.functional as F
 
 import kit.data
 import kit.viz as viz

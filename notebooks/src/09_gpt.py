@@ -47,7 +47,7 @@ import torch
 import kit.viz as viz
 import kit.viz.lm as vl
 from kit.models import gpt
-from kit.models.gpt import GPT, KVCache
+from kit.models.gpt import GPT
 from kit.text import char_corpus, perplexity, unigram_entropy
 from kit.train import train_gpt, warmup_cosine
 

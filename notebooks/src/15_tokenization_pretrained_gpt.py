@@ -56,7 +56,6 @@ if smoke:  # a slice of the text, tiny vocabularies, fixed steps (deterministic)
 import math
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import IPython.display as ipd   # ipd.display(…): no bare display() in the namespace (kit's answer probe calls functions)
 import numpy as np

@@ -151,9 +151,9 @@ def finetune(clf, lr, desc):
     ids, mask = bert.tokenize(tok, list(texts[tr]))
     meter = MemoryMeter()
     t0 = time.perf_counter()
-    hist = fit(clf, (ids, mask, y[tr]), None, loss_fn=None, epochs=epochs, batch_size=batch_size, optimizer="adamw",
-               lr=lr, weight_decay=0.01, scheduler=bert.warmup_linear, clip_grad=1.0, device=dev, seed=seed,
-               desc=desc, callbacks=[meter])
+    fit(clf, (ids, mask, y[tr]), None, loss_fn=None, epochs=epochs, batch_size=batch_size, optimizer="adamw",
+        lr=lr, weight_decay=0.01, scheduler=bert.warmup_linear, clip_grad=1.0, device=dev, seed=seed,
+        desc=desc, callbacks=[meter])
     return meter, time.perf_counter() - t0
 
 

@@ -664,7 +664,7 @@ spread_w1 = spread.loc[1.0]
 conf_up, spread_down = bool(conf.loc[w_hi] > conf.loc[1.0]), bool(spread.loc[w_hi] < spread_w1)
 display(Markdown(
     f"**What guidance did in this run** ({n_guide} samples per scale). *Confidence*: "
-    + " → ".join(f"{conf.loc[w_g]:.0%}" for w_g in gt.index) + f" for w = " + ", ".join(f"{w_g:g}" for w_g in gt.index)
+    + " → ".join(f"{conf.loc[w_g]:.0%}" for w_g in gt.index) + " for w = " + ", ".join(f"{w_g:g}" for w_g in gt.index)
     + (" — it rises at every step of w." if conf.is_monotonic_increasing and conf.nunique() == len(conf) else
        " — not rising at every step of w." if conf.loc[w_hi] > conf.loc[w_lo] else " — it does not rise with w here.")
     + f" *Class match*: {gt.loc[w_lo, 'judged as the class asked for']:.0%} at w = {w_lo:g}, where the class is ignored "
@@ -674,11 +674,11 @@ display(Markdown(
     + f" bits ({np.log2(10):.2f} = all ten equally) — "
     + ("guidance does not cost coverage here, because every digit is asked for equally often; "
        if gt.loc[w_hi, "coverage (bits)"] >= gt.loc[1.0, "coverage (bits)"] - 0.05 else "guidance costs coverage here; ")
-    + f"*variety within a digit*: two samples the judge puts in the same class are "
+    + "*variety within a digit*: two samples the judge puts in the same class are "
     + ", ".join(f"{spread.loc[w_g]:.2f}" for w_g in gt.index)
-    + f" times as far apart as two real digits of one class"
+    + " times as far apart as two real digits of one class"
     + (f", falling from w = 1 to w = {w_hi:g}." if spread_down else f", not falling from w = 1 to w = {w_hi:g} here.")
-    + f" KID to real digits: " + ", ".join(f"{gt.loc[w_g, 'KID']:.4f}" for w_g in gt.index)
+    + " KID to real digits: " + ", ".join(f"{gt.loc[w_g, 'KID']:.4f}" for w_g in gt.index)
     + f" (spread over subsets about {gt['KID spread'].mean():.4f}), lowest at w = {gt['KID'].idxmin():g}.\n\n"
     + (f"The trade-off the score view predicts — sharpening $p(y \\mid x)^w$ buys confidence with variety — is in "
        f"these numbers: from w = 1 to w = {w_hi:g} confidence rises by {100 * (conf.loc[w_hi] - conf.loc[1.0]):.0f} percentage "
@@ -754,7 +754,7 @@ display(Markdown(
     f"digits)"
     + (" — the DDPM is asked for every class equally often, the GAN and the VAE are not asked at all. "
        if narrowest != "DDPM" else ". ")
-    + f"**Memorisation**: "
+    + "**Memorisation**: "
     + ("no model copies its training set" if near.min() > 0.5 else f"the {near.idxmin()}'s samples come close to copies")
     + f" — the median distance from a sample to its nearest training digit is {near.min():.2f}–{near.max():.2f} times "
     f"that of a held-out real digit (≪ 1 would mean copies)."))
@@ -788,7 +788,7 @@ display(Markdown(
     + (f"With {int(bias_table.index[0])} digits per set the real-vs-real FD is {small['FD, real vs real']:.1f}, with "
        f"{int(bias_table.index[-1])} it is {full['FD, real vs real']:.1f}: the same two distributions, a true "
        f"distance of 0 at both sizes — the difference is the estimate's bias. " if len(bias_table) > 1 else "")
-    + f"KID real vs real: "
+    + "KID real vs real: "
     + ", ".join(f"{r['KID, real vs real']:.4f} (spread {r['KID spread']:.4f}) with {int(n)} per set"
                 for n, r in bias_table.iterrows())
     + (" — within one spread of 0 at every size." if kid_within else " — not within one spread of 0 at every size here.")))

@@ -58,7 +58,6 @@ if smoke:   # the tiny random model learns the answer format's first steps, and 
 # assistant's turn and close it with `<|im_end|>`. We ask our tasks exactly that way, with a system message that
 # states the answer format, and score the greedy reply by **exact match**.
 # %%
-import copy
 import resource
 import time
 

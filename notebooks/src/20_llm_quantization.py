@@ -38,8 +38,6 @@ if smoke:  # a random stand-in for the model, fewer bytes and tokens
     llm, eval_bytes, answer_tokens = "tiny", min(eval_bytes, 1500), min(answer_tokens, 4)
     decode_prompt, decode_tokens, decode_repeats = min(decode_prompt, 32), min(decode_tokens, 8), min(decode_repeats, 2)
 # %%
-import copy
-import gc
 import os
 import resource
 import time

@@ -46,13 +46,11 @@ if smoke:   # a random stand-in, fewer documents, questions and requests
 import gc
 import os
 import resource
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import IPython.display as ipd   # ipd.display(…): no bare display() in the namespace (kit's answer probe calls functions)
 import numpy as np
-import torch
 
 import kit.viz as viz
 import kit.viz.text as vt
