@@ -10,8 +10,13 @@ import torch
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """``"auto"`` → cuda if available, else mps, else cpu. An explicit name must be available."""
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or ``None``) → cuda if available, else mps, else cpu. An explicit name must be available;
+    a ``torch.device`` is taken as it is (``torch.device("cuda", 1)``: the caller chose that card)."""
+    if isinstance(device, torch.device):
+        return device
+    if device is None:
+        device = "auto"
     if device not in DEVICES:
         raise ValueError(f"parameter 'device' must be one of {DEVICES}, got {device!r}")
     if device == "auto":
