@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import runpy
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -13,17 +12,16 @@ import papermill as pm
 import pytest
 
 from kit.params import ParameterError
-from kit.lessons.run import execute, list_notebooks
+from kit.lessons.catalog import lesson_of, notebooks
+from kit.lessons.run import execute
 
-NOTEBOOKS = list_notebooks()
+NOTEBOOKS = notebooks()
 TIMEOUT = 240  # seconds per cell (smoke cells take < 60 s; a lost kernel reply is retried after this)
 
 def bar(stem: str):
-    """Each lesson's smoke-run bar lives in ``tests/bars/<stem>.py`` as ``check(m: dict) -> bool``."""
-    path = Path(__file__).parent / "bars" / f"{stem}.py"
-    if not path.exists():
-        return None
-    return runpy.run_path(str(path))["check"]
+    """A lesson's smoke-run bar: its catalog entry's ``smoke_bar(m: dict) -> bool``."""
+    entry = lesson_of(stem)
+    return entry.smoke_bar if entry else None
 
 
 CLEAN_CLONE_CANARY = "07_rnn_language_model"  # always run in the clean-clone pass: the embedded path end to end

@@ -7,6 +7,7 @@ import torch
 
 from kit.exercises import Case, function
 from kit.exercises.inputs import InputFunction
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 def _scaled_identity_cases(rng):
@@ -68,3 +69,25 @@ function("00.3", "the tangent line (slope, intercept) of f at x0, with autograd"
                 "torch.tensor(x0, dtype=torch.float64, requires_grad=True); after y.backward() the slope is in .grad. "
                 "The tangent passes through (x0, f(x0)): solve for the intercept.",
                 "Return two plain numbers (use .item()), as a tuple (slope, intercept)."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    return m["grad_error"] < 1e-8 and m["dot"] == 10.0
+
+
+LESSON = LessonEntry(
+    number='00', name='setup', title='Setup and a first gradient',
+    goal='Check the environment, pick a device, and verify a first gradient against finite differences.',
+    teaches='environment check, device choice, tensors, a first gradient checked by finite differences, how '
+            'parameters and `metrics.json` work',
+    data='—',
+    metrics=(
+        Headline('grad_error', 'autograd vs finite differences', 1e-08, 'lower'),
+    ),
+    smoke_bar=smoke_bar,
+    budget=Budget(smoke_s=20),
+)

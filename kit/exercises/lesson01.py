@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from kit.exercises import Case, function, randn as _t
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 def _with_ones(X):
@@ -132,3 +133,30 @@ function("01.5", "least squares with a bias, by the normal equations", reference
                 "Setting the gradient of the MSE to zero gives a d+1 by d+1 linear system in the weights and bias; "
                 "solve it rather than inverting a matrix.",
                 "Return the weights and the bias separately, as a tuple (w, b)."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    return (m["max_weight_diff"] < 1e-4 and m["hand_vs_autograd"] < 1e-9
+            and m["test_r2"] > 0.9 and m["test_mse"] < 0.1 * m["baseline_mse"]
+            # why standardise: the raw problem's Hessian is far worse conditioned and GD gets less far on it
+            and m["cond_raw"] > 100 * m["cond_scaled"] and m["raw_gd_loss"] > 1.5 * m["final_gd_loss"])
+
+
+LESSON = LessonEntry(
+    number='01', name='linear_regression', title='Linear regression',
+    goal='House prices three ways — closed form, gradient descent, autograd — that agree to 1e-4.',
+    teaches='house prices three ways — closed form, gradient descent with a hand-derived gradient, autograd — all '
+            'agree (asserted to 1e-4); learning-rate slider and the 2/λ_max stability limit; why standardise: the '
+            'condition number and gradient descent on raw vs standardised features, measured; loss surface',
+    data='California housing when online; synthetic houses with a known price rule',
+    metrics=(
+        Headline('test_r2', 'test R²', 0.9),
+        Headline('max_weight_diff', "the three solutions' largest weight gap", 0.0001, 'lower'),
+    ),
+    smoke_bar=smoke_bar,
+    budget=Budget(smoke_s=30),
+)

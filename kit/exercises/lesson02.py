@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from kit.exercises import Case, function, randn as _t
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 def _labels(rng, n):
@@ -90,3 +91,28 @@ function("02.4", "the gradient of BCE + λ‖w‖²",
          hints=("The gradient of a sum is the sum of the gradients: the BCE part is the lesson's Xᵀ(p − y)/n.",
                 "Differentiate λ Σ wⱼ² one coordinate at a time; check your factor by finite differences "
                 "(kit.checks.gradient_check)."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    return (m["grad_err_fd"] < 1e-6 and m["grad_err_autograd"] < 1e-10
+            and m["wrong_grad_err_fd"] > 1e-2 and m["test_acc"] > 0.93)
+
+
+LESSON = LessonEntry(
+    number='02', name='logistic_regression', title='Logistic regression',
+    goal='Classify tumours; check the gradient p − y against autograd and finite differences.',
+    teaches='sigmoid, binary cross-entropy, dL/dz = p − y derived and **checked against autograd and finite '
+            'differences**; the common wrong derivation 1 − 2p − y failing the same check',
+    data='breast cancer (scikit-learn, real)',
+    metrics=(
+        Headline('test_acc', 'test accuracy', 0.93, unit='%'),
+        Headline('grad_err_fd', 'p − y vs finite differences', 1e-06, 'lower'),
+    ),
+    smoke_bar=smoke_bar,
+    figure='gradient descent',
+    budget=Budget(smoke_s=20),
+)

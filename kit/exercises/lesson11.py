@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from kit.exercises import Case, compare, function, randn
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 def _t(rng, *shape, scale=1.0):
@@ -133,3 +134,40 @@ function("11.4", "the distillation soft-target loss T²·KL(teacher ‖ student)
                 "with log_softmax, so logits of ±200 stay finite.",
                 "Multiply by T²: the softened gradients shrink as 1/T², and the factor puts them back on the scale "
                 "of the hard-label loss."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    return (m["acc_teacher"] > 0.9
+            # int8 keeps accuracy and is ~4× smaller on disk
+            and min(m["acc_int8_dynamic"], m["acc_int8_static"], m["acc_int8_qat"]) > m["acc_teacher"] - 0.03
+            and m["size_kb_int8_dynamic"] < 0.4 * m["size_kb_fp32"] and m["size_kb_int8_static"] < 0.4 * m["size_kb_fp32"]
+            # pruning: harmless at 50 %, fine-tuning recovers at 90 %
+            and m["prune_sweep_acc_50"] > m["acc_teacher"] - 0.03
+            and m["acc_pruned90_finetuned"] >= m["acc_pruned90"] and abs(m["sparsity_finetuned"] - 0.9) < 1e-3
+            # the student is far smaller and still good
+            and m["student_params"] < m["teacher_params"] / 10 and m["acc_student_distilled"] > 0.85
+            # ONNX Runtime computes what PyTorch computes
+            and m["onnx_max_abs_diff"] <= m["onnx_tolerance"] <= 1e-4 and m["acc_onnx"] == m["acc_teacher"])
+
+
+LESSON = LessonEntry(
+    number='11', name='compression_deployment', title='Compression and deployment',
+    goal='int8 quantization, pruning and distillation measured; ONNX Runtime checked against PyTorch.',
+    teaches='int8 post-training quantization (dynamic, static) and QAT with `torch.ao.quantization`; magnitude '
+            'pruning with `torch.nn.utils.prune` (0–90 % sweep, fine-tuning); knowledge distillation (soft targets '
+            'at temperature T, KL·T²); one measured table and plot of size on disk, CPU latency (median) and '
+            'accuracy per variant; ONNX export run by ONNX Runtime and checked against PyTorch (max abs diff ≤ '
+            "1e-4), lesson 09's GPT too",
+    data='8×8 digits (scikit-learn, real)',
+    metrics=(
+        Headline('acc_int8_static', 'int8 (static) accuracy', 'acc_teacher-0.03', unit='%'),
+        Headline('size_kb_int8_static', 'int8 (static) size (kB)', 'size_kb_fp32*0.4', 'lower'),
+        Headline('onnx_max_abs_diff', 'ONNX Runtime vs PyTorch', 0.0001, 'lower'),
+    ),
+    smoke_bar=smoke_bar,
+    budget=Budget(),
+)

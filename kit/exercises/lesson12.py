@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from kit.exercises import Case, compare, function, randn as _t
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 # ------------------------------------------------------------------ 12.1 all-reduce (mean)
@@ -121,3 +122,39 @@ function("12.3", "rank r's indices for one epoch, exactly as DistributedSampler(
                 "ceil((n − world_size) / world_size): compare len(...) with DistributedSampler's num_samples."))
 
 __all__ = []
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    return (m["world_size"] == m["nproc"] == 2
+            # 2 processes × B/2 follow the 1-process curve with batch B
+            and m["max_rel_loss_diff"] <= m["rtol"] <= 1e-5 and m["final_weights_max_diff"] < 1e-4
+            # a hand-written all_reduce of the gradients is DDP's gradient, and the replicas stay identical
+            and m["manual_vs_ddp_max_loss_diff"] <= 1e-6 and m["first_step_grad_max_diff"] <= 1e-6
+            and m["replica_max_diff"] == 0.0
+            and m["final_loss_ddp"] < 2.0 and abs(m["test_acc_ddp"] - m["test_acc_single"]) < 0.01
+            # the linear scaling rule: a global batch lr_scale× larger at the same rate trains less per epoch;
+            # the rate scaled by lr_scale makes up for much of it
+            and m["loss_big_batch_scaled_lr"] < m["loss_big_batch_same_lr"]
+            and m["acc_big_batch_scaled_lr"] >= m["acc_big_batch_same_lr"])
+
+
+LESSON = LessonEntry(
+    number='12', name='distributed', title='Data-parallel training',
+    goal='DistributedDataParallel launched by torchrun: 2 processes × B/2 reproduce 1 process × B.',
+    teaches='data-parallel training with `torch.distributed` and `DistributedDataParallel`, launched by `torchrun` '
+            'from the notebook (2 CPU processes with gloo; nccl on GPUs); 2 processes × B/2 reproduce 1 process × B '
+            '(asserted to 1e-5 relative); `DistributedSampler` with `set_epoch`, and the linear learning-rate '
+            "scaling rule measured; a hand-written gradient all-reduce equals DDP's; timings; the same script on "
+            'several machines',
+    data='8×8 digits (scikit-learn, real)',
+    metrics=(
+        Headline('max_rel_loss_diff', '2 × B/2 vs 1 × B (relative loss gap)', 1e-05, 'lower'),
+        Headline('test_acc_ddp', 'test accuracy (DDP)', None, unit='%'),
+    ),
+    smoke_bar=smoke_bar,
+    budget=Budget(),
+)

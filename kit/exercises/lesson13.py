@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from kit.exercises import Case, compare, function, prop, raised_message, randn as _t
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 # ------------------------------------------------------------------ 13.1 a FedAvg round with a server learning rate
@@ -171,3 +172,37 @@ function("13.4", "the best balanced accuracy of a loss-threshold membership-infe
                 "answers: try each and keep the best.",
                 "Watch the ties: with “≤ τ” an example whose loss equals τ counts as a member — and member and "
                 "non-member lists may have different lengths, so average the two rates, not the examples."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    eps = m["dp_epsilons"]
+    return (m["fedavg_iid_acc"] > 0.8 and m["fedavg_noniid_acc"] > 0.4 and m["centralized_acc"] > 0.85
+            and m["fedavg_iid_acc"] > m["fedavg_noniid_acc"]  # label skew slows FedAvg down
+            and m["noniid_max_class_share"] > 0.3  # the non-IID clients really are label-skewed
+            # DP: ε shrinks as the noise grows, from a real accountant, with δ reported
+            and all(a > b > 0 for a, b in zip(eps, eps[1:])) and 0 < m["dp_delta"] < 1e-3
+            and all(a > b for a, b in zip(m["eps_rdp_grid"], m["eps_rdp_grid"][1:]))
+            and m["dp_accs"][0] > 0.5 and m["dp_acc_no_noise"] > 0.8
+            # per-sample clipping: every clipped norm ≤ C; Opacus and torch.func agree
+            and m["clip_max_after"] <= 1.0 + 1e-4 and m["opacus_vs_func_max_diff"] < 1e-5)
+
+
+LESSON = LessonEntry(
+    number='13', name='privacy', title='Federated learning and differential privacy',
+    goal='FedAvg on IID and label-skewed clients; DP-SGD with a real privacy accountant.',
+    teaches='federated averaging over simulated IID and label-skewed (Dirichlet α) clients vs centralized training; '
+            'DP-SGD with Opacus (per-sample clipping shown with `torch.func`, Poisson sampling, RDP and PRV '
+            'accountants): accuracy vs ε for several noise multipliers, (ε, δ) reported',
+    data='8×8 digits (scikit-learn, real)',
+    metrics=(
+        Headline('fedavg_iid_acc', 'FedAvg accuracy (IID clients)', 0.8, unit='%'),
+        Headline('centralized_acc', 'centralized accuracy', 0.85, unit='%'),
+        Headline('opacus_vs_func_max_diff', 'Opacus vs torch.func per-sample gradients', 1e-05, 'lower'),
+    ),
+    smoke_bar=smoke_bar,
+    budget=Budget(),
+)

