@@ -41,6 +41,7 @@ def test_list_shows_lessons_goals_and_parameters(capsys):
     assert "Linear regression: house prices three ways" in out  # title line of the first markdown cell
     assert "closed-form least-squares" in out                    # its goals
     assert "lr = 0.1  (float)  # gradient-descent learning rate" in out
+    assert "01.3  one step of gradient descent" in out and "test R² ≥ 0.9" in out  # from the catalog
     assert main(["list", "--json"]) == 0
     lessons = json.loads(capsys.readouterr().out)
     lr = next(x for x in lessons if x["name"] == "01_linear_regression")["parameters"]["lr"]

@@ -39,19 +39,39 @@ def _err(cmd: str, e: BaseException) -> int:
 
 
 def cmd_list(args) -> int:
-    from kit.lessons.run import Lesson, list_notebooks
+    """The catalog (:mod:`kit.lessons.catalog`) with each notebook's parameters."""
+    from kit.lessons.catalog import LESSONS
+    from kit.lessons.headlines import judge
+    from kit.lessons.run import Lesson
+    from kit.exercises import exercises
     lessons = []
-    for nb in list_notebooks():
-        lesson = Lesson.load(nb)
-        lessons.append({"name": lesson.name, "title": lesson.title, "goals": lesson.goals,
-                        "parameters": lesson.parameters})
+    for e in LESSONS.values():
+        nb = Lesson.load(e.stem)
+        lessons.append({"name": e.stem, "number": e.number, "title": nb.title, "goal": e.goal, "goals": nb.goals,
+                        "builds_on": list(e.builds_on),
+                        "headlines": [{"key": h.key, "label": h.label, "bar": judge(h, {})["bar_text"] or None}
+                                      for h in e.metrics],
+                        "exercises": [{"id": x.id, "title": x.title} for x in exercises(e.number)],
+                        "budget": {"smoke_s": e.budget.smoke_s, "default_s": e.budget.default_s,
+                                   "default_gb": e.budget.default_gb},
+                        "parameters": nb.parameters})
     if args.json:
         print(json.dumps(lessons, indent=2))
         return 0
     for info in lessons:
         print(f"{info['name']}  —  {info['title']}")
+        print(textwrap.fill(info["goal"], width=100, initial_indent="    ", subsequent_indent="    "))
         if info["goals"]:
             print(textwrap.fill(info["goals"], width=100, initial_indent="    ", subsequent_indent="    "))
+        if info["builds_on"]:
+            print(f"    builds on lessons {', '.join(info['builds_on'])}")
+        b = info["budget"]
+        print(f"    runs in ≤ {b['default_s']:g} s and ≤ {b['default_gb']:g} GB with its defaults "
+              f"(smoke run ≤ {b['smoke_s']:g} s) on 2 CPU cores")
+        print("    judged by: " + "; ".join(f"{h['label']} {h['bar'] or '(shown)'}" for h in info["headlines"]))
+        print("    exercises:")
+        for x in info["exercises"]:
+            print(f"      {x['id']}  {x['title']}")
         print("    parameters:")
         for name, p in info["parameters"].items():
             print(f"      {name} = {p['default']}  ({p['type']}){'  # ' + p['help'] if p['help'] else ''}")
