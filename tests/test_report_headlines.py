@@ -495,11 +495,14 @@ def test_headlines_read_wall_clock_timing_too():
 def test_the_index_says_when_the_machine_trained_slower_than_the_bars_assume():
     from kit.lessons.headlines import lesson_of
     from kit.lessons.report import headline_block
+    from kit.lessons.runfolder import Results, RunFolder, RunRecord
     lesson = lesson_of("09_gpt")
-    slow = {"status": "ok", "seconds": 300, "overrides": {}, "metrics": {"val_loss_60s": 2.39, "val_loss": 1.531, "kv_cache_same_greedy": True},
-            "timing": {"tokens_per_s": 21_000.0, "reference_tokens_per_s": 56_875}}
-    block = headline_block(lesson, slow)
+
+    def run(timing):
+        return RunFolder(Path("09_gpt"), RunRecord("09_gpt.ipynb", "ok", 300, {}), Results(
+            metrics={"val_loss_60s": 2.39, "val_loss": 1.531, "kv_cache_same_greedy": True}, timing=timing))
+    block = headline_block(lesson, run({"tokens_per_s": 21_000.0, "reference_tokens_per_s": 56_875}))
     assert "21,000 tokens/s, 37% of the 56,875 tokens/s" in block and "✗" in block   # the bar is still judged
-    fast = {**slow, "timing": {"tokens_per_s": 60_000.0, "reference_tokens_per_s": 56_875}}
+    fast = run({"tokens_per_s": 60_000.0, "reference_tokens_per_s": 56_875})
     assert "tokens/s the time-budget bars assume" not in headline_block(lesson, fast)
-    assert "bars assume" not in headline_block(lesson, {**slow, "timing": {}})
+    assert "bars assume" not in headline_block(lesson, run({}))

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import ast
-import json
 import os
 import platform
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from kit.lessons.execute import STALL_TIMEOUT, KernelStalled, RunError, run_notebook
+from kit.lessons.report_page import notebook_to_html
+from kit.lessons.runfolder import Results, RunFolder, RunRecord, begin, discard_results
 from kit.params import ParameterError, check_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,43 +236,9 @@ class RunResult:
     out_dir: Path
     notebook: Path
     html: Path | None
-    metrics: dict
+    metrics: dict  # metrics.json as the notebook wrote it ({} where it wrote none)
     seconds: float
     attempts: int = 1
-
-
-@dataclass
-class RunRecord:
-    """``run.json``: what ran, how it ended and why (written last: it marks a run folder complete)."""
-    notebook: str
-    status: str  # "ok" or "failed"
-    seconds: float
-    parameters: dict
-    all_parameters: dict = field(default_factory=dict)
-    env: dict = field(default_factory=dict)
-    finished: str = ""
-    reason: str | None = None  # one line, when the run failed
-    attempts: int = 1  # 2 when a stalled kernel was replaced
-
-    def write(self, folder: Path) -> Path:
-        path = Path(folder) / "run.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)
-        return path
-
-    @classmethod
-    def read(cls, folder: Path) -> "RunRecord | None":
-        """The record of a run folder, or ``None`` when there is none (or it is unreadable)."""
-        try:
-            data = json.loads((Path(folder) / "run.json").read_text())
-        except (OSError, ValueError):
-            return None
-        known = set(cls.__dataclass_fields__)
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError:
-            return None
 
 
 def environment_info() -> dict:
@@ -321,11 +288,7 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: float | 
     parameters = dict(parameters or {})
     check_names(parameters, declared)
     parameters = {k: _coerce_like(v, declared[k]["default"]) for k, v in parameters.items()}
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.json", "run.json"):
-        (out / stale).unlink(missing_ok=True)
-    (out / "params.json").write_text(json.dumps(parameters, indent=2, sort_keys=True))
+    out = begin(out_dir, parameters)
     out_nb = out / nb.name
     t0 = time.perf_counter()
     status, reason, attempts = "failed", None, 0
@@ -341,7 +304,7 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: float | 
                     raise KernelStalled(f"{e} (twice, each time with a fresh kernel)",
                                         notebook=nb.name, cell=e.cell) from None
                 print(f"kit: {nb.name}, {e}; running the notebook once more with a fresh kernel", file=sys.stderr)
-                (out / "metrics.json").unlink(missing_ok=True)
+                discard_results(out)
             except PapermillExecutionError as e:
                 if not allow_errors:
                     raise
@@ -361,17 +324,15 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: float | 
         seconds = time.perf_counter() - t0
         html_path = None
         if html and out_nb.exists():
-            from kit.lessons.report import notebook_to_html
             try:
                 html_path = notebook_to_html(out_nb)
             except Exception as e:  # noqa: BLE001 - the run itself is fine; say so and carry on
                 print(f"kit: HTML conversion of {out_nb.name} failed: {e}", file=sys.stderr)
-        RunRecord(notebook=nb.name, status=status, seconds=round(seconds, 2), parameters=parameters,
-                  all_parameters=effective_parameters(nb, parameters), env=environment_info(),
-                  finished=time.strftime("%Y-%m-%d %H:%M:%S"), reason=reason, attempts=attempts).write(out)
-    metrics_file = out / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    return RunResult(out, out_nb, html_path, metrics, seconds, attempts)
+        record = RunRecord(notebook=nb.name, status=status, seconds=round(seconds, 2), parameters=parameters,
+                           all_parameters=effective_parameters(nb, parameters), env=environment_info(),
+                           finished=time.strftime("%Y-%m-%d %H:%M:%S"), reason=reason, attempts=attempts)
+        RunFolder(out, record).write()
+    return RunResult(out, out_nb, html_path, Results.read(out).doc, seconds, attempts)
 
 
 def _first_line(text) -> str:
