@@ -1,8 +1,22 @@
-"""What every model shares: counting its parameters, and the one accuracy of its logits (and of a model on data)."""
+"""What every model shares: counting its parameters, the one accuracy of its logits (and of a model on data), and
+evaluation mode for a block (:func:`evaluating`)."""
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """``model.eval()`` inside the block, the previous mode (training or not) after it."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
 
 
 def n_params(model: nn.Module, trainable_only: bool = False) -> int:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kit.models.base import accuracy
+from kit.models.base import accuracy, evaluating
 
 __all__ = ["BertConfig", "Bert", "BertLayer", "BertSelfAttention", "minilm_dir", "load_tokenizer",
            "hf_name_map", "load_weights", "load_minilm", "mean_pool", "SentenceEncoder", "BertClassifier",
@@ -263,16 +263,14 @@ class SentenceEncoder:
     def encode(self, texts: list[str], batch_size: int = 64, normalize: bool = True) -> torch.Tensor:
         """``(N, hidden)`` float32 embeddings (CPU) for a list of sentences, in order. Sentences are
         batched by length (less padding), which does not change the result."""
-        was = self.model.training
-        self.model.eval()
-        texts = list(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = torch.empty(len(texts), self.model.cfg.n_embd)
-        for s in range(0, len(texts), batch_size):
-            idx = order[s:s + batch_size]
-            ids, mask = tokenize(self.tokenizer, [texts[i] for i in idx], self.device)
-            out[idx] = self.embed(ids, mask, normalize).float().cpu()
-        self.model.train(was)
+        with evaluating(self.model):
+            texts = list(texts)
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            out = torch.empty(len(texts), self.model.cfg.n_embd)
+            for s in range(0, len(texts), batch_size):
+                idx = order[s:s + batch_size]
+                ids, mask = tokenize(self.tokenizer, [texts[i] for i in idx], self.device)
+                out[idx] = self.embed(ids, mask, normalize).float().cpu()
         return out
 
 

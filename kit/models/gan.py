@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.models.base import evaluating
+
 
 @dataclass
 class GANConfig:
@@ -41,10 +43,8 @@ class Generator(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         dev = next(self.parameters()).device
-        was = self.training
-        self.eval()
-        out = self(torch.randn(n, self.cfg.latent, generator=generator).to(dev))
-        self.train(was)
+        with evaluating(self):
+            out = self(torch.randn(n, self.cfg.latent, generator=generator).to(dev))
         return out
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from kit.models.base import evaluating
+
 __all__ = ["transformers_max_abs_diff"]
 
 
@@ -31,10 +33,8 @@ def transformers_max_abs_diff(folder: str | os.PathLike, model, idx: torch.Tenso
         transformers.logging.set_verbosity(verbosity)
         if bars:
             transformers.logging.enable_progress_bar()
-    was = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    ours = model(idx.to(dev)).float().cpu()
-    model.train(was)
+    with evaluating(model):
+        dev = next(model.parameters()).device
+        ours = model(idx.to(dev)).float().cpu()
     theirs = hf(idx.cpu()).logits.float()
     return float((ours - theirs).abs().max())

@@ -12,6 +12,7 @@ from typing import Iterable, Iterator
 
 import torch
 
+from kit.models.base import evaluating
 from kit.models.gpt import GPT, KVCache
 from kit.models.sampling import sample_next
 
@@ -207,20 +208,18 @@ def text_bits_per_byte(model: GPT, tok, text: str, window: int = 1024, bos_id: i
     step, dev = window - 1, model.wte.weight.device
     chunks = [ids[s:s + step] for s in range(0, len(ids), step)]
     total = 0.0
-    was_training = model.training
-    model.eval()
-    for b in range(0, len(chunks), batch_size):
-        rows = chunks[b:b + batch_size]
-        n = max(len(r) for r in rows)
-        x = torch.full((len(rows), n + 1), int(bos_id), dtype=torch.long, device=dev)
-        y = torch.full((len(rows), n), -100, dtype=torch.long, device=dev)   # -100: padding, not scored
-        for i, r in enumerate(rows):
-            x[i, 1:len(r) + 1] = torch.tensor(r, dtype=torch.long)
-            y[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-        logits = model(x[:, :-1]).float()
-        total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
-                                                         ignore_index=-100, reduction="sum"))
-    model.train(was_training)
+    with evaluating(model):
+        for b in range(0, len(chunks), batch_size):
+            rows = chunks[b:b + batch_size]
+            n = max(len(r) for r in rows)
+            x = torch.full((len(rows), n + 1), int(bos_id), dtype=torch.long, device=dev)
+            y = torch.full((len(rows), n), -100, dtype=torch.long, device=dev)   # -100: padding, not scored
+            for i, r in enumerate(rows):
+                x[i, 1:len(r) + 1] = torch.tensor(r, dtype=torch.long)
+                y[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+            logits = model(x[:, :-1]).float()
+            total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
+                                                             ignore_index=-100, reduction="sum"))
     n_bytes = len(text.encode("utf-8"))
     bits = total / 0.6931471805599453   # nats → bits: ÷ ln 2
     return {"bits_per_byte": bits / n_bytes, "bits": bits, "tokens": len(ids), "bytes": n_bytes,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from kit.models.base import evaluating
+
 __all__ = ["is_recurrent", "logits_of", "detach_state", "filter_logits", "sample_next", "generate"]
 
 
@@ -86,26 +88,24 @@ def generate(model, prompt: torch.Tensor, max_new_tokens: int, temperature: floa
     A recurrent model reads the prompt once and then one token at a time, carrying its state; any
     other model is re-run on the last ``block_size`` tokens (its context window) at every step.
     Returns the ids (prompt included) with the prompt's shape convention, on the model's device."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    idx = prompt.to(device)
-    squeeze = idx.ndim == 1
-    if squeeze:
-        idx = idx[None]
-    if idx.shape[1] == 0:
-        raise ValueError("generate needs a prompt of at least one token")
-    if is_recurrent(model):
-        logits, state = model(idx, None)
-        for _ in range(max_new_tokens):
-            nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
-            idx = torch.cat([idx, nxt[:, None]], 1)
-            logits, state = model(nxt[:, None], state)
-    else:
-        for _ in range(max_new_tokens):
-            ctx = idx if block_size is None else idx[:, -block_size:]
-            logits = logits_of(model(ctx))
-            nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
-            idx = torch.cat([idx, nxt[:, None]], 1)
-    model.train(was_training)
+    with evaluating(model):
+        device = next(model.parameters()).device
+        idx = prompt.to(device)
+        squeeze = idx.ndim == 1
+        if squeeze:
+            idx = idx[None]
+        if idx.shape[1] == 0:
+            raise ValueError("generate needs a prompt of at least one token")
+        if is_recurrent(model):
+            logits, state = model(idx, None)
+            for _ in range(max_new_tokens):
+                nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
+                idx = torch.cat([idx, nxt[:, None]], 1)
+                logits, state = model(nxt[:, None], state)
+        else:
+            for _ in range(max_new_tokens):
+                ctx = idx if block_size is None else idx[:, -block_size:]
+                logits = logits_of(model(ctx))
+                nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
+                idx = torch.cat([idx, nxt[:, None]], 1)
     return idx[0] if squeeze else idx

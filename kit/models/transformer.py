@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.models.base import evaluating
+
 
 # ---------------------------------------------------------------- attention
 def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
@@ -225,10 +227,8 @@ class TransformerClassifier(nn.Module):
     @torch.no_grad()
     def attention_maps(self, ids: torch.Tensor) -> list[torch.Tensor]:
         """Attention weights of every layer for ``ids`` (B, T): a list of (B, n_head, T, T) tensors."""
-        was = self.training
-        self.eval()
-        _, w = self.encoder(ids, ids != self.cfg.pad_id, return_weights=True)
-        self.train(was)
+        with evaluating(self):
+            _, w = self.encoder(ids, ids != self.cfg.pad_id, return_weights=True)
         return w
 
 

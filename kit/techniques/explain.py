@@ -9,7 +9,6 @@ predicted class. Attribution maps come back with the input's shape ``(N, C, H, W
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Iterable
 
 import numpy as np
@@ -17,16 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module):
-    """``model.eval()`` inside the block, the previous mode after it."""
-    was = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was)
+from kit.models.base import evaluating
 
 
 def _targets(logits: torch.Tensor, target) -> torch.Tensor:

@@ -20,21 +20,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from kit.models.base import evaluating
+
 
 @torch.no_grad()
 def judge_outputs(judge, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """``(probabilities (N, classes), penultimate features (N, F))`` of a :class:`kit.models.cnn.CNN` judge:
     the features are what its last linear layer reads (the flattened output of the conv blocks)."""
-    was = judge.training
-    judge.eval()
-    dev = next(judge.parameters()).device
-    probs, feats = [], []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(dev).float().view(-1, 1, 28, 28)
-        f = judge.head[:-1](judge.features(x))            # everything but the final Linear
-        probs.append(judge.head[-1](f).float().softmax(1).cpu())
-        feats.append(f.float().cpu())
-    judge.train(was)
+    with evaluating(judge):
+        dev = next(judge.parameters()).device
+        probs, feats = [], []
+        for i in range(0, len(images), batch_size):
+            x = images[i:i + batch_size].to(dev).float().view(-1, 1, 28, 28)
+            f = judge.head[:-1](judge.features(x))            # everything but the final Linear
+            probs.append(judge.head[-1](f).float().softmax(1).cpu())
+            feats.append(f.float().cpu())
     return torch.cat(probs), torch.cat(feats)
 
 

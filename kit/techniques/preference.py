@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.models.base import evaluating
 from kit.models.lora import lora_disabled
 from kit.train.sft import IGNORE, sft_batch
 
@@ -105,17 +106,15 @@ def preference_scores(model: nn.Module, triples: Sequence[Triple], beta: float =
     """On held-out triples: ``accuracy`` — the share where the model gives the chosen answer the higher
     log-probability; ``logp_margin`` — the mean of log π(chosen) − log π(rejected); ``reward_margin`` and
     ``reward_accuracy`` — DPO's implicit reward margin against the LoRA-disabled reference (0 before training)."""
-    was = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    pol, ref = [], []
-    for s in range(0, len(triples), batch_size):
-        x, y = dpo_batch(triples[s:s + batch_size], pad_id)
-        x, y = x.to(dev), y.to(dev)
-        pol.append(sequence_logprobs(model, x, y).view(2, -1))
-        with lora_disabled(model):
-            ref.append(sequence_logprobs(model, x, y).view(2, -1))
-    model.train(was)
+    with evaluating(model):
+        dev = next(model.parameters()).device
+        pol, ref = [], []
+        for s in range(0, len(triples), batch_size):
+            x, y = dpo_batch(triples[s:s + batch_size], pad_id)
+            x, y = x.to(dev), y.to(dev)
+            pol.append(sequence_logprobs(model, x, y).view(2, -1))
+            with lora_disabled(model):
+                ref.append(sequence_logprobs(model, x, y).view(2, -1))
     pol, ref = torch.cat(pol, 1), torch.cat(ref, 1)
     reward = beta * (pol - ref)
     margin = reward[0] - reward[1]
