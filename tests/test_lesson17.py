@@ -373,6 +373,23 @@ def test_models_shapes_losses_and_samplers():
     assert diffusion.ddim_sample(un, n=2, steps=5).shape == (2, 1, 28, 28)
 
 
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_generative_models_take_their_image_size_from_the_config(size):
+    torch.manual_seed(0)
+    x, y = torch.rand(3, size * size), torch.randint(0, 10, (3,))
+    m = vae.VAE(vae.VAEConfig(latent=4, width=8, image_size=size))
+    assert m(x)["loss"].isfinite() and m.sample(2).shape == (2, 1, size, size)
+    cfg = gan.GANConfig(latent=8, width=8, image_size=size)
+    fake = gan.Generator(cfg).sample(2)
+    assert fake.shape == (2, 1, size, size) and gan.Discriminator(cfg)(fake).shape == (2,)
+    dm = diffusion.DDPM(diffusion.DDPMConfig(T=4, width=8, n_classes=10, image_size=size))
+    assert dm(x, y)["loss"].isfinite() and diffusion.ddim_sample(dm, y, steps=2).shape == (3, 1, size, size)
+    assert diffusion.ddpm_sample(dm, y).shape == (3, 1, size, size)
+    for config in (vae.VAEConfig, gan.GANConfig, diffusion.DDPMConfig):
+        with pytest.raises(ValueError, match="image_size must be a multiple of 4"):
+            config(image_size=size + 2)
+
 def test_v_prediction_converts_to_noise_and_image_and_weights_every_step():
     """v = √ᾱ ε − √(1−ᾱ) x₀: ε̂ = √(1−ᾱ) x_t + √ᾱ v and x̂₀ = √ᾱ x_t − √(1−ᾱ) v recover ε and x₀ exactly; an error
     δv costs ‖δx₀‖²·(1 + SNR) where an error δε costs ‖δx₀‖²·SNR (SNR = ᾱ/(1−ᾱ)): v keeps high-noise steps in the loss."""

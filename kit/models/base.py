@@ -38,3 +38,9 @@ def accuracy_of(fn, X: torch.Tensor, y: torch.Tensor) -> float:
     """:func:`accuracy` of ``fn(X)`` without autograd; ``fn`` is a model (in whatever mode it is) or any callable
     ``X → logits`` (tensor or numpy, e.g. an ONNX Runtime runner)."""
     return accuracy(fn(X), y)
+
+def check_image_size(size: int, what: str) -> int:
+    """``size`` for a model that halves it twice (two stride-2 convolutions): a multiple of 4, at least 4."""
+    if not isinstance(size, int) or size < 4 or size % 4:
+        raise ValueError(f"{what}.image_size must be a multiple of 4 (two halvings), got {size!r}")
+    return size

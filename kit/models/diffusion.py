@@ -1,4 +1,4 @@
-"""A small denoising diffusion model (DDPM, Ho et al. 2020) for 28×28 images, nanoGPT style::
+"""A small denoising diffusion model (DDPM, Ho et al. 2020) for square one-channel images (28×28 by default), nanoGPT style::
 
     model = DDPM(DDPMConfig(T=50, width=16, n_classes=10, pred="v", film=True, p_uncond=0.1))
     out = model(x, y)                         # {"loss": MSE of the U-Net's prediction} at a random t per image
@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.models.base import check_image_size
+
 
 @dataclass
 class DDPMConfig:
@@ -46,8 +48,10 @@ class DDPMConfig:
     film: bool = False      # condition by scale and shift of the normalised features (FiLM), not by a bias alone
     pred: str = "eps"       # what the U-Net outputs: "eps" (the noise) or "v" (√ᾱ ε − √(1−ᾱ) x₀, Salimans & Ho 2022)
     p_uncond: float = 0.0   # training: probability of replacing a label by the null class (classifier-free guidance)
+    image_size: int = 28    # height = width, a multiple of 4 (28 → 14 → 7 in the U-Net)
 
     def __post_init__(self):
+        check_image_size(self.image_size, "DDPMConfig")
         if self.pred not in ("eps", "v"):
             raise ValueError(f"DDPMConfig.pred must be 'eps' or 'v', got {self.pred!r}")
         if not 0 <= self.p_uncond < 1 or (self.p_uncond and not self.n_classes):
@@ -149,7 +153,7 @@ class DDPM(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict:
         """Simple DDPM loss: a random step per image, noise it in one jump, predict ε (or v) (MSE)."""
-        x0 = x.view(len(x), 1, 28, 28) * 2 - 1
+        x0 = x.view(len(x), 1, self.cfg.image_size, self.cfg.image_size) * 2 - 1
         t = torch.randint(0, self.cfg.T, (len(x0),), device=x0.device)
         if y is not None and self.cfg.p_uncond > 0:
             y = drop_labels(y, self.cfg.p_uncond, self.cfg.n_classes)
@@ -209,13 +213,13 @@ def ddpm_sample(model: DDPM, y: torch.Tensor | None = None, n: int | None = None
     (√ᾱ_{t−1} β_t x̂₀ + √α_t (1−ᾱ_{t−1}) x_t)/(1−ᾱ_t) — equal to the formula above while x̂₀ stays in range.
     ``guidance``: the classifier-free guidance scale w (:func:`guided_eps`).
 
-    Returns images in [0, 1] ``(N, 1, 28, 28)``; with ``keep > 0`` also ``[(t, x̂₀ of the first keep images)]``
+    Returns images in [0, 1] ``(N, 1, image_size, image_size)``; with ``keep > 0`` also ``[(t, x̂₀ of the first keep images)]``
     at every step (the denoising trajectory, x̂₀ = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t).
     """
     s, dev = model.schedule, next(model.parameters()).device
     n = len(y) if y is not None else n
     y = y.to(dev) if y is not None else None
-    x = torch.randn(n, 1, 28, 28, generator=generator).to(dev)
+    x = torch.randn(n, 1, model.cfg.image_size, model.cfg.image_size, generator=generator).to(dev)
     traj = []
     for t in range(s.T - 1, -1, -1):
         tt = torch.full((n,), t, device=dev, dtype=torch.long)
@@ -246,7 +250,7 @@ def ddim_sample(model: DDPM, y: torch.Tensor | None = None, steps: int = 10, n: 
     n = len(y) if y is not None else n
     y = y.to(dev) if y is not None else None
     ts = torch.linspace(s.T - 1, 0, steps).round().long().unique_consecutive().tolist()
-    x = torch.randn(n, 1, 28, 28, generator=generator).to(dev)
+    x = torch.randn(n, 1, model.cfg.image_size, model.cfg.image_size, generator=generator).to(dev)
     for i, t in enumerate(ts):
         eps = guided_eps(model, x, torch.full((n,), t, device=dev, dtype=torch.long), y, guidance)
         ab = s.alpha_bar[t]

@@ -1,4 +1,4 @@
-"""A convolutional variational autoencoder (VAE) for 28×28 images in [0, 1], nanoGPT style::
+"""A convolutional variational autoencoder (VAE) for square one-channel images in [0, 1] (28×28 by default), nanoGPT style::
 
     model = VAE(VAEConfig(latent=16))
     out = model(x)                    # {"loss": −ELBO per image, "recon": …, "kl": …}
@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.models.base import check_image_size
+
 
 @dataclass
 class VAEConfig:
@@ -29,6 +31,10 @@ class VAEConfig:
     width: int = 32         # channels of the first conv (the second has twice as many)
     n_classes: int = 0      # > 0: a conditional VAE (encoder and decoder see the one-hot class)
     beta: float = 1.0       # weight of the KL term (1: the ELBO)
+    image_size: int = 28    # height = width, a multiple of 4 (28 → 14 → 7)
+
+    def __post_init__(self):
+        check_image_size(self.image_size, "VAEConfig")
 
 
 def kl_terms(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -46,35 +52,38 @@ class VAE(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         self.cfg = cfg
-        w, c = cfg.width, cfg.n_classes
+        w, c, s = cfg.width, cfg.n_classes, cfg.image_size // 4
         self.enc = nn.Sequential(nn.Conv2d(1, w, 4, 2, 1), nn.LeakyReLU(0.2),       # 28 → 14
                                  nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten())  # 14 → 7
-        self.to_stats = nn.Linear(2 * w * 49 + c, 2 * cfg.latent)
-        self.from_z = nn.Linear(cfg.latent + c, 2 * w * 49)
-        self.dec = nn.Sequential(nn.LeakyReLU(0.2), nn.Unflatten(1, (2 * w, 7, 7)),
+        self.to_stats = nn.Linear(2 * w * s * s + c, 2 * cfg.latent)
+        self.from_z = nn.Linear(cfg.latent + c, 2 * w * s * s)
+        self.dec = nn.Sequential(nn.LeakyReLU(0.2), nn.Unflatten(1, (2 * w, s, s)),
                                  nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.LeakyReLU(0.2),     # 7 → 14
                                  nn.ConvTranspose2d(w, 1, 4, 2, 1))                            # 14 → 28 (logits)
+
+    def _images(self, x):
+        return x.view(len(x), 1, self.cfg.image_size, self.cfg.image_size)
 
     def _onehot(self, y, n):
         return F.one_hot(y, self.cfg.n_classes).float() if self.cfg.n_classes else torch.zeros(n, 0)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(μ, log σ²)`` of q(z|x), each ``(N, latent)``."""
-        feats = self.enc(x.view(len(x), 1, 28, 28))
+        feats = self.enc(self._images(x))
         if self.cfg.n_classes:
             feats = torch.cat([feats, self._onehot(y, len(x)).to(x.device)], 1)
         mu, logvar = self.to_stats(feats).chunk(2, dim=1)
         return mu, logvar
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Pixel logits ``(N, 1, 28, 28)`` (``.sigmoid()`` for an image)."""
+        """Pixel logits ``(N, 1, image_size, image_size)`` (``.sigmoid()`` for an image)."""
         if self.cfg.n_classes:
             z = torch.cat([z, self._onehot(y, len(z)).to(z.device)], 1)
         return self.dec(self.from_z(z))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict:
         """The negative ELBO per image (mean over the batch) and its two parts."""
-        x = x.view(len(x), 1, 28, 28)
+        x = self._images(x)
         mu, logvar = self.encode(x, y)
         z = reparameterize(mu, logvar, torch.randn_like(mu))
         recon = F.binary_cross_entropy_with_logits(self.decode(z, y), x, reduction="none").sum((1, 2, 3)).mean()
