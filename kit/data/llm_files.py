@@ -6,12 +6,11 @@ importing that package (its ``__init__`` imports ``llm`` and ``llama_cpp``, whic
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.data.fetch import ChecksumError, DataUnavailable
+from kit.data.fetch import ChecksumError, DataUnavailable, sha256_file
 
 
 @dataclass(frozen=True)
@@ -32,14 +31,6 @@ SHIPPED: dict[str, ShippedLLM] = {
 }
 
 _verified: dict[tuple, bool] = {}   # (path, size, mtime) → checked this process
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def shipped_path(name: str, verify: bool = True) -> Path:

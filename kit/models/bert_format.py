@@ -22,6 +22,7 @@ __all__ = ["load_bert", "load_wordpiece", "read_state"]
 
 
 def read_state(folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a Hugging Face checkpoint folder: ``model.safetensors``, else ``pytorch_model.bin`` (weights only)."""
     if (folder / "model.safetensors").exists():
         from safetensors.torch import load_file
         return load_file(str(folder / "model.safetensors"))

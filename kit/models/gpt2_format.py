@@ -10,13 +10,14 @@ checked against its published sha256. ``tests/test_gpt2_format.py`` compares log
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import torch
 
+from kit.data.fetch import sha256_file
+from kit.models.bert_format import read_state
 from kit.models.gpt import GPT, GPTConfig
 
 __all__ = ["load_gpt2", "save_gpt2", "KNOWN_SHA256", "CONV1D_WEIGHTS", "resolve"]
@@ -52,23 +53,6 @@ def resolve(name_or_dir: str | os.PathLike) -> Path:
                                 f"model.safetensors instead.") from None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _read_state(folder: Path) -> dict[str, torch.Tensor]:
-    if (folder / "model.safetensors").exists():
-        from safetensors.torch import load_file
-        return load_file(str(folder / "model.safetensors"))
-    if (folder / "pytorch_model.bin").exists():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"{folder} has neither model.safetensors nor pytorch_model.bin")
-
-
 def config_from_hf(hf: dict) -> GPTConfig:
     """kit's :class:`GPTConfig` for a Hugging Face GPT-2 ``config.json``."""
     if hf.get("model_type", "gpt2") != "gpt2":
@@ -91,12 +75,12 @@ def load_gpt2(name_or_dir: str | os.PathLike, device=None) -> GPT:
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{folder} has no config.json: not a Hugging Face checkpoint folder")
     known = KNOWN_SHA256.get(str(name_or_dir))
-    if known and (folder / "model.safetensors").exists() and _sha256(folder / "model.safetensors") != known:
+    if known and (folder / "model.safetensors").exists() and sha256_file(folder / "model.safetensors") != known:
         raise ValueError(f"{folder / 'model.safetensors'} does not match the published sha256 of {name_or_dir!r}: "
                          "delete it from the Hugging Face cache and download it again")
     cfg = config_from_hf(json.loads((folder / "config.json").read_text()))
     state = {}
-    for k, v in _read_state(folder).items():   # Hugging Face's names and layout → kit's (written out here only)
+    for k, v in read_state(folder).items():   # Hugging Face's names and layout → kit's (written out here only)
         k = k.removeprefix("transformer.")
         if k.startswith("lm_head.") or k.endswith((".attn.bias", ".attn.masked_bias")):
             continue  # tied to wte; causal-mask buffers
