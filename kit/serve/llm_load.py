@@ -13,11 +13,12 @@ latency), tokens and total time. :func:`summary` turns a list of them into p50/p
 """
 import asyncio
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from kit.serve.loadtest import run_coroutine
 
 __all__ = ["StreamTiming", "stream_once", "closed_loop", "open_loop", "summary"]
 
@@ -72,19 +73,6 @@ async def stream_once(http, url: str, body: dict, scheduled: float | None = None
     return out
 
 
-def _run(coro):
-    """Run ``coro`` to the end, in a fresh thread when this thread already has an event loop (a notebook)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box = {}
-    t = threading.Thread(target=lambda: box.setdefault("r", asyncio.run(coro)), daemon=True)
-    t.start()
-    t.join()
-    return box["r"]
-
-
 def _client(connections: int, timeout: float):
     import httpx
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -103,7 +91,7 @@ def closed_loop(url: str, bodies: list[dict], concurrency: int, timeout: float =
             t0 = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             return results, time.perf_counter() - t0
-    results, wall = _run(main())
+    results, wall = run_coroutine(main())
     return summary(results, wall)
 
 
@@ -122,7 +110,7 @@ def open_loop(url: str, bodies: list[dict], rate: float, seed: int = 0, timeout:
                 return await stream_once(http, url, body, scheduled=at)
             results = await asyncio.gather(*(one(b, s) for b, s in zip(bodies, starts)))
             return list(results), time.perf_counter() - t0
-    results, wall = _run(main())
+    results, wall = run_coroutine(main())
     return {**summary(results, wall), "offered_rps": rate}
 
 

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-__all__ = ["load_test", "sweep_concurrency", "send_all", "summary", "client"]
+__all__ = ["load_test", "sweep_concurrency", "send_all", "summary", "client", "run_coroutine"]
 
 
 def client(url: str, connections: int = 1, timeout: float = 30.0):
@@ -26,7 +26,7 @@ def client(url: str, connections: int = 1, timeout: float = 30.0):
     return httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout)
 
 
-def _run(coro):
+def run_coroutine(coro):
     """Run a coroutine to completion, also from inside a running event loop (a Jupyter kernel has one)."""
     try:
         asyncio.get_running_loop()
@@ -82,7 +82,7 @@ def summary(latencies_ms) -> dict:
 
 def load_test(url: str, payloads: list[bytes], concurrency: int, n_requests: int, max_seconds: float) -> dict:
     """One load level: throughput (``rps``), latency percentiles, every latency, and how many answered 200."""
-    return _run(_load(url, payloads, concurrency, n_requests, max_seconds))
+    return run_coroutine(_load(url, payloads, concurrency, n_requests, max_seconds))
 
 
 def sweep_concurrency(url: str, payloads: list[bytes], levels, n_requests: int, max_seconds: float,
@@ -103,4 +103,4 @@ async def _send(url: str, bodies: list[bytes], raw: bool) -> list:
 
 def send_all(url: str, bodies: list[bytes]) -> list[tuple[int, dict]]:
     """Send each body in turn (one client, in order); ``[(status, json), …]``."""
-    return _run(_send(url, bodies, raw=False))
+    return run_coroutine(_send(url, bodies, raw=False))
