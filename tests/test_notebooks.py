@@ -98,7 +98,20 @@ def _run_student_copy(nb, tmp_path):
         [(r.name, r.message) for r in results if r.ok or "no answer yet" not in r.message]
     leaks = leaks_reported(executed)
     assert leaks == [], f"a learner could pass by copying: {leaks}"
+    _assert_left_clean(tmp_path / "b", copy.name)
     return res
+
+
+RUN_FILES = {"metrics.json", "params.json", "run.json"}  # what a run (html=False) writes besides the notebook
+
+
+def _assert_left_clean(folder: Path, notebook: str):
+    """A lesson runs with its run folder as working directory (as JupyterLab runs it in ``notebooks/`` or a student's
+    folder): a file it writes relative to it would land next to the learner's notebooks. Lessons write such files
+    into ``kit.results.scratch_dir``; only the run's own files may be there (issue 26)."""
+    stray = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                   if p.relative_to(folder).parts[0] not in RUN_FILES | {notebook})
+    assert not stray, f"the lesson left files in its working directory (write them into kit.results.scratch_dir): {stray}"
 
 
 @pytest.mark.notebook
@@ -123,6 +136,7 @@ def test_notebook_smoke_and_deterministic(nb, tmp_path):
         second = _run_student_copy(nb, tmp_path)
         first, failure = solutions.result()
     assert failure is None, f"{nb.stem} with its solutions failed: {failure}"
+    _assert_left_clean(tmp_path / "a", nb.name)
     assert first, f"{nb.name} wrote no metrics.json"
     m = first["metrics"]
     assert bar(nb.stem)(m), f"{nb.stem} metrics below the bar: {json.dumps(m, indent=1)}"
