@@ -117,3 +117,14 @@ def test_the_index_summary_and_the_card_judge_a_headline_kept_in_timing_alike(tm
     assert card == ("pass" if meet else "fail")
     assert (met, missed) == ((1, 0) if meet else (0, 1))
     assert judge_run(lesson, RunFolder.read(tmp_path / lesson.stem))[1] is meet
+
+
+def test_the_harness_imports_no_torch_and_no_catalog():
+    """``kit.lessons.run`` (which ``kit grade``'s sandboxed job imports, under its CPU and memory limits) and the
+    run-folder model stay light: a lesson page's catalog (kit.exercises, torch) is imported only to make a page."""
+    import subprocess
+    import sys
+    code = ("import sys, kit.lessons.run, kit.lessons.runfolder, kit.lessons.sweep, kit.lessons.grade_job; "
+            "print(sorted(m for m in ('torch', 'kit.lessons.headlines', 'kit.exercises') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.lessons.execute import STALL_TIMEOUT, KernelStalled, RunError, run_notebook
-from kit.lessons.report_page import notebook_to_html
 from kit.lessons.runfolder import Results, RunFolder, RunRecord, begin, discard_results
 from kit.params import ParameterError, check_names
 
@@ -324,6 +323,8 @@ def execute(notebook, out_dir, parameters: dict | None = None, timeout: float | 
         seconds = time.perf_counter() - t0
         html_path = None
         if html and out_nb.exists():
+            # imported here: a lesson's page reads the lesson catalog, which imports the exercises (and torch)
+            from kit.lessons.report_page import notebook_to_html
             try:
                 html_path = notebook_to_html(out_nb)
             except Exception as e:  # noqa: BLE001 - the run itself is fine; say so and carry on
