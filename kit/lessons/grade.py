@@ -20,7 +20,6 @@ own row, which says why.
 from __future__ import annotations
 
 import csv
-import html
 import json
 import os
 import queue
@@ -34,6 +33,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from kit.lessons.htmlpage import Markup, esc, join, page, table, td, th, tr
 
 MAX_NOTEBOOK_BYTES = 20 * 2 ** 20
 ANSWER_TAGS = {"answer", "solution"}
@@ -496,33 +497,31 @@ def _csv_text(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
+GRADE_STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em} table{border-collapse:collapse;font-size:14px}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:center} td.ok{background:#e6f4ea;color:#137333}
+td.no{background:#fce8e6;color:#a50e0e} td.note{text-align:left;color:#555;max-width:28em}
+.wrap{overflow-x:auto}"""
+
+
 def _write_html(path: Path, results, columns) -> Path:
+    """``grades.html``: a ✓/✗ per learner and exercise (its message on hover), pass rates, the commonest failures;
+    no script (:mod:`kit.lessons.htmlpage`)."""
     learners = _learners(results)
-    esc = html.escape
-    head = "".join(f"<th title='{esc(nb)}'>{esc(name)}</th>" for nb, name in columns)
     rows, failures = [], Counter()
     for learner in learners:
         cells = []
         for c in columns:
             ok, msg = _cell(results, learner, c)
-            cells.append(f"<td class='{'ok' if ok else 'no'}' title='{esc(msg)}'>{'✓' if ok else '✗'}</td>")
+            cells.append(td("✓" if ok else "✗", cls="ok" if ok else "no", title=msg))
             if not ok:
                 failures[msg] += 1
         n = sum(_cell(results, learner, c)[0] for c in columns)
-        rows.append(f"<tr><th>{esc(learner)}</th>{''.join(cells)}<td>{n}/{len(columns)}</td>"
-                    f"<td class='note'>{esc(_notes(results, learner))}</td></tr>")
-    rates = "".join(f"<td>{100 * sum(_cell(results, l, c)[0] for l in learners) / max(1, len(learners)):.0f}%</td>"
-                    for c in columns)
-    common = "".join(f"<li><b>{n}×</b> {esc(msg)}</li>" for msg, n in failures.most_common(8))
-    page = f"""<!doctype html><html><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>grade book</title><style>
-body{{font-family:system-ui,sans-serif;margin:1.5em}} table{{border-collapse:collapse;font-size:14px}}
-th,td{{border:1px solid #ddd;padding:4px 8px;text-align:center}} td.ok{{background:#e6f4ea;color:#137333}}
-td.no{{background:#fce8e6;color:#a50e0e}} td.note{{text-align:left;color:#555;max-width:28em}}
-.wrap{{overflow-x:auto}}</style></head><body>
-<h1>Grade book</h1><p>{len(learners)} learners, {len(columns)} exercises. Hover a cell for its message.</p>
-<div class="wrap"><table><tr><th>learner</th>{head}<th>passed</th><th>notes</th></tr>
-{''.join(rows)}<tr><th>pass rate</th>{rates}<td></td><td></td></tr></table></div>
-<h2>Most common failures</h2><ol>{common or '<li>none</li>'}</ol></body></html>"""
-    _atomic_write(path, page)
+        rows.append(tr(th(learner), *cells, f"{n}/{len(columns)}", td(_notes(results, learner), cls="note")))
+    rates = [f"{100 * sum(_cell(results, l, c)[0] for l in learners) / max(1, len(learners)):.0f}%" for c in columns]
+    rows.append(tr(th("pass rate"), *rates, "", ""))
+    common = join(Markup(f"<li><b>{n}×</b> {esc(msg)}</li>") for msg, n in failures.most_common(8))
+    grid = table(["learner", *(th(name, title=nb) for nb, name in columns), "passed", "notes"], rows, cls="")
+    body = Markup(f"<p>{len(learners)} learners, {len(columns)} exercises. Hover a cell for its message.</p>"
+                  f"<div class='wrap'>{grid}</div>\n<h2>Most common failures</h2><ol>{common or '<li>none</li>'}</ol>")
+    _atomic_write(path, page("Grade book", body, base_style=GRADE_STYLE, sortable=False))
     return path

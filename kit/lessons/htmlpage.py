@@ -68,13 +68,14 @@ def link(href: str | None, text) -> Markup:
     return Markup(f'<a href="{esc(href)}">{esc(text)}</a>') if href else esc(text)
 
 
-def td(v, cls: str = "") -> Markup:
+def td(v, cls: str = "", title: str | None = None) -> Markup:
     """A table cell: Markup as it is, ``None`` empty, a value formatted (:func:`fmt`) and escaped; a number also
-    carries its exact value (``data-v``) for sorting."""
+    carries its exact value (``data-v``) for sorting; ``title``: shown on hover."""
     sort = f' data-v="{esc(repr(v))}"' if is_number(v) else ""
     klass = f" class='{esc(cls)}'" if cls else ""
+    tip = f" title='{esc(title)}'" if title is not None else ""
     body = v if isinstance(v, Markup) else esc(fmt(v)) if v is not None else ""
-    return Markup(f"<td{klass}{sort}>{body}</td>")
+    return Markup(f"<td{klass}{tip}{sort}>{body}</td>")
 
 
 def th(text, title: str | None = None) -> Markup:
@@ -104,9 +105,9 @@ def mark(ok: bool | None) -> Markup:
     return Markup('<span class="mark none" title="not judged">—</span>')
 
 
-def page(title: str, body, style: str = "", head="", base_style: str = STYLE) -> str:
-    """A whole page: ``title`` as its title and heading, ``body`` (Markup, or text to escape), kit's style plus
-    ``style``, ``head`` (Markup: scripts) and the table sorter."""
+def page(title: str, body, style: str = "", head="", base_style: str = STYLE, sortable: bool = True) -> str:
+    """A whole page: ``title`` as its title and heading, ``body`` (Markup, or text to escape), ``base_style``
+    (kit's) plus ``style``, ``head`` (Markup: scripts) and, where ``sortable``, the table sorter (:data:`SORT_JS`)."""
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8">{VIEWPORT}<title>{esc(title)}</title>\n'
             f"<style>{base_style}{style}</style>{esc(head)}</head><body><h1>{esc(title)}</h1>\n"
-            f"{esc(body)}\n{SORT_JS}</body></html>")
+            f"{esc(body)}\n{SORT_JS if sortable else ''}</body></html>")

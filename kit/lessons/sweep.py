@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kit.lessons.runfolder import METRICS_JSON, RunRecord
+
 
 @dataclass
 class SweepRun:
@@ -80,17 +82,15 @@ def plan(notebook, grid: dict[str, list], out_dir: Path) -> list[SweepRun]:
 
 def is_finished(run: SweepRun) -> bool:
     """A run is done when its run.json says ``ok`` for the same parameters and metrics.json exists."""
-    from kit.lessons.run import RunRecord
     rec = RunRecord.read(run.out_dir)
     if rec is None:
         return False
     same = json.dumps(rec.parameters, sort_keys=True) == json.dumps(run.params, sort_keys=True)
-    return rec.status == "ok" and same and (run.out_dir / "metrics.json").exists()
+    return rec.status == "ok" and same and (run.out_dir / METRICS_JSON).exists()
 
 
 def failure_reason(run: SweepRun) -> str:
     """The one-line reason a run's record gives, or where to look."""
-    from kit.lessons.run import RunRecord
     rec = RunRecord.read(run.out_dir)
     return rec.reason if rec is not None and rec.reason else f"see {run.out_dir / 'sweep.log'}"
 
