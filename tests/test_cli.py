@@ -87,9 +87,9 @@ def test_run_writes_a_run_folder(tmp_path, capsys):
 
 @pytest.mark.notebook
 def test_run_all_writes_the_index(tmp_path, monkeypatch):
-    import kit.lessons.run
+    import kit.lessons.catalog
     setup = find_notebook("00")
-    monkeypatch.setattr(kit.lessons.run, "list_notebooks", lambda *a: [setup])  # one lesson keeps it short
+    monkeypatch.setattr(kit.lessons.catalog, "notebooks", lambda *a: [setup])  # one lesson keeps it short
     assert main(["run-all", "-p", "smoke", "True", "-p", "lr", "0.1", "--out", str(tmp_path)]) == 0
     index = (tmp_path / "index.html").read_text()
     assert "00_setup/00_setup.html" in index and "smoke=True" in index and "lr=" not in index

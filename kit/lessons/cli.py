@@ -110,9 +110,10 @@ def cmd_run(args) -> int:
 def cmd_run_all(args) -> int:
     """Execute every lesson with its defaults (plus ``-p``) into ``--out`` and write ``index.html``."""
     from kit.lessons.report import build_index
-    from kit.lessons.run import execute, failure_message, list_notebooks, notebook_parameters
+    from kit.lessons.catalog import notebooks
+    from kit.lessons.run import execute, failure_message, notebook_parameters
     out, failed = Path(args.out), []
-    for nb in list_notebooks():
+    for nb in notebooks():
         params = {k: v for k, v in _params(args.p).items() if k in notebook_parameters(nb)}
         print(f"== {nb.stem} {params or ''}", flush=True)
         try:
@@ -167,10 +168,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_student(args) -> int:
-    from kit.lessons.run import find_notebook, list_notebooks
+    from kit.lessons.catalog import notebooks
+    from kit.lessons.run import find_notebook
     from kit.lessons.student import make_student_copies
     try:
-        nbs = [find_notebook(n) for n in args.notebooks] if args.notebooks else list_notebooks()
+        nbs = [find_notebook(n) for n in args.notebooks] if args.notebooks else notebooks()
     except FileNotFoundError as e:
         return _err("student", e)
     for p in make_student_copies(Path(args.out), nbs):

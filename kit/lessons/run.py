@@ -19,7 +19,8 @@ NOTEBOOKS = ROOT / "notebooks"
 
 
 def list_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
-    """The lessons, in order (``NN_name.ipynb``)."""
+    """The lessons' notebooks in ``folder``, in order (``NN_name.ipynb``): a glob, so that finding a notebook imports
+    nothing; ``tests/test_catalog.py`` keeps it equal to the catalog's (:func:`kit.lessons.catalog.notebooks`)."""
     return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
 
 

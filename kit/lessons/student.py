@@ -105,8 +105,9 @@ def make_student_copy(notebook: Path, out_dir: Path) -> Path:
 
 
 def make_student_copies(out_dir: Path, notebooks=None) -> list[Path]:
-    from kit.lessons.run import list_notebooks
-    return [make_student_copy(nb, out_dir) for nb in (notebooks or list_notebooks())]
+    """Student copies of ``notebooks`` (default: every lesson of the catalog) in ``out_dir``."""
+    from kit.lessons.catalog import notebooks as lessons
+    return [make_student_copy(nb, out_dir) for nb in (notebooks or lessons())]
 
 
 # ---------------------------------------------------------------------------------------- checking
