@@ -18,7 +18,7 @@ from pathlib import Path
 
 SOLUTION_TAG = "solution"
 ANSWER_TAG = "answer"  # the placeholder cell in a student copy
-CHECK_FUNCS = ("check", "expect_close", "expect_true")
+CHECK_FUNCS = ("check",)
 _ANSWER = re.compile(r"^answer_\d+$")
 
 
@@ -121,7 +121,7 @@ class ExerciseResult:
 
 
 def check_names(source: str) -> list[str]:
-    """Names (first string argument) of ``expect_close``/``expect_true`` calls in a cell, in order."""
+    """Exercise ids (first string argument) of the ``check(...)`` calls in a cell, in order."""
     from kit.lessons.run import parse_cell
     tree = parse_cell(source)
     if tree is None:

@@ -152,6 +152,3 @@ class MathStore:
         pieces = re.split(r"(<[^>]*>)", page)
         return "".join(_TOKEN_RE.sub(attr if p.startswith("<") else text, p) for p in pieces)
 
-
-def has_math(md: str) -> bool:
-    return any(kind != "text" for kind, _ in split_math(md))
