@@ -151,4 +151,3 @@ class MathStore:
 
         pieces = re.split(r"(<[^>]*>)", page)
         return "".join(_TOKEN_RE.sub(attr if p.startswith("<") else text, p) for p in pieces)
-
