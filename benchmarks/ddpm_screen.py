@@ -50,8 +50,9 @@ def main(argv=None) -> int:
     else:
         torch.manual_seed(0)
         aug = kit.data.augment.random_affine(max_rotate=10, max_shift=0.1, scale=(0.9, 1.1))
-        fit(judge, (X[tr], y[tr]), (X[va], y[va]), epochs=8, batch_size=128, optimizer="adamw", lr=3e-3,
-            weight_decay=5e-4, scheduler="onecycle", augment=aug, seed=0, progress=False)
+        fit(judge, (X[tr], y[tr]), (X[va], y[va]), loss_fn=torch.nn.functional.cross_entropy, metrics={"acc": accuracy},
+            epochs=8, batch_size=128, optimizer="adamw", lr=3e-3, weight_decay=5e-4, scheduler="onecycle", augment=aug,
+            seed=0, progress=False)
         torch.save(judge.state_dict(), cache.with_suffix(".tmp"))
         os.replace(cache.with_suffix(".tmp"), cache)
     judge.eval()

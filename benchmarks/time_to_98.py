@@ -32,7 +32,9 @@ def one_run(seed: int, epochs: int, target: float, data, split, dev) -> dict:
     from kit.device import seed_everything
     from kit.models.base import accuracy_of
     from kit.models.cnn import CNN, CNNConfig
-    from kit.train import Callback, fit
+    import torch.nn.functional as F
+
+    from kit.train import Callback, accuracy, fit
 
     tr, va, te = split
     X = torch.tensor(data.X, dtype=torch.float32).view(-1, 1, 28, 28)
@@ -53,8 +55,8 @@ def one_run(seed: int, epochs: int, target: float, data, split, dev) -> dict:
     torch.manual_seed(seed)
     model = CNN(CNNConfig(channels=(16, 32, 64), dropout=0.25))
     cb = TestEvery()
-    hist = fit(model, (X[tr], y[tr]), (X[va], y[va]), epochs=epochs, batch_size=128, optimizer="adamw", lr=3e-3,
-               weight_decay=5e-4, scheduler="onecycle", augment=augment, device=dev, seed=seed, progress=False,
+    hist = fit(model, (X[tr], y[tr]), (X[va], y[va]), loss_fn=F.cross_entropy, metrics={"acc": accuracy},
+               epochs=epochs, batch_size=128, optimizer="adamw", lr=3e-3, weight_decay=5e-4, scheduler="onecycle", augment=augment, device=dev, seed=seed, progress=False,
                callbacks=[cb])
     secs = list(hist["seconds"])
     hit = next((i for i, a in enumerate(cb.acc) if a >= target), None)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from kit.checks import autograd_grad, finite_difference_grad, gradient_check
 from kit.models import MLP, MLPConfig, l1_penalty, linear, logistic
 from kit.params import Bool, Choice, Float, Int, ParameterError, validate
-from kit.train import Checkpoint, EarlyStopping, fit, load_checkpoint
+from kit.train import Checkpoint, EarlyStopping, accuracy, fit, load_checkpoint
 
 
 # ---------------------------------------------------------------- parameters
@@ -129,7 +129,8 @@ def _blobs(n=600, seed=0):
 def test_fit_learns_and_loss_goes_down():
     train, val = _blobs()
     torch.manual_seed(0)
-    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), train, val, epochs=15, lr=1e-2, progress=False)
+    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), train, val, loss_fn=F.cross_entropy, metrics={"acc": accuracy},
+            epochs=15, lr=1e-2, progress=False)
     assert h["train_loss"][-1] < 0.5 * h["train_loss"][0]
     assert h["val_acc"][-1] > 0.9 and h["val_loss"][-1] < 0.35
 
@@ -138,13 +139,13 @@ def test_fit_rejects_bad_arguments():
     train, val = _blobs()
     m = MLP(MLPConfig(2, 3))
     with pytest.raises(ValueError, match="'optimizer' must be one of"):
-        fit(m, train, val, optimizer="adagrad", progress=False)
+        fit(m, train, val, loss_fn=F.cross_entropy, optimizer="adagrad", progress=False)
     with pytest.raises(ValueError, match="'epochs' must be >= 1"):
-        fit(m, train, val, epochs=0, progress=False)
+        fit(m, train, val, loss_fn=F.cross_entropy, epochs=0, progress=False)
     with pytest.raises(ValueError, match="X has 400 rows but y has 3"):
-        fit(m, (train[0], train[1][:3]), progress=False)
+        fit(m, (train[0], train[1][:3]), loss_fn=F.cross_entropy, progress=False)
     with pytest.raises(ValueError, match="'eval_batch_size' must be >= 1"):
-        fit(m, train, val, eval_batch_size=0, progress=False)
+        fit(m, train, val, loss_fn=F.cross_entropy, eval_batch_size=0, progress=False)
 
 
 def test_evaluation_in_small_batches_gives_the_same_numbers():
@@ -152,8 +153,8 @@ def test_evaluation_in_small_batches_gives_the_same_numbers():
     runs = []
     for ebs in (4096, 7):  # all 200 validation rows at once, or 7 at a time (for models too big for one pass)
         torch.manual_seed(0)
-        runs.append(fit(MLP(MLPConfig(2, 3, hidden=(16,))), train, val, epochs=3, lr=1e-2, progress=False,
-                        eval_batch_size=ebs))
+        runs.append(fit(MLP(MLPConfig(2, 3, hidden=(16,))), train, val, loss_fn=F.cross_entropy,
+                        metrics={"acc": accuracy}, epochs=3, lr=1e-2, progress=False, eval_batch_size=ebs))
     assert runs[0]["val_acc"] == runs[1]["val_acc"]
     assert runs[0]["val_loss"] == pytest.approx(runs[1]["val_loss"], rel=1e-6)
 
@@ -163,7 +164,7 @@ def test_early_stopping_stops_and_restores_best():
     torch.manual_seed(0)
     m = MLP(MLPConfig(2, 3, hidden=(64,)))
     es = EarlyStopping("val_loss", patience=2, min_delta=10.0)  # nothing counts as improvement after epoch 1
-    h = fit(m, train, val, epochs=50, lr=1e-2, callbacks=[es], progress=False)
+    h = fit(m, train, val, loss_fn=F.cross_entropy, epochs=50, lr=1e-2, callbacks=[es], progress=False)
     assert len(h) == 3 and es.best_epoch == 1
 
 
@@ -171,7 +172,7 @@ def _train_with_checkpoint(path, epochs, resume=None, dropout=0.2):
     train, val = _blobs()
     torch.manual_seed(0)
     m = MLP(MLPConfig(2, 3, hidden=(32,), dropout=dropout))
-    h = fit(m, train, val, epochs=epochs, lr=1e-2,
+    h = fit(m, train, val, loss_fn=F.cross_entropy, epochs=epochs, lr=1e-2,
             callbacks=[Checkpoint(path)], progress=False, seed=0, resume=resume)
     return m, h
 
@@ -183,11 +184,12 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path):
     train, val = _blobs()
     torch.manual_seed(0)
     m = MLP(MLPConfig(2, 3, hidden=(32,), dropout=0.2))
-    fit(m, train, val, epochs=3, lr=1e-2, callbacks=[Checkpoint(ck_part)], progress=False, seed=0)
+    fit(m, train, val, loss_fn=F.cross_entropy, epochs=3, lr=1e-2, callbacks=[Checkpoint(ck_part)], progress=False,
+        seed=0)
     torch.manual_seed(123)  # a different process state: everything needed is in the checkpoint
     m2 = MLP(MLPConfig(2, 3, hidden=(32,), dropout=0.2))
-    h2 = fit(m2, train, val, epochs=6, lr=1e-2, callbacks=[Checkpoint(ck_part)], progress=False, seed=0,
-             resume=str(ck_part))
+    h2 = fit(m2, train, val, loss_fn=F.cross_entropy, epochs=6, lr=1e-2, callbacks=[Checkpoint(ck_part)],
+             progress=False, seed=0, resume=str(ck_part))
     assert h2["val_loss"] == h_full["val_loss"]
     for a, b in zip(m_full.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
@@ -241,7 +243,7 @@ def test_fit_same_run_from_tensors_and_from_an_equivalent_loss_returning_model()
     a = MLP(MLPConfig(2, 3, hidden=(16,)))
     b = _OwnLoss()
     b.net.load_state_dict(a.state_dict())
-    fit(a, train, val, epochs=3, progress=False, seed=4)
+    fit(a, train, val, loss_fn=F.cross_entropy, epochs=3, progress=False, seed=4)
     fit(b, train, val, loss_fn=None, epochs=3, progress=False, seed=4)
     for p, q in zip(a.parameters(), b.net.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
@@ -255,21 +257,22 @@ def test_fit_steps_with_a_batch_function_and_a_dataloader():
         idx = torch.randint(len(X), (32,), generator=gen)
         return X[idx], y[idx]
     torch.manual_seed(0)
-    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), batch, val, steps=200, eval_every=50, lr=1e-2, progress=False)
+    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), batch, val, loss_fn=F.cross_entropy, metrics={"acc": accuracy},
+            steps=200, eval_every=50, lr=1e-2, progress=False)
     assert h["step"] == [50, 100, 150, 200] and h["val_acc"][-1] > 0.9
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=32, shuffle=False)
-    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), loader, val, steps=30, eval_every=10, scheduler="cosine",
-            warmup=5, min_lr=1e-4, lr=1e-2, progress=False)
+    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), loader, val, loss_fn=F.cross_entropy, steps=30, eval_every=10,
+            scheduler="cosine", warmup=5, min_lr=1e-4, lr=1e-2, progress=False)
     assert h["step"] == [10, 20, 30] and h["lr"][-1] == pytest.approx(1e-4 + 0.5 * (1 + math.cos(math.pi * 29 / 30)) * (1e-2 - 1e-4))
 
 
 def test_fit_for_seconds_stops_in_time_and_evaluates_at_the_marks():
     train, val = _blobs()
-    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), train, val, seconds=1.0, eval_marks=(0.4,), eval_every_s=0.3,
-            progress=False)
+    h = fit(MLP(MLPConfig(2, 3, hidden=(16,))), train, val, loss_fn=F.cross_entropy, seconds=1.0, eval_marks=(0.4,),
+            eval_every_s=0.3, progress=False)
     assert h["seconds"][-1] <= 1.0 + 0.5 and any(s <= 0.4 for s in h["seconds"])  # a slow last step may overrun
     with pytest.raises(ValueError, match="one of 'epochs', 'steps' or 'seconds'"):
-        fit(MLP(MLPConfig(2, 3)), train, epochs=2, steps=3, progress=False)
+        fit(MLP(MLPConfig(2, 3)), train, loss_fn=F.cross_entropy, epochs=2, steps=3, progress=False)
 
 
 def test_fp16_without_bf16_uses_a_grad_scaler(monkeypatch):
@@ -284,5 +287,5 @@ def test_fp16_without_bf16_uses_a_grad_scaler(monkeypatch):
 @pytest.mark.parametrize("budget", [{"epochs": 2}, {"steps": 5}, {"seconds": 0.3}])
 def test_fit_progress_bar_in_every_mode(budget, capsys):
     train, val = _blobs()
-    h = fit(MLP(MLPConfig(2, 3, hidden=(8,))), train, val, progress=True, **budget)
+    h = fit(MLP(MLPConfig(2, 3, hidden=(8,))), train, val, loss_fn=F.cross_entropy, progress=True, **budget)
     assert len(h.data["train_loss"]) >= 1

@@ -250,14 +250,16 @@ def test_memory_meter_counts_gradients_and_adam_state_of_trained_weights_only():
     net = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 4))
     X, Y = torch.randn(64, 20), torch.randint(0, 4, (64,))
     full = MemoryMeter()
-    fit(net, (X, Y), epochs=1, batch_size=16, optimizer="adamw", progress=False, device="cpu", callbacks=[full])
+    fit(net, (X, Y), loss_fn=F.cross_entropy, epochs=1, batch_size=16, optimizer="adamw", progress=False, device="cpu",
+        callbacks=[full])
     n = sum(p.numel() for p in net.parameters())
     assert full.parts["gradients"] == 4 * n and full.parts["optimizer"] == 2 * 4 * n
     assert full.parts["activations"] > 0 and full.peak_bytes == sum(full.parts.values())
     net2 = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 4))
     lora.apply_lora(net2, ["0", "2"], r=2)
     small = MemoryMeter()
-    fit(net2, (X, Y), epochs=1, batch_size=16, optimizer="adamw", progress=False, device="cpu", callbacks=[small])
+    fit(net2, (X, Y), loss_fn=F.cross_entropy, epochs=1, batch_size=16, optimizer="adamw", progress=False,
+        device="cpu", callbacks=[small])
     k = lora.trainable_parameters(net2)[0]
     assert k == 2 * (20 + 30) + 2 * (30 + 4)
     assert small.parts["gradients"] == 4 * k and small.parts["optimizer"] == 2 * 4 * k

@@ -91,8 +91,8 @@ def test_augment_plugs_into_fit():
     h = []
     for _ in range(2):
         torch.manual_seed(0)
-        h.append(fit(CNN(CNNConfig(channels=(2,))), (X, y), epochs=1, batch_size=16, augment=augment,
-                     progress=False, seed=0, device="cpu")["train_loss"][0])
+        h.append(fit(CNN(CNNConfig(channels=(2,))), (X, y), loss_fn=torch.nn.functional.cross_entropy, epochs=1,
+                     batch_size=16, augment=augment, progress=False, seed=0, device="cpu")["train_loss"][0])
     assert np.isfinite(h[0]) and h[0] == h[1]  # same seed, same augmented batches
 
 

@@ -4,9 +4,10 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 from kit.models import MLP, MLPConfig
-from kit.train import Callback, Checkpoint, fit
+from kit.train import Callback, Checkpoint, accuracy, fit
 
 
 class Slow(Callback):
@@ -24,8 +25,9 @@ def main(ckpt, out, epochs, sleep=0.0):
     X = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.5]])[y] + 0.8 * torch.randn(600, 2, generator=g)
     torch.manual_seed(0)
     model = MLP(MLPConfig(2, 3, hidden=(32, 32), dropout=0.3))
-    h = fit(model, (X[:400], y[:400]), (X[400:], y[400:]), epochs=epochs, lr=1e-2, batch_size=32, seed=0,
-            scheduler="onecycle", callbacks=[Checkpoint(ckpt), Slow(sleep)], progress=False, resume=ckpt)
+    h = fit(model, (X[:400], y[:400]), (X[400:], y[400:]), loss_fn=F.cross_entropy, metrics={"acc": accuracy},
+            epochs=epochs, lr=1e-2, batch_size=32, seed=0, scheduler="onecycle",
+            callbacks=[Checkpoint(ckpt), Slow(sleep)], progress=False, resume=ckpt)
     weights = float(sum(p.double().sum() for p in model.parameters()))
     with open(out, "w") as f:
         json.dump({"val_loss": h["val_loss"], "val_acc": h["val_acc"], "weights": weights}, f)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 import kit.data
 import kit.viz as viz
 from kit.models import MLP, MLPConfig, l1_penalty, n_params
-from kit.train import EarlyStopping, fit
+from kit.train import EarlyStopping, accuracy, fit
 
 digits = kit.data.load("digits")
 tr, va, te = kit.data.split(len(digits), (0.6, 0.2, 0.2), seed=seed, stratify=digits.y)
@@ -77,8 +77,8 @@ optimizers = {"sgd": 0.1, "momentum": 0.05, "rmsprop": 1e-3, "adam": 1e-3}
 runs, models = {}, {}
 for name, lr in optimizers.items():
     models[name] = make_model()
-    runs[name] = fit(models[name], train, val, optimizer=name, lr=lr, epochs=epochs, batch_size=batch_size,
-                     device=dev, seed=seed, live=(name == "adam"))
+    runs[name] = fit(models[name], train, val, loss_fn=F.cross_entropy, metrics={"acc": accuracy}, optimizer=name,
+                     lr=lr, epochs=epochs, batch_size=batch_size, device=dev, seed=seed, live=(name == "adam"))
 viz.show(viz.compare_curves({n: h["val_loss"] for n, h in runs.items()}, title="validation loss by optimizer",
                             yaxis="validation cross-entropy", log_y=True))
 final_acc = {n: h["val_acc"][-1] for n, h in runs.items()}
@@ -112,7 +112,8 @@ from kit.models.mlp import weight_sparsity
 
 small = (train[0][:overfit_train], train[1][:overfit_train])
 reg_epochs = 20 if smoke else 150
-common = dict(optimizer="adam", lr=1e-3, epochs=reg_epochs, batch_size=32, device=dev, seed=seed, progress=False)
+common = dict(loss_fn=F.cross_entropy, optimizer="adam", lr=1e-3, epochs=reg_epochs, batch_size=32, device=dev, seed=seed,
+              progress=False)
 early = EarlyStopping("val_loss", patience=10)
 reg_setups = {"none": ({}, {}), "L2": ({}, {"weight_decay": 1e-2}), "L1": ({}, {"penalty": l1_penalty(1e-5)}),
               "dropout": ({"dropout": 0.5}, {}), "early stopping": ({}, {"callbacks": [early]})}

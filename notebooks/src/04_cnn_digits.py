@@ -110,11 +110,13 @@ viz.show(vv.image_grid(torch.cat([demo[:1], warped[1:]]), titles=["original"] + 
 # to `lr` during the first 30 % of the steps, then anneals to almost zero — fast progress first,
 # fine convergence at the end. The dashboard below updates after every epoch in JupyterLab.
 # %%
-from kit.train import fit
+import torch.nn.functional as F
+
+from kit.train import accuracy, fit
 
 t0, c0 = time.perf_counter(), time.process_time()
-hist = fit(model, train, val, epochs=epochs, batch_size=batch_size, optimizer="adamw", lr=lr, weight_decay=5e-4,
-           scheduler="onecycle", augment=aug, device=dev, seed=seed, live=True)
+hist = fit(model, train, val, loss_fn=F.cross_entropy, metrics={"acc": accuracy}, epochs=epochs, batch_size=batch_size,
+           optimizer="adamw", lr=lr, weight_decay=5e-4, scheduler="onecycle", augment=aug, device=dev, seed=seed, live=True)
 train_seconds, train_cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
 print(f"training took {train_seconds:.1f} s on {dev} ({torch.get_num_threads()} threads; "
       f"{train_cpu_seconds:.1f} s of CPU time) — {train_seconds / epochs:.2f} s per epoch")

@@ -30,6 +30,7 @@ if smoke:
 import numpy as np
 import plotly.graph_objects as go
 import torch
+import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 import kit.data
@@ -46,8 +47,8 @@ def train_classifier(X, y, tr, va, hidden=(), n_classes=2):
     T = lambda idx: torch.tensor((X[idx] - mu) / sd, dtype=torch.float32)
     torch.manual_seed(seed)
     model = MLP(MLPConfig(X.shape[1], n_classes, hidden=hidden))
-    fit(model, (T(tr), torch.tensor(y[tr])), (T(va), torch.tensor(y[va])), epochs=epochs, lr=1e-2,
-        batch_size=64, device=dev, seed=seed, progress=False)
+    fit(model, (T(tr), torch.tensor(y[tr])), (T(va), torch.tensor(y[va])), loss_fn=F.cross_entropy,
+        epochs=epochs, lr=1e-2, batch_size=64, device=dev, seed=seed, progress=False)
     model.eval()
     def proba(idx):
         with torch.inference_mode():

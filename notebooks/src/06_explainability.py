@@ -35,6 +35,7 @@ if smoke:  # a narrower CNN (half the channels) trains in a fraction of the time
 # %%
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import kit.data
 import kit.techniques.explain as ex
@@ -43,7 +44,7 @@ import kit.viz.vision as vv
 from kit.data.augment import augment
 from kit.data.vision_datasets import vision_split
 from kit.models.cnn import CNN, CNNConfig
-from kit.train import fit
+from kit.train import accuracy, fit
 
 data = kit.data.load("mnist_5k")
 tr, va, te = vision_split(data, seed=0, test_size=1000, val_size=500)
@@ -54,8 +55,8 @@ classes = [str(i) for i in range(10)]
 
 torch.manual_seed(seed)
 model = CNN(CNNConfig(channels=(width, 2 * width, 4 * width)))
-hist = fit(model, train, val, epochs=epochs, batch_size=128, optimizer="adamw", lr=3e-3, weight_decay=5e-4,
-           scheduler="onecycle", augment=augment, device=dev, seed=seed)
+hist = fit(model, train, val, loss_fn=F.cross_entropy, metrics={"acc": accuracy}, epochs=epochs, batch_size=128,
+           optimizer="adamw", lr=3e-3, weight_decay=5e-4, scheduler="onecycle", augment=augment, device=dev, seed=seed)
 model.eval()
 probs = ex.predict_proba(model, test[0])
 pred = probs.argmax(1)

@@ -169,7 +169,7 @@ print("example:", texts[tr[0]], "\n   →", X_tr[0].tolist())
 # sinusoidal codes $1/\sqrt{2d}$ of the tokens' size.) The ratio of the mean norms, measured on the two
 # models before training:
 # %%
-from kit.train import fit
+from kit.train import accuracy, fit
 
 def make(positions):
     torch.manual_seed(seed)
@@ -178,8 +178,8 @@ def make(positions):
                             pad_id=vocab.pad_id)
     return TransformerClassifier(cfg)
 
-train_kw = dict(epochs=epochs, batch_size=batch_size, optimizer="adamw", lr=lr, weight_decay=0.01,
-                scheduler="onecycle", clip_grad=1.0, device=dev, seed=seed)
+train_kw = dict(loss_fn=F.cross_entropy, metrics={"acc": accuracy}, epochs=epochs, batch_size=batch_size,
+                optimizer="adamw", lr=lr, weight_decay=0.01, scheduler="onecycle", clip_grad=1.0, device=dev, seed=seed)
 model = make("sinusoidal")
 model_learned = make("learned")
 init_ratio = {p: position_to_token_ratio(m.encoder) for p, m in (("sinusoidal", model), ("learned", model_learned))}

@@ -177,8 +177,8 @@ knn_pred = torch.mode(y[tr][knn], dim=1).values
 acc_knn = classification_report(y[te], knn_pred)["accuracy"]
 torch.manual_seed(seed)
 probe = torch.nn.Linear(emb.shape[1], len(ds.classes))
-hist_probe = fit(probe, (emb[tr], y[tr]), (emb[va], y[va]), epochs=probe_epochs, batch_size=64, optimizer="adamw",
-                 lr=1e-2, weight_decay=1e-4, device=dev, seed=seed, progress=False)
+hist_probe = fit(probe, (emb[tr], y[tr]), (emb[va], y[va]), loss_fn=F.cross_entropy, epochs=probe_epochs, batch_size=64,
+                 optimizer="adamw", lr=1e-2, weight_decay=1e-4, device=dev, seed=seed, progress=False)
 probe.eval()
 with torch.no_grad():
     acc_probe = classification_report(y[te], probe(emb[te].to(dev)).argmax(1).cpu())["accuracy"]
@@ -235,8 +235,8 @@ enc_w = lambda idx: pad_batch([wv.encode(t) for t in texts[idx]], pad_id=wv.pad_
 torch.manual_seed(seed)
 scratch = TransformerClassifier(TransformerConfig(vocab_size=len(wv), n_classes=len(ds.classes), max_len=48,
                                                   n_embd=64, n_head=4, n_layer=2, dropout=0.1, pad_id=wv.pad_id))
-fit(scratch, (enc_w(tr), y[tr]), (enc_w(va), y[va]), epochs=scratch_epochs, batch_size=64, optimizer="adamw",
-    lr=3e-3, weight_decay=0.01, scheduler="onecycle", clip_grad=1.0, device=dev, seed=seed, progress=False)
+fit(scratch, (enc_w(tr), y[tr]), (enc_w(va), y[va]), loss_fn=F.cross_entropy, epochs=scratch_epochs, batch_size=64,
+    optimizer="adamw", lr=3e-3, weight_decay=0.01, scheduler="onecycle", clip_grad=1.0, device=dev, seed=seed, progress=False)
 acc_scratch = classification_report(y[te], predict(scratch, enc_w(te), bs=512))["accuracy"]
 chance = float(np.bincount(labels[te]).max() / len(te))
 results = {"chance (largest class)": chance, "bag of words + logistic regression": acc_bow,

@@ -37,13 +37,14 @@ import time
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 import kit.data
 import kit.viz as viz
 from kit.techniques import compress as C
 from kit.techniques import export as E
 from kit.models import MLP, MLPConfig, n_params
-from kit.train import fit
+from kit.train import accuracy, fit
 
 digits = kit.data.load("digits")
 tr, va, te = kit.data.split(len(digits), (0.6, 0.2, 0.2), seed=seed, stratify=digits.y)
@@ -59,7 +60,8 @@ print(f"{len(tr)} train / {len(va)} validation / {len(te)} test images")
 torch.manual_seed(seed)
 teacher = MLP(MLPConfig(64, 10, hidden=(hidden, hidden)))
 t0 = time.perf_counter()
-hist = fit(teacher, train, val, optimizer="adam", lr=1e-3, epochs=epochs, batch_size=64, device=dev, seed=seed)
+hist = fit(teacher, train, val, loss_fn=F.cross_entropy, metrics={"acc": accuracy}, optimizer="adam", lr=1e-3, epochs=epochs,
+           batch_size=64, device=dev, seed=seed)
 train_seconds = time.perf_counter() - t0
 teacher = teacher.cpu().eval()
 print(f"teacher: {n_params(teacher):,} parameters, validation accuracy {hist['val_acc'][-1]:.4f}")
@@ -101,8 +103,8 @@ q_dynamic = C.dynamic_int8(teacher)
 q_static = C.static_int8(teacher, train[0])
 print(q_static)
 qat_model = C.qat_prepare(teacher)
-fit(qat_model, train, val, optimizer="adam", lr=1e-4, epochs=max(1, epochs // 10), batch_size=64, device="cpu",
-    seed=seed, progress=False)
+fit(qat_model, train, val, loss_fn=F.cross_entropy, optimizer="adam", lr=1e-4, epochs=max(1, epochs // 10), batch_size=64,
+    device="cpu", seed=seed, progress=False)
 q_qat = C.qat_convert(qat_model)
 for name, m in [("int8 dynamic", q_dynamic), ("int8 static", q_static), ("int8 QAT", q_qat)]:
     rows.append(C.measure(name, m, *test, repeats=repeats))
@@ -120,8 +122,8 @@ pruned = {a: C.prune_global(teacher, a) for a in sweep}
 prune_acc = {a: C.accuracy_of(m, *test) for a, m in pruned.items()}
 prune_gz = {a: C.gzip_bytes(m) / 1024 for a, m in pruned.items()}
 finetuned = C.prune_global(teacher, 0.9, permanent=False)   # mask kept as a reparametrization while training
-fit(finetuned, train, val, optimizer="adam", lr=1e-3, epochs=max(2, epochs // 5), batch_size=64, device="cpu",
-    seed=seed, progress=False)
+fit(finetuned, train, val, loss_fn=F.cross_entropy, optimizer="adam", lr=1e-3, epochs=max(2, epochs // 5), batch_size=64,
+    device="cpu", seed=seed, progress=False)
 finetuned = C.prune_global(finetuned, 0.0)                    # make the zeros permanent (prune.remove)
 from plotly.subplots import make_subplots
 fig = make_subplots(rows=1, cols=2, subplot_titles=["test accuracy", "gzipped file (kB)"])
@@ -164,8 +166,8 @@ def make_student():
 
 s_epochs = 2 * epochs
 scratch = make_student()
-h_scratch = fit(scratch, train, val, optimizer="adam", lr=3e-3, epochs=s_epochs, batch_size=64, device="cpu",
-                seed=seed, progress=False)
+h_scratch = fit(scratch, train, val, loss_fn=F.cross_entropy, metrics={"acc": accuracy}, optimizer="adam", lr=3e-3,
+                epochs=s_epochs, batch_size=64, device="cpu", seed=seed, progress=False)
 student = make_student()
 h_kd = fit(C.Distillation(student, temperature, alpha), (*train, soft_train), (*val, soft_val), loss_fn=None,
            optimizer="adam", lr=3e-3, epochs=s_epochs, batch_size=64, device="cpu", seed=seed, progress=False)

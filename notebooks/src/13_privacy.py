@@ -35,12 +35,13 @@ if smoke:
 # %%
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import kit.data
 import kit.viz as viz
 from kit.techniques import privacy as P
 from kit.models.mlp import MLP, MLPConfig
-from kit.train import fit
+from kit.train import accuracy, fit
 
 digits = kit.data.load("digits")
 tr, va, te = kit.data.split(len(digits), (0.7, 0.1, 0.2), seed=seed, stratify=digits.y)
@@ -77,8 +78,8 @@ for name, parts in splits.items():
                          batch_size=16, seed=seed)
     print(f"{name}: test accuracy {fed[name]['test_acc'][-1]:.4f} after {rounds} rounds ({fed[name]['seconds']:.1f} s)")
 central_model = make_model()
-central = fit(central_model, train, test, optimizer="sgd", lr=0.05, epochs=rounds * local_epochs, batch_size=16,
-              device="cpu", seed=seed, progress=False)
+central = fit(central_model, train, test, loss_fn=F.cross_entropy, metrics={"acc": accuracy}, optimizer="sgd", lr=0.05,
+              epochs=rounds * local_epochs, batch_size=16, device="cpu", seed=seed, progress=False)
 curves = {k: v["test_acc"] for k, v in fed.items()}
 curves["centralized (same epochs)"] = central["val_acc"][local_epochs - 1::local_epochs]
 viz.show(viz.compare_curves(curves, title="FedAvg vs centralized training", xaxis="round (centralized: epochs / local_epochs)",

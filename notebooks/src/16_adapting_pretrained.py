@@ -70,6 +70,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 import kit.data
@@ -133,8 +134,8 @@ emb_te = encoder.encode(list(texts[te]), batch_size=64).clone()
 torch.manual_seed(seed)
 probe = torch.nn.Linear(emb_tr.shape[1], len(ds.classes))
 meter = MemoryMeter()
-fit(probe, (emb_tr, y[tr]), None, epochs=60, batch_size=64, optimizer="adamw", lr=1e-2, weight_decay=1e-4,
-    device=dev, seed=seed, progress=False, callbacks=[meter])
+fit(probe, (emb_tr, y[tr]), None, loss_fn=F.cross_entropy, epochs=60, batch_size=64, optimizer="adamw", lr=1e-2,
+    weight_decay=1e-4, device=dev, seed=seed, progress=False, callbacks=[meter])
 probe_seconds = time.perf_counter() - t0
 probe.eval()
 with torch.no_grad():

@@ -84,7 +84,7 @@ from kit.data.vision_datasets import vision_split
 from kit.models import diffusion, gan, n_params, vae
 from kit.models.cnn import CNN, CNNConfig
 from kit.techniques import judge as J
-from kit.train import fit
+from kit.train import accuracy, fit
 from kit.train.amp import Precision
 
 timing = {}
@@ -108,8 +108,9 @@ t0 = time.perf_counter()
 torch.manual_seed(seed)
 judge_net = CNN(CNNConfig(channels=(16, 32, 64), dropout=0.25))
 aug = kit.data.augment.random_affine(max_rotate=10, max_shift=0.1, scale=(0.9, 1.1))
-fit(judge_net, (X[tr[:n_judge]], y[tr[:n_judge]]), (X[va], y[va]), epochs=judge_epochs, batch_size=128, optimizer="adamw", lr=3e-3,
-    weight_decay=5e-4, scheduler="onecycle", augment=aug, device=dev, seed=seed, desc="judge")
+fit(judge_net, (X[tr[:n_judge]], y[tr[:n_judge]]), (X[va], y[va]), loss_fn=F.cross_entropy, metrics={"acc": accuracy},
+    epochs=judge_epochs, batch_size=128, optimizer="adamw", lr=3e-3, weight_decay=5e-4, scheduler="onecycle", augment=aug,
+    device=dev, seed=seed, desc="judge")
 judge_net.eval()
 timing["judge_s"] = time.perf_counter() - t0
 probs_a, feats_a = J.judge_outputs(judge_net, real_a)

@@ -62,6 +62,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 import kit.data
@@ -71,7 +72,7 @@ from kit.serve import app as service
 from kit.serve import loadtest, monitor
 from kit.techniques import export
 from kit.techniques.compress import latency_ms
-from kit.train import fit
+from kit.train import accuracy, fit
 from kit.viz import serving as dash
 
 digits = kit.data.load("digits")
@@ -82,7 +83,8 @@ torch.manual_seed(seed)
 model = MLP(MLPConfig(64, 10, hidden=(hidden, hidden)))
 t0 = time.perf_counter()
 hist = fit(model, (torch.tensor(X_all[tr]), torch.tensor(y_all[tr])), (torch.tensor(X_all[va]), torch.tensor(y_all[va])),
-           optimizer="adam", lr=1e-3, epochs=epochs, batch_size=64, device=dev, seed=seed, progress=False)
+           loss_fn=F.cross_entropy, metrics={"acc": accuracy}, optimizer="adam", lr=1e-3, epochs=epochs, batch_size=64, device=dev,
+           seed=seed, progress=False)
 train_seconds = time.perf_counter() - t0
 model = model.cpu().eval()
 work = kit.results.scratch_dir("18")  # exported files go here, never next to the notebook
