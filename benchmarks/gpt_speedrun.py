@@ -43,8 +43,9 @@ CHANGES = {   # kept (lesson 09's cpu preset now), in this order, then tried and
 def run_one(model_kw: dict, train_kw: dict, seed: int, seconds: float | None, steps: int | None, data) -> dict:
     import torch
 
-    from kit.models.gpt import GPT, preset
+    from kit.models.gpt import GPT
     from kit.train import train_gpt
+    from kit.train.config import preset
     vocab_size, train_ids, val_ids = data
     cfg, tc = preset(BASELINE, vocab_size=vocab_size)
     cfg, tc = replace(cfg, **model_kw), replace(tc, **train_kw)

@@ -96,7 +96,8 @@ def main(argv=None) -> int:
     import torch
 
     from kit.device import pick_device, set_threads
-    from kit.models.gpt import GPT, GPTConfig, mfu, preset
+    from kit.models.gpt import GPT, GPTConfig, mfu
+    from kit.train.config import preset
 
     device = pick_device(args.device)
     threads = set_threads(args.threads)

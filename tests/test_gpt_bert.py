@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from kit.models.gpt import GPT, PRESETS, GPTConfig, KVCache, NaiveGPT, TrainConfig, flops_per_token, mfu, peak_flops, preset
+from kit.models.gpt import GPT, GPTConfig, KVCache, NaiveGPT, flops_per_token, mfu, peak_flops
 from kit.train import train_gpt, warmup_cosine
+from kit.train.config import PRESETS, TrainConfig, preset
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,8 +6,9 @@ import copy
 import pytest
 import torch
 
-from kit.models.gpt import GPT, GPTConfig, KVCache, TrainConfig, rope_tables, rotate
+from kit.models.gpt import GPT, GPTConfig, KVCache, rope_tables, rotate
 from kit.train import train_gpt
+from kit.train.config import TrainConfig
 from kit.train.optim import MuonAdamW, hidden_matrices
 
 ALL = dict(pos="rope", qk_norm=True, activation="relu2", tie_weights=False)

@@ -287,7 +287,7 @@ def test_reference_throughput_is_the_benchmarks_cpu_preset():
     import statistics
     ref = int(re.search(r"ref_tokens_per_s = ([\d_]+) if size == \"cpu\"", SRC).group(1))
     rows = json.loads((ROOT / "benchmarks" / "gpt_speedrun.json").read_text())["rows"]
-    from kit.models.gpt import preset
+    from kit.train.config import preset
     cfg, tc = preset("cpu")
     last = rows[-1]
     assert last["model"].get("block_size") == cfg.block_size and last["train"].get("batch_size") == tc.batch_size

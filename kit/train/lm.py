@@ -187,7 +187,7 @@ def train_gpt(model, train_ids: torch.Tensor, val_ids: torch.Tensor, tc, *, seco
               compile: bool = False, seed: int = 0, progress: bool = True, on_eval: Callable | None = None) -> GPTRun:
     """Train a GPT (``model(x, y) -> (logits, loss)``) on random windows of ``train_ids`` with ``fit``.
 
-    ``tc`` is a :class:`kit.models.gpt.TrainConfig`: fused AdamW with weight decay on matrices only
+    ``tc`` is a :class:`kit.train.config.TrainConfig`: fused AdamW with weight decay on matrices only
     (or, with ``tc.optimizer="muon"``, Muon for the blocks' matrices and AdamW for the rest),
     linear warm-up then cosine from ``tc.lr`` to ``tc.min_lr``, gradient clipping.
     * ``seconds=None``: ``tc.steps`` steps, evaluating every ``tc.eval_every`` — deterministic on CPU

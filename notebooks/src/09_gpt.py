@@ -49,7 +49,7 @@ import kit.viz.lm as vl
 from kit.models import gpt
 from kit.models.gpt import GPT
 from kit.text import char_corpus, perplexity, unigram_entropy
-from kit.train import train_gpt, warmup_cosine
+from kit.train import preset, train_gpt, warmup_cosine
 
 corpus, vocab, train_ids, val_ids = char_corpus("tinyshakespeare", 0.1)  # lesson 07's steps: load, vocabulary, split
 text = corpus.text
@@ -77,8 +77,8 @@ from kit.data.tokenizers import tokens_per_char, train_bpe
 
 bpe_text = corpus.text[:len(train_ids)] if not smoke else corpus.text[:200_000]  # the training part (smoke: less)
 val_text = text[len(train_ids):]
-d_model = gpt.preset(size)[0].n_embd
-window = gpt.preset(size)[0].block_size
+d_model = preset(size)[0].n_embd
+window = preset(size)[0].block_size
 tok_rows = [{"tokenizer": "characters (this lesson)", "vocab": len(vocab), "tokens_per_char": 1.0}]
 bpe = {}
 for V in ((512, 1024) if smoke else (512, 1024, 4096)):
@@ -113,7 +113,7 @@ print(f"\n{line!r}: {len(line)} characters → {len(pieces)} BPE-{V_show} tokens
 # * **Output**: a final LayerNorm and a linear layer to the vocabulary whose weight **is** the token
 #   embedding matrix (*weight tying*: one matrix for "which vector means this character" both ways).
 # %%
-cfg, tc = gpt.preset(size, vocab_size=len(vocab))
+cfg, tc = preset(size, vocab_size=len(vocab))
 if lr:
     tc.lr, tc.min_lr = lr, lr / 10
 if steps:
@@ -282,7 +282,7 @@ if speedrun.exists():
                                 y_range=(min(lows) - 0.05, 2.2)))
 else:
     print(f"no benchmark results at {speedrun}: run `python benchmarks/gpt_speedrun.py --write` to measure them")
-cpu_cfg = gpt.preset("cpu", vocab_size=len(vocab))[0]
+cpu_cfg = preset("cpu", vocab_size=len(vocab))[0]
 cpu_n = GPT(cpu_cfg).n_params()
 for T in (64, cpu_cfg.block_size):
     att_T = 12 * cpu_cfg.n_layer * T * cpu_cfg.n_embd

@@ -231,7 +231,8 @@ table.round({"accuracy": 4, "size_kb": 1, "size_gz_kb": 1, "latency_ms_b1": 4, "
 # %%
 gpt_diff = None
 if export_gpt:
-    from kit.models.gpt import GPT, preset
+    from kit.models.gpt import GPT
+    from kit.train import preset
     gcfg, _ = preset("smoke", vocab_size=65)
     torch.manual_seed(seed)
     gpt = GPT(gcfg).eval()

@@ -70,7 +70,7 @@ from kit.data.bpe_tools import MIXED_UNICODE, matches_tokenizers, merge_table, r
 from kit.models import gpt
 from kit.models.gpt import GPT
 from kit.models.gpt2_parity import transformers_max_abs_diff
-from kit.train import train_gpt
+from kit.train import preset, train_gpt
 from kit.train.lm_eval import evaluate_lm, unigram_entropy
 from kit.viz.tokenization import bpb_vs_seconds, vocab_tradeoff
 
@@ -186,7 +186,7 @@ assert eot not in as_text and eot in as_control and bpe.decode(as_text) == bpe.d
 # Below, the same GPT (GPT-2's flavour: biases, tanh-GELU) trains for the same time with each vocabulary, and is
 # scored on the same validation bytes.
 # %%
-base_cfg, tc = gpt.preset("smoke" if smoke else "cpu_adamw")   # lesson 09's AdamW preset
+base_cfg, tc = preset("smoke" if smoke else "cpu_adamw")   # lesson 09's AdamW preset
 base_cfg = replace(base_cfg, bias=True, activation="gelu_tanh")   # GPT-2's flavour
 if smoke:
     tc.steps, tc.eval_every = 30, 30

@@ -296,8 +296,8 @@ display(Markdown(
 from kit.data import instructions as ins
 from kit.data.batches import split_ids
 from kit.data.tokenizers import CharVocab
-from kit.models.gpt import GPT, GPTConfig, preset
-from kit.train import sft, train_gpt
+from kit.models.gpt import GPT, GPTConfig
+from kit.train import preset, sft, train_gpt
 
 train_set, test_set = ins.train_test_instructions(n_instructions, n_heldout, seed=seed)
 shakespeare = kit.data.load("tinyshakespeare").text
