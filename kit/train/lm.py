@@ -175,8 +175,9 @@ def train_lm(model, train_ids: torch.Tensor, val_ids: torch.Tensor | None = None
         return batch
     history = fit(net, counted, val, steps=steps, loss_fn=None, optimizer=optimizer, lr=lr,
                   weight_decay=weight_decay, decay_matrices_only=True, scheduler=scheduler, warmup=warmup,
-                  min_lr=0.1 * lr, clip_grad=clip_grad, grad_norm=True, eval_every=eval_every, device=device,
-                  amp=amp, seed=seed, progress=progress, desc=title, callbacks=callbacks)
+                  min_lr=0.1 * lr if scheduler == "cosine" else 0.0, clip_grad=clip_grad, grad_norm=True,
+                  eval_every=eval_every, device=device, amp=amp, seed=seed, progress=progress, desc=title,
+                  callbacks=callbacks)
     last = history.last
     return LMRun(history=history, seconds=last["seconds"], tokens=tokens,
                  tokens_per_s=tokens / max(last["seconds"], 1e-9), final_val_loss=last.get("val_loss", float("nan")))
@@ -218,15 +219,16 @@ def train_gpt(model, train_ids: torch.Tensor, val_ids: torch.Tensor, tc, *, seco
         dict(steps=tc.steps, eval_every=tc.eval_every)
     name = getattr(tc, "optimizer", "adamw")
     if name == "muon":  # Muon for the blocks' matrices, AdamW for embeddings, output layer, norms
-        opt = MuonAdamW(*hidden_matrices(model), lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas, fused=True)
+        opt = dict(optimizer=MuonAdamW(*hidden_matrices(model), lr=tc.lr, weight_decay=tc.weight_decay,
+                                       betas=tc.betas, fused=True))
     elif name == "adamw":
-        opt = "adamw"
+        opt = dict(optimizer="adamw", weight_decay=tc.weight_decay, betas=tc.betas, decay_matrices_only=True,
+                   fused=True)
     else:
         raise ValueError(f"TrainConfig.optimizer must be 'adamw' or 'muon', got {name!r}")
-    history = fit(model, next_batch, val, loss_fn=None, optimizer=opt, lr=tc.lr, weight_decay=tc.weight_decay,
-                  betas=tc.betas, decay_matrices_only=True, fused=True, scheduler="cosine", warmup=tc.warmup,
+    history = fit(model, next_batch, val, loss_fn=None, lr=tc.lr, scheduler="cosine", warmup=tc.warmup,
                   min_lr=tc.min_lr, clip_grad=tc.clip_grad or None, eval_at_start=True, device=device, amp=amp,
-                  compile=compile, seed=seed, progress=progress, desc="training", callbacks=callbacks, **budget)
+                  compile=compile, seed=seed, progress=progress, desc="training", callbacks=callbacks, **opt, **budget)
     per_step = tc.batch_size * block
     history.data["tokens"] = [s * per_step for s in history["step"]]
     last = history.last

@@ -19,14 +19,13 @@ import time
 from typing import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 
 from kit.device import pick_device
 from kit.models.base import accuracy
 from kit.train.amp import Precision
 from kit.train.callbacks import Callback, LivePlot, ProgressBar, load_checkpoint
 from kit.train.history import History
-from kit.train.optim import OPTIMIZERS, epoch_scheduler, make_optimizer, warmup_cosine
+from kit.train.optim import OPTIMIZERS, SCHEDULES, make_optimizer, torch_scheduler, warmup_cosine
 
 __all__ = ["OPTIMIZERS", "Trainer", "accuracy", "fit", "make_optimizer", "model_loss"]
 
@@ -65,65 +64,147 @@ def _is_tensors(data) -> bool:
         all(isinstance(d, torch.Tensor) or hasattr(d, "__array__") for d in data)
 
 
-class Trainer:
-    """The state of one training run; ``fit`` builds one and calls :meth:`run`."""
+def _is_optimizer(optimizer) -> bool:
+    """A torch Optimizer or a duck-typed one (e.g. :class:`kit.train.optim.MuonAdamW`), not a name."""
+    return hasattr(optimizer, "step") and hasattr(optimizer, "param_groups")
 
-    def __init__(self, model, train, val=None, *, epochs: int | None = None, steps: int | None = None,
-                 seconds: float | None = None, loss_fn: Callable | None = F.cross_entropy, batch_size: int = 64,
-                 optimizer="adam", lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9,
-                 betas: tuple | None = None, decay_matrices_only: bool = False, fused: bool = False,
+
+def _check_options(mode: str, kind: str, val, **o) -> None:
+    """Refuse options that would mean nothing in this run (rather than ignore them)."""
+    def no(msg):
+        raise ValueError(msg)
+    if o["metrics"]:
+        if o["loss_fn"] is None:
+            no("metrics need a loss_fn (they read the logits): a model that returns its own loss reports its "
+               "other scalars itself (a dict with 'loss' and them)")
+        if val is None or (callable(val) and not _is_tensors(val)):
+            no("metrics are computed on the validation data: give val=(X, y) (a validation function returns "
+               "its own numbers)")
+    if kind != "tensors":
+        for name in ("batch_size", "augment"):
+            if o[name] is not None:
+                no(f"parameter {name!r} applies to (X, y) tensors: a DataLoader or a batch function makes "
+                   "its own batches")
+    if _is_optimizer(o["optimizer"]):
+        for name in _NAMED_ONLY:
+            if o[name] not in (None, False):
+                no(f"parameter {name!r} builds a named optimizer: give it to the Optimizer you pass instead")
+        if o["lr"] is not None and o["scheduler"] is None and not o["warmup"]:
+            no("parameter 'lr' with an Optimizer is only the peak of a schedule: the Optimizer has its own lr")
+    elif o["optimizer"] in OPTIMIZERS:
+        if o["momentum"] is not None and o["optimizer"] != "momentum":
+            no(f"parameter 'momentum' is for optimizer='momentum', not {o['optimizer']!r}")
+        if o["betas"] is not None and o["optimizer"] not in ("adam", "adamw"):
+            no(f"parameter 'betas' is for optimizer='adam' or 'adamw', not {o['optimizer']!r}")
+        if o["fused"] and o["optimizer"] != "adamw":
+            no(f"parameter 'fused' is for optimizer='adamw', not {o['optimizer']!r}")
+    sched = o["scheduler"]
+    if not (sched in SCHEDULES or callable(sched)):
+        no(f"parameter 'scheduler' must be one of {SCHEDULES} or a callable f(optimizer, total_steps), got {sched!r}")
+    if sched not in (None, "cosine"):
+        if mode == "seconds":
+            no(f"scheduler={sched!r} needs the run's number of optimizer steps, which a seconds run does not know: "
+               "use None or 'cosine' (it follows the elapsed fraction of the seconds)")
+        if o["warmup"]:
+            no(f"parameter 'warmup' is for scheduler=None or 'cosine': {sched!r} shapes the whole run itself")
+    if o["min_lr"] and sched != "cosine":
+        no(f"parameter 'min_lr' is where scheduler='cosine' ends: it means nothing with scheduler={sched!r}")
+    when = {"epochs": "after each epoch", "steps": "every 'eval_every' steps and at the end"}
+    for name, modes in (("eval_every", ("steps", "seconds")), ("eval_at_start", ("steps", "seconds")),
+                        ("eval_every_s", ("seconds",)), ("eval_marks", ("seconds",))):
+        if o[name] and mode not in modes:
+            no(f"parameter {name!r} is for {' and '.join(modes)} runs: this {mode.rstrip('s')} run evaluates "
+               f"{when[mode]}")
+
+
+_NAMED_ONLY = ("weight_decay", "momentum", "betas", "decay_matrices_only", "fused")
+
+
+class Trainer:
+    """The state of one training run; ``fit`` builds one (with the same options) and calls :meth:`run`."""
+
+    def __init__(self, model, train, val=None, *,
+                 # the task
+                 loss_fn: Callable | None, metrics: dict[str, Callable] | None = None, penalty: Callable | None = None,
+                 # the budget
+                 epochs: int | None = None, steps: int | None = None, seconds: float | None = None,
+                 # batches
+                 batch_size: int | None = None, augment: Callable | None = None, eval_batch_size: int = 4096,
+                 # the optimizer
+                 optimizer="adam", lr: float | None = None, weight_decay: float | None = None,
+                 momentum: float | None = None, betas: tuple | None = None, decay_matrices_only: bool = False,
+                 fused: bool = False,
+                 # the learning-rate schedule
                  scheduler: str | Callable | None = None, warmup: int = 0, min_lr: float = 0.0,
-                 clip_grad: float | None = None, grad_norm: bool = False, metrics: dict[str, Callable] | None = None,
-                 penalty: Callable | None = None, device=None, amp: bool | None = None,
-                 callbacks: Iterable[Callback] = (), seed: int = 0, progress: bool = True, live: bool = False,
-                 augment: Callable | None = None, compile: bool = False, eval_batch_size: int = 4096,
+                 # each step
+                 clip_grad: float | None = None, grad_norm: bool = False, amp: bool | None = None,
+                 compile: bool = False,
+                 # evaluation of steps and seconds runs
                  eval_every: int | None = None, eval_every_s: float | None = None, eval_marks: Iterable[float] = (),
-                 eval_at_start: bool = False, desc: str = "train"):
+                 eval_at_start: bool = False,
+                 # the run
+                 device=None, seed: int = 0, callbacks: Iterable[Callback] = (), progress: bool = True,
+                 live: bool = False, desc: str = "train"):
         given = [k for k, v in (("epochs", epochs), ("steps", steps), ("seconds", seconds)) if v is not None]
         if len(given) > 1:
             raise ValueError(f"give one of 'epochs', 'steps' or 'seconds', not {' and '.join(map(repr, given))}")
         self.mode = given[0] if given else "epochs"
         epochs = 10 if self.mode == "epochs" and epochs is None else epochs
         for name, v, lo in (("epochs", epochs, 1), ("steps", steps, 1), ("batch_size", batch_size, 1),
-                            ("eval_batch_size", eval_batch_size, 1)):
+                            ("eval_batch_size", eval_batch_size, 1), ("warmup", warmup, 0)):
             if v is not None and v < lo:
                 raise ValueError(f"parameter {name!r} must be >= {lo}, got {v}")
         if seconds is not None and not seconds > 0:
             raise ValueError(f"parameter 'seconds' must be > 0, got {seconds}")
         self.epochs, self.steps, self.seconds = epochs, steps, seconds
+        self.kind = "tensors" if _is_tensors(train) else "function" if callable(train) else "loader"
+        _check_options(self.mode, self.kind, val, loss_fn=loss_fn, metrics=metrics, batch_size=batch_size,
+                       augment=augment, optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                       betas=betas, decay_matrices_only=decay_matrices_only, fused=fused, scheduler=scheduler,
+                       warmup=warmup, min_lr=min_lr, eval_every=eval_every, eval_every_s=eval_every_s,
+                       eval_marks=tuple(eval_marks), eval_at_start=eval_at_start)
         self.device = device if isinstance(device, torch.device) else pick_device(device or "auto")
         self.model = model.to(self.device)
         # torch.compile (optional, mostly worth it on GPU): the compiled wrapper shares the model's weights
         self.forward = torch.compile(self.model) if compile else self.model
-        self.kind = "tensors" if _is_tensors(train) else "function" if callable(train) else "loader"
         self.train_data = _as_tensors(train, self.device) if self.kind == "tensors" else train
         self.val_data = _as_tensors(val, self.device) if val is not None and _is_tensors(val) else val
         for name, d in (("train", self.train_data), ("val", self.val_data)):
             if loss_fn is not None and isinstance(d, tuple) and len(d) != 2:
                 raise ValueError(f"with a loss_fn, {name!r} must be (X, y); a model that returns its own loss "
                                  f"(loss_fn=None) may take {len(d)} tensors")
+        batch_size = 64 if batch_size is None else batch_size
         self.loss_fn, self.batch_size, self.eval_batch_size = loss_fn, batch_size, eval_batch_size
-        self.metrics = ({"acc": accuracy} if loss_fn is not None else {}) if metrics is None else dict(metrics)
+        self.metrics = dict(metrics or {})
         self.penalty, self.clip_grad, self.augment = penalty, clip_grad, augment
-        self.record_grad_norm = grad_norm or clip_grad is not None
+        self.grad_norm = grad_norm
+        duck = _is_optimizer(optimizer)
+        if duck:
+            lr = optimizer.param_groups[0]["lr"] if lr is None else lr
+        else:
+            lr = 1e-3 if lr is None else lr
+            optimizer = make_optimizer(optimizer, model.parameters(), lr, 0.0 if weight_decay is None else weight_decay,
+                                       0.9 if momentum is None else momentum, betas, decay_matrices_only, fused)
+        self.optimizer = optimizer
         self.lr, self.warmup, self.min_lr = lr, warmup, min_lr
-        duck = hasattr(optimizer, "step") and hasattr(optimizer, "param_groups")  # an Optimizer, or e.g. MuonAdamW
-        self.optimizer = optimizer if duck else make_optimizer(
-            optimizer, model.parameters(), lr, weight_decay, momentum, betas, decay_matrices_only, fused)
         if self.kind == "tensors":
             self.steps_per_epoch = -(-len(self.train_data[0]) // batch_size)
         elif self.kind == "loader" and hasattr(train, "__len__"):
             self.steps_per_epoch = len(train)
         else:
             self.steps_per_epoch = None
+        # the optimizer steps of the whole run (None in a seconds run: its schedules follow the elapsed time)
+        if self.mode == "epochs":
+            if (scheduler is not None or warmup) and self.steps_per_epoch is None:
+                raise ValueError("a schedule in an epoch run needs data of known length (tensors or a DataLoader)")
+            self.total_steps = None if self.steps_per_epoch is None else self.epochs * self.steps_per_epoch
+        else:
+            self.total_steps = steps
         self.schedule = scheduler
-        self.scheduler = None
-        if self.mode == "epochs" and scheduler is not None:
-            if self.steps_per_epoch is None:
-                raise ValueError("an epoch-based schedule needs data of known length (tensors or a DataLoader)")
-            self.scheduler = epoch_scheduler(scheduler, self.optimizer, lr, self.epochs * self.steps_per_epoch)
-        elif scheduler not in (None, "cosine"):
-            raise ValueError(f"parameter 'scheduler' of a steps or seconds run must be None or 'cosine', got {scheduler!r}")
+        # onecycle and callables are torch schedulers stepped after each optimizer step; cosine and warm-up are
+        # set before each step by warmup_cosine, the same function in epoch, steps and seconds runs
+        self.scheduler = None if scheduler in (None, "cosine") else \
+            torch_scheduler(scheduler, self.optimizer, lr, self.total_steps)
         self.precision = Precision(self.device, amp)
         self.generator = torch.Generator().manual_seed(seed)
         self.eval_every, self.eval_every_s = eval_every, eval_every_s
@@ -142,7 +223,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "epoch": len(self.history), "history": self.history.as_dict(),
+                "epoch": len(self.history), "step": self.step, "history": self.history.as_dict(),
                 "torch_rng": torch.get_rng_state(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -152,6 +233,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.history = History(state["history"])
         self.start_epoch = int(state["epoch"])
+        self.step = int(state.get("step", self.start_epoch * (self.steps_per_epoch or 0)))
         torch.set_rng_state(state["torch_rng"])
         self.generator.set_state(state["generator"])
 
@@ -172,7 +254,7 @@ class Trainer:
         full = loss + self.penalty(self.model) if self.penalty is not None else loss
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward(full)
-        gn = self.precision.step(self.optimizer, self.model.parameters(), self.clip_grad, self.record_grad_norm)
+        gn = self.precision.step(self.optimizer, self.model.parameters(), self.clip_grad, self.grad_norm)
         if self.scheduler is not None:
             self.scheduler.step()
         return loss.item(), gn
@@ -253,22 +335,35 @@ class Trainer:
                 cb.on_fit_end(self)
         return self.history
 
+    def _set_lr(self, progress: float) -> None:
+        """Cosine (after a linear warm-up), or a warm-up to a constant rate: the rate of the next optimizer step.
+        ``progress`` is the fraction of the run done: of its optimizer steps, or of its seconds."""
+        if self.schedule == "cosine" or (self.warmup and self.step < self.warmup):
+            lr = warmup_cosine(progress, self.step, self.lr, self.min_lr if self.schedule else self.lr, self.warmup)
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+
     def _run_epochs(self) -> None:
         for epoch in range(self.start_epoch, self.epochs):
             t0 = time.perf_counter()
             self.model.train()
-            total, n = 0.0, 0
+            total, n, gn_sum, steps = 0.0, 0, 0.0, 0
             for batch in self._epoch_batches():
-                lv, _ = self.train_step(batch)
+                if self.total_steps:
+                    self._set_lr(self.step / self.total_steps)
+                lv, gn = self.train_step(batch)
                 rows = len(batch[0]) if isinstance(batch, (tuple, list)) else 1
                 total += lv * rows
                 n += rows
+                gn_sum, steps = gn_sum + (float(gn) if gn is not None else 0.0), steps + 1
                 self.step += 1
                 for cb in self.callbacks:
                     cb.on_batch_end(self, lv)
             row = {"epoch": epoch + 1, "train_loss": total / max(n, 1)}
             if self.val_data is not None:
                 row.update({f"val_{k}": v for k, v in self.evaluate().items()})
+            if self.grad_norm and steps:
+                row["grad_norm"] = gn_sum / steps
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             row["seconds"] = time.perf_counter() - t0
             self._log(row)
@@ -280,7 +375,7 @@ class Trainer:
                "train_loss": run_loss / run_n if run_n else float("nan")}
         if self.val_data is not None:
             row.update({f"val_{k}": v for k, v in self.evaluate().items()})
-        if self.record_grad_norm and run_n:
+        if self.grad_norm and run_n:
             row["grad_norm"] = run_gn / run_n
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         return row
@@ -302,10 +397,7 @@ class Trainer:
                 if self.t_train + last_dt > self.seconds:  # the next step would overrun the budget
                     break
                 progress = self.t_train / self.seconds
-            if self.schedule == "cosine" or (self.warmup and self.step < self.warmup):
-                lr = warmup_cosine(progress, self.step, self.lr, self.min_lr if self.schedule else self.lr, self.warmup)
-                for g in self.optimizer.param_groups:
-                    g["lr"] = lr
+            self._set_lr(progress)
             t0 = time.perf_counter()
             lv, gn = self.train_step(next(batches))
             sync()
@@ -316,11 +408,12 @@ class Trainer:
             run_gn += float(gn) if gn is not None else 0.0
             for cb in self.callbacks:
                 cb.on_batch_end(self, lv)
+            due = bool(self.eval_every and self.step % self.eval_every == 0)
             if self.mode == "steps":
-                due = self.step == self.steps or bool(self.eval_every and self.step % self.eval_every == 0)
+                due = due or self.step == self.steps
             else:
                 nxt = self.t_train + 2 * last_dt  # a safety margin: step times vary on a busy machine
-                due = (next_eval_t is not None and self.t_train >= next_eval_t) or \
+                due = due or (next_eval_t is not None and self.t_train >= next_eval_t) or \
                     any(self.t_train <= m < nxt for m in marks)
             if due:
                 self._log(self._eval_row(run_loss, run_gn, run_n))
@@ -335,18 +428,71 @@ class Trainer:
             self._log(self._eval_row(run_loss, run_gn, run_n))
 
 
-def fit(model, train, val=None, *, resume: str | None = None, **kwargs) -> History:
-    """Train ``model`` in place on ``train`` (see the module docstring), evaluating on ``val``.
+def fit(model, train, val=None, *,
+        # the task
+        loss_fn: Callable | None, metrics: dict[str, Callable] | None = None, penalty: Callable | None = None,
+        # the budget
+        epochs: int | None = None, steps: int | None = None, seconds: float | None = None,
+        # batches
+        batch_size: int | None = None, augment: Callable | None = None, eval_batch_size: int = 4096,
+        # the optimizer
+        optimizer="adam", lr: float | None = None, weight_decay: float | None = None, momentum: float | None = None,
+        betas: tuple | None = None, decay_matrices_only: bool = False, fused: bool = False,
+        # the learning-rate schedule
+        scheduler: str | Callable | None = None, warmup: int = 0, min_lr: float = 0.0,
+        # each step
+        clip_grad: float | None = None, grad_norm: bool = False, amp: bool | None = None, compile: bool = False,
+        # evaluation of steps and seconds runs
+        eval_every: int | None = None, eval_every_s: float | None = None, eval_marks: Iterable[float] = (),
+        eval_at_start: bool = False,
+        # the run
+        device=None, seed: int = 0, callbacks: Iterable[Callback] = (), progress: bool = True, live: bool = False,
+        desc: str = "train", resume: str | None = None) -> History:
+    """Train ``model`` in place on ``train`` (see the module docstring), evaluating on ``val``; returns the
+    :class:`History` (one row per epoch, or per evaluation of a steps or seconds run). Every option is
+    keyword-only; an option that would mean nothing in the run is refused with a ``ValueError``.
 
-    Keyword arguments: ``epochs | steps | seconds, loss_fn (None: the model returns its loss), batch_size,
-    optimizer ('sgd'|'momentum'|'rmsprop'|'adam'|'adamw', an Optimizer or kit's MuonAdamW), lr, weight_decay, momentum, betas,
-    decay_matrices_only, fused, scheduler (None|'onecycle'|'cosine'|callable; steps/seconds runs: None|'cosine'
-    with warmup and min_lr), clip_grad, grad_norm, metrics ({name: fn(logits, y)}), penalty (fn(model) → extra
-    loss, e.g. L1), device, amp, callbacks, seed, progress, live, augment (fn(xb, generator) → xb), compile,
-    eval_batch_size, eval_every, eval_every_s, eval_marks, eval_at_start, desc``. ``resume`` continues an epoch
-    run from a checkpoint file. Returns the :class:`History` (one row per epoch or per evaluation).
+    **The task** (no default: say what is learned). ``loss_fn(model(x), y)``, e.g. ``F.cross_entropy``, or
+    ``None``: the model gets the whole batch and returns its loss (a scalar, a dict with ``"loss"`` whose other
+    scalars are logged too, or ``(logits, loss)``). ``metrics``: ``{name: fn(logits, y) -> float}`` computed on
+    ``val=(X, y)`` and logged as ``val_<name>``, e.g. ``{"acc": accuracy}`` (default: none; they need a
+    ``loss_fn``). ``penalty``: ``fn(model)`` added to the training loss (e.g. L1).
+
+    **The budget**: one of ``epochs`` (passes over the data; the default, 10), ``steps`` (optimizer steps) or
+    ``seconds`` (of training, evaluation not counted).
+
+    **Batches** (``train=(X, y)`` tensors only; a DataLoader or a batch function makes its own):
+    ``batch_size`` (default 64; reshuffled each epoch with the seeded generator), ``augment(xb, generator)``.
+    ``eval_batch_size``: validation rows per forward pass.
+
+    **The optimizer**: ``'sgd' | 'momentum' | 'rmsprop' | 'adam' | 'adamw'`` built with ``lr`` (default 1e-3),
+    ``weight_decay`` (0), ``momentum`` ('momentum' only; 0.9), ``betas`` (Adam/AdamW), ``decay_matrices_only``
+    (no decay on biases and norms) and ``fused`` (AdamW's fused kernel); or an Optimizer (kit's ``MuonAdamW``
+    too), which takes none of them: then ``lr`` is only a schedule's peak (default: the optimizer's own).
+
+    **The schedule** — the same in epoch, steps and seconds runs, per optimizer step. ``None``: constant ``lr``
+    (after ``warmup`` linear steps if given). ``'cosine'``: ``warmup`` linear steps, then
+    :func:`~kit.train.optim.warmup_cosine` from ``lr`` down to ``min_lr`` over the run (the fraction of its
+    optimizer steps done; of its seconds in a seconds run). ``'onecycle'`` or a callable
+    ``f(optimizer, total_steps)`` (a torch scheduler stepped after each step): epoch and steps runs, with no
+    ``warmup`` or ``min_lr`` (they shape the run themselves).
+
+    **Each step**: ``clip_grad`` (global norm), ``grad_norm`` (log the mean norm before clipping),
+    ``amp`` (bf16 autocast, fp16 with a scaler without bf16; default: on CUDA only), ``compile`` (torch.compile).
+
+    **Evaluation**: an epoch run evaluates after each epoch. Steps and seconds runs: every ``eval_every``
+    steps, at the end, and before the first step with ``eval_at_start``; seconds runs also every
+    ``eval_every_s`` seconds and just before each of ``eval_marks`` (seconds, so "the loss within 60 s" is read
+    at ≤ 60 s).
+
+    **The run**: ``device`` (default: the best available), ``seed`` (batches and augmentation), ``callbacks``,
+    ``progress`` (a bar), ``live`` (curves that update), ``desc`` (the bar's label), ``resume`` (an epoch run
+    continues from this checkpoint file when it exists: see :class:`~kit.train.callbacks.Checkpoint`).
     """
-    trainer = Trainer(model, train, val, **kwargs)
+    options = {k: v for k, v in locals().items() if k not in ("model", "train", "val", "resume")}
+    if resume is not None and (steps is not None or seconds is not None):
+        raise ValueError("parameter 'resume' continues an epoch run (Checkpoint saves after each epoch)")
+    trainer = Trainer(model, train, val, **options)
     if resume is not None:
         import os
         if os.path.exists(resume):

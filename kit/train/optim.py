@@ -7,7 +7,7 @@ import math
 import torch
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
-SCHEDULES = (None, "cosine", "onecycle")
+SCHEDULES = (None, "cosine", "onecycle")  # or a callable f(optimizer, total_steps)
 
 
 def param_groups(params, weight_decay: float, decay_matrices_only: bool = True) -> list[dict]:
@@ -112,15 +112,12 @@ def warmup_cosine(progress: float, step: int, lr: float, min_lr: float, warmup: 
     return min_lr + 0.5 * (1 + math.cos(math.pi * p)) * (lr - min_lr)
 
 
-def epoch_scheduler(schedule, optimizer, lr: float, total_steps: int):
-    """A per-step torch scheduler for epoch-based runs: ``"onecycle"``, ``"cosine"`` (to 0), a callable
-    ``f(optimizer, total_steps)``, or ``None``."""
-    if schedule is None:
-        return None
+def torch_scheduler(schedule, optimizer, lr: float, total_steps: int):
+    """A per-step torch scheduler over a run of ``total_steps`` optimizer steps (an epoch or a steps run):
+    ``"onecycle"`` (warms up over its first 30 %, then anneals), or a callable ``f(optimizer, total_steps)``.
+    ``"cosine"`` is not one: ``fit`` sets :func:`warmup_cosine`'s rate before each step, in every kind of run."""
     if schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps)
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if callable(schedule):
         return schedule(optimizer, total_steps)
-    raise ValueError(f"parameter 'scheduler' must be None, 'onecycle', 'cosine' or a callable, got {schedule!r}")
+    raise ValueError(f"parameter 'scheduler' must be None, 'cosine', 'onecycle' or a callable, got {schedule!r}")

@@ -103,7 +103,7 @@ from kit.train import fit
 Xva, yva = design(val_idx)[:, :-1].float(), torch.tensor(houses.y[val_idx])
 layer = torch.nn.Linear(Xtr.shape[1] - 1, 1)
 history = fit(layer, (Xtr[:, :-1].float(), ytr.float()), (Xva, yva), loss_fn=lambda out, y: F.mse_loss(out.squeeze(-1), y),
-              metrics={}, optimizer="sgd", lr=lr / 2, epochs=10 if smoke else 40, batch_size=32, seed=seed,
+              optimizer="sgd", lr=lr / 2, epochs=10 if smoke else 40, batch_size=32, seed=seed,
               device="cpu", live=True)
 fit_val_mse = history["val_loss"][-1]
 print(f"validation MSE after {len(history)} epochs: {fit_val_mse:.1f} "
