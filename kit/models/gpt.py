@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from kit.models.base import evaluating
+
 __all__ = ["GPTConfig", "GPT", "Block", "CausalSelfAttention", "MLP",
            "KVCache", "SlotKVCache", "flops_per_token", "peak_flops", "mfu", "rope_tables", "rotate", "ACTIVATIONS",
            "NaiveGPT"]
@@ -440,37 +442,35 @@ class GPT(nn.Module):
         it (rows that ended earlier go on sampling after it).
         """
         from kit.models.sampling import sample_next
-        was_training = self.training
-        self.eval()
-        dev = next(self.parameters()).device
-        idx = prompt.to(dev)
-        squeeze = idx.ndim == 1
-        idx = idx[None] if squeeze else idx
-        B, n = idx.shape
-        if n == 0:
-            raise ValueError("generate needs a prompt of at least one token")
-        bs = self.cfg.block_size
-        out = torch.empty(B, n + max_new_tokens, dtype=idx.dtype, device=dev)   # no concatenation per step
-        out[:, :n] = idx
-        cache = KVCache(self.cfg, B, dev, dtype=self.wte.weight.dtype, max_len=min(n + max_new_tokens, bs)) \
-            if use_cache and max_new_tokens > 0 else None
-        ended = torch.zeros(B, dtype=torch.bool, device=dev) if eos_token_id is not None else None
-        with torch.inference_mode():   # no autograd bookkeeping at all (views included): faster small steps
-            for _ in range(max_new_tokens):
-                if cache is None:                                 # re-read the whole visible window
-                    logits = self(out[:, max(0, n - bs):n], last_only=True)[:, -1]
-                elif cache.length == 0 or cache.length >= bs:     # (re)fill the cache from the window
-                    cache.reset()
-                    logits = self(out[:, max(0, n - bs):n], cache=cache, last_only=True)[:, -1]
-                else:                                             # only the newest token
-                    logits = self(out[:, n - 1:n], cache=cache, last_only=True)[:, -1]
-                out[:, n] = sample_next(logits, temperature, top_k, top_p, generator)
-                n += 1
-                if ended is not None:
-                    ended |= out[:, n - 1] == eos_token_id
-                    if bool(ended.all()):
-                        break
-        self.train(was_training)
+        with evaluating(self):
+            dev = next(self.parameters()).device
+            idx = prompt.to(dev)
+            squeeze = idx.ndim == 1
+            idx = idx[None] if squeeze else idx
+            B, n = idx.shape
+            if n == 0:
+                raise ValueError("generate needs a prompt of at least one token")
+            bs = self.cfg.block_size
+            out = torch.empty(B, n + max_new_tokens, dtype=idx.dtype, device=dev)   # no concatenation per step
+            out[:, :n] = idx
+            cache = KVCache(self.cfg, B, dev, dtype=self.wte.weight.dtype, max_len=min(n + max_new_tokens, bs)) \
+                if use_cache and max_new_tokens > 0 else None
+            ended = torch.zeros(B, dtype=torch.bool, device=dev) if eos_token_id is not None else None
+            with torch.inference_mode():   # no autograd bookkeeping at all (views included): faster small steps
+                for _ in range(max_new_tokens):
+                    if cache is None:                                 # re-read the whole visible window
+                        logits = self(out[:, max(0, n - bs):n], last_only=True)[:, -1]
+                    elif cache.length == 0 or cache.length >= bs:     # (re)fill the cache from the window
+                        cache.reset()
+                        logits = self(out[:, max(0, n - bs):n], cache=cache, last_only=True)[:, -1]
+                    else:                                             # only the newest token
+                        logits = self(out[:, n - 1:n], cache=cache, last_only=True)[:, -1]
+                    out[:, n] = sample_next(logits, temperature, top_k, top_p, generator)
+                    n += 1
+                    if ended is not None:
+                        ended |= out[:, n - 1] == eos_token_id
+                        if bool(ended.all()):
+                            break
         return out[0, :n] if squeeze else out[:, :n]
 
 

@@ -136,7 +136,7 @@ def train_lm(model, train_ids: torch.Tensor, val_ids: torch.Tensor | None = None
         raise ValueError(f"parameter 'steps' must be >= 1, got {steps}")
     if scheduler not in (None, "cosine"):
         raise ValueError(f"parameter 'scheduler' must be None or 'cosine', got {scheduler!r}")
-    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
+    device = pick_device(device)
     model.to(device)
     stateful = is_recurrent(model) if stateful is None else stateful
     train_ids = train_ids.to(device)
@@ -201,7 +201,7 @@ def train_gpt(model, train_ids: torch.Tensor, val_ids: torch.Tensor, tc, *, seco
     ``on_eval(row)`` is called after each evaluation (e.g. a live plot). Returns a :class:`GPTRun`.
     """
     from kit.device import pick_device
-    device = device if isinstance(device, torch.device) else pick_device(device or "auto")
+    device = pick_device(device)
     model.to(device)
     train_ids, val_ids = train_ids.to(device), val_ids.to(device)
     block = model.cfg.block_size

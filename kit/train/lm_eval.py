@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from kit.data.batches import stream_batches
+from kit.models.base import evaluating
 from kit.models.sampling import is_recurrent, logits_of
 
 __all__ = ["evaluate_lm", "perplexity", "unigram_entropy"]
@@ -20,22 +21,20 @@ def evaluate_lm(model, ids: torch.Tensor, block_size: int, batch_size: int = 32,
     ``max_tokens``), deterministic. The stream is cut into ``batch_size`` parallel rows read in chunks
     of ``block_size``; a recurrent model carries its state from chunk to chunk, a Transformer sees
     each chunk as its own context."""
-    was_training = model.training
-    model.eval()
-    device = device or next(model.parameters()).device
-    ids = ids[: max_tokens + 1] if max_tokens else ids
-    batch_size = max(1, min(batch_size, (len(ids) - 1) // max(block_size, 1)))
-    total, count, state = 0.0, 0, None
-    for x, y in stream_batches(ids, batch_size, block_size):
-        x, y = x.to(device), y.to(device)
-        if is_recurrent(model):
-            logits, state = model(x, state)
-        else:
-            logits = logits_of(model(x))
-        total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                 reduction="sum").item()
-        count += y.numel()
-    model.train(was_training)
+    with evaluating(model):
+        device = device or next(model.parameters()).device
+        ids = ids[: max_tokens + 1] if max_tokens else ids
+        batch_size = max(1, min(batch_size, (len(ids) - 1) // max(block_size, 1)))
+        total, count, state = 0.0, 0, None
+        for x, y in stream_batches(ids, batch_size, block_size):
+            x, y = x.to(device), y.to(device)
+            if is_recurrent(model):
+                logits, state = model(x, state)
+            else:
+                logits = logits_of(model(x))
+            total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                     reduction="sum").item()
+            count += y.numel()
     return total / count
 
 

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import torch
 
 from kit.device import pick_device
-from kit.models.base import accuracy
+from kit.models.base import accuracy, evaluating
 from kit.train.amp import Precision
 from kit.train.callbacks import Callback, LivePlot, ProgressBar, load_checkpoint
 from kit.train.history import History
@@ -163,7 +163,7 @@ class Trainer:
                        betas=betas, decay_matrices_only=decay_matrices_only, fused=fused, scheduler=scheduler,
                        warmup=warmup, min_lr=min_lr, eval_every=eval_every, eval_every_s=eval_every_s,
                        eval_marks=tuple(eval_marks), eval_at_start=eval_at_start)
-        self.device = device if isinstance(device, torch.device) else pick_device(device or "auto")
+        self.device = pick_device(device)
         self.model = model.to(self.device)
         # torch.compile (optional, mostly worth it on GPU): the compiled wrapper shares the model's weights
         self.forward = torch.compile(self.model) if compile else self.model
@@ -290,9 +290,7 @@ class Trainer:
         """Mean loss and metrics of the model on ``(X, y)`` (``eval_batch_size`` rows at a time), or the
         result of a validation function."""
         data = self.val_data if data is None else data
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model):
             if callable(data) and not isinstance(data, tuple):
                 with self.precision.autocast():
                     got = data(self.model)
@@ -316,8 +314,6 @@ class Trainer:
             row = {"loss": self.loss_fn(logits, y).item()}
             row.update({k: fn(logits, y) for k, fn in self.metrics.items()})
             return row
-        finally:
-            self.model.train(was_training)
 
     def _log(self, row: dict) -> None:
         self.history.log(row)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.models.base import evaluating
+
 __all__ = ["IGNORE", "chat_pair", "sft_batch", "MaskedLM", "sft_train", "generate_answers"]
 
 IGNORE = -100  # the label F.cross_entropy ignores (its default ignore_index)
@@ -108,19 +110,17 @@ def generate_answers(model, encode: Callable[[str], Sequence[int]], decode: Call
     """Greedy replies (temperature 0) to each prompt, cut at the first ``end``. Prompts of equal length are
     generated together (the GPT's KV cache makes each new token one short forward pass)."""
     dev = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    enc = [list(encode(p)) for p in prompts]
-    out: list[str | None] = [None] * len(prompts)
-    by_len: dict[int, list[int]] = {}
-    for i, e in enumerate(enc):
-        by_len.setdefault(len(e), []).append(i)
-    for n, idx in sorted(by_len.items()):
-        for s in range(0, len(idx), batch_size):
-            part = idx[s:s + batch_size]
-            x = torch.tensor([enc[i] for i in part], dtype=torch.long, device=dev)
-            y = model.generate(x, max_new_tokens, temperature=0.0)[:, n:].cpu()
-            for i, row in zip(part, y.tolist()):
-                out[i] = decode(row).split(end)[0]
-    model.train(was)
+    with evaluating(model):
+        enc = [list(encode(p)) for p in prompts]
+        out: list[str | None] = [None] * len(prompts)
+        by_len: dict[int, list[int]] = {}
+        for i, e in enumerate(enc):
+            by_len.setdefault(len(e), []).append(i)
+        for n, idx in sorted(by_len.items()):
+            for s in range(0, len(idx), batch_size):
+                part = idx[s:s + batch_size]
+                x = torch.tensor([enc[i] for i in part], dtype=torch.long, device=dev)
+                y = model.generate(x, max_new_tokens, temperature=0.0)[:, n:].cpu()
+                for i, row in zip(part, y.tolist()):
+                    out[i] = decode(row).split(end)[0]
     return out  # type: ignore[return-value]
