@@ -18,6 +18,7 @@ from kit.exercises import Case, Outcome, compare, exercises
 
 LIBRARIES = ("torch.nn.functional", "scipy.stats", "sklearn.metrics")  # common one-call answers
 SLOW = ("multiscale_graphcorr", "permutation_test", "bootstrap", "monte_carlo_test", "power",  # resampling: minutes
+        "wilcoxon", "cramervonmises_2samp",  # exact null distributions: a minute on an image-sized input
         "stats.moment")  # scipy.stats.moment loops forever when its order is infinite (a histogram's +Inf bound)
 
 
