@@ -8,7 +8,7 @@ validation loss at 60 s and at the end (median and mean over ``--seeds``) and to
     python benchmarks/gpt_speedrun.py [--seconds 180 | --steps 3000] [--seeds 0,1,2]
                                       [--only "baseline,muon + batch32 + ctx128 + min_lr"] [--threads 2] [--write]
 
-``--write`` merges each variant, as soon as it is measured, into benchmarks/gpt_speedrun.json (with its loss curves;
+``--write`` merges each variant, as soon as it is measured, into kit/data/embedded/gpt_speedrun.json (with its loss curves;
 shown by lesson 09) and the table in benchmarks/RESULTS.md (the kept, hand-measured section): ``--only`` re-measures
 some rows and keeps the others. A full run is 16 variants × seeds × seconds:
 about 160 minutes at the defaults, on a quiet machine.
@@ -94,13 +94,13 @@ def table_line(row: dict) -> str:
 
 
 def write(row: dict, budget: str, threads: int) -> None:
-    """Merge one measured variant into benchmarks/gpt_speedrun.json (lesson 09 shows it) and RESULTS.md's table.
+    """Merge one measured variant into kit/data/embedded/gpt_speedrun.json (lesson 09 shows it; it ships with kit) and RESULTS.md's table.
 
     Rows measured at another budget are dropped; the rows keep the order of ``variants()``."""
     import json
 
     from run import KEPT  # benchmarks/run.py: the section it keeps
-    out = Path(__file__).parent / "gpt_speedrun.json"
+    out = Path(__file__).resolve().parents[1] / "kit" / "data" / "embedded" / "gpt_speedrun.json"
     old = json.loads(out.read_text()) if out.exists() else {}
     by_name = {r["variant"]: r for r in old.get("rows", []) if r.get("budget", budget) == budget}
     by_name[row["variant"]] = row

@@ -286,7 +286,7 @@ def test_reference_throughput_is_the_benchmarks_cpu_preset():
     import json
     import statistics
     ref = int(re.search(r"ref_tokens_per_s = ([\d_]+) if size == \"cpu\"", SRC).group(1))
-    rows = json.loads((ROOT / "benchmarks" / "gpt_speedrun.json").read_text())["rows"]
+    rows = json.loads((ROOT / "kit" / "data" / "embedded" / "gpt_speedrun.json").read_text())["rows"]
     from kit.train.config import preset
     cfg, tc = preset("cpu")
     last = rows[-1]

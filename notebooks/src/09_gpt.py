@@ -242,15 +242,13 @@ print(f"MFU: {util:.1%} of {gpt.peak_flops(dev) / 1e12:.0f} TFLOP/s bf16" if uti
 # found the preset (one seed each), all measured on a quiet 2-core machine — not in this run. The `gpu` preset
 # keeps nanoGPT's AdamW recipe.
 # %%
-import json
-from pathlib import Path
-
 import pandas as pd
 from IPython.display import display
 
-speedrun = Path(kit.__file__).resolve().parents[1] / "benchmarks" / "gpt_speedrun.json"
-if speedrun.exists():
-    bench = json.loads(speedrun.read_text())
+import kit.data
+
+bench = kit.data.shipped_results("gpt_speedrun")   # benchmarks/gpt_speedrun.py's results, shipped with kit
+if bench is not None:
     med = lambda runs, k: float(pd.Series([r[k] for r in runs]).median())
     table = pd.DataFrame([{"variant": r["variant"], "seeds": len(r["runs"]),
                            "val loss at 60 s (median)": med(r["runs"], "val_60"),
@@ -281,16 +279,15 @@ if speedrun.exists():
                                 marks={"60 s": 60.0}, bars={"1.70 (bar at 60 s)": 1.70, "1.47 (bar at 180 s)": 1.47},
                                 y_range=(min(lows) - 0.05, 2.2)))
 else:
-    print(f"no benchmark results at {speedrun}: run `python benchmarks/gpt_speedrun.py --write` to measure them")
+    print("no speedrun results ship with this kit: run `python benchmarks/gpt_speedrun.py --write` to measure them")
 cpu_cfg = preset("cpu", vocab_size=len(vocab))[0]
 cpu_n = GPT(cpu_cfg).n_params()
 for T in (64, cpu_cfg.block_size):
     att_T = 12 * cpu_cfg.n_layer * T * cpu_cfg.n_embd
     print(f"cpu preset, context {T}: attention scores are {att_T / gpt.flops_per_token(cpu_cfg, cpu_n, seq_len=T):.1%} "
           f"of the training FLOPs per token")
-path_file = speedrun.with_name("gpt_speedrun_path.json")
-if path_file.exists():   # how the preset was found: one change at a time, one seed each
-    steps_taken = json.loads(path_file.read_text())
+steps_taken = kit.data.shipped_results("gpt_speedrun_path")
+if steps_taken is not None:   # how the preset was found: one change at a time, one seed each
     print(steps_taken["about"])
     display(pd.DataFrame(steps_taken["rows"]).set_index("variant").rename(columns={
         "val_60": "val loss at 60 s", "val_180": "val loss at 180 s", "tokens_per_s": "tokens/s"}))
