@@ -158,5 +158,5 @@ LESSON = LessonEntry(
         Headline('max_weight_diff', "the three solutions' largest weight gap", 0.0001, 'lower'),
     ),
     smoke_bar=smoke_bar,
-    budget=Budget(smoke_s=30),
+    budget=Budget(smoke_s=30),  # a smoke run took 19 s on a quiet 2-core machine
 )

@@ -172,5 +172,5 @@ LESSON = LessonEntry(
     ),
     smoke_bar=smoke_bar,
     figure='confusion matrix',
-    budget=Budget(),
+    budget=Budget(smoke_s=40),  # a smoke run took 20 s on a quiet 2-core machine
 )

@@ -154,5 +154,5 @@ LESSON = LessonEntry(
     ),
     smoke_bar=smoke_bar,
     figure='what each method',
-    budget=Budget(),
+    budget=Budget(smoke_s=30),  # a smoke run took 19 s on a quiet 2-core machine
 )

@@ -169,5 +169,5 @@ LESSON = LessonEntry(
         Headline('onnx_max_abs_diff', 'ONNX Runtime vs PyTorch', 0.0001, 'lower'),
     ),
     smoke_bar=smoke_bar,
-    budget=Budget(),
+    budget=Budget(smoke_s=30),  # a smoke run took 20 s on a quiet 2-core machine
 )

@@ -156,5 +156,5 @@ LESSON = LessonEntry(
         Headline('test_acc_ddp', 'test accuracy (DDP)', None, unit='%'),
     ),
     smoke_bar=smoke_bar,
-    budget=Budget(),
+    budget=Budget(smoke_s=40),  # a smoke run took 22 s on a quiet 2-core machine
 )

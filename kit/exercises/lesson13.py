@@ -204,5 +204,5 @@ LESSON = LessonEntry(
         Headline('opacus_vs_func_max_diff', 'Opacus vs torch.func per-sample gradients', 1e-05, 'lower'),
     ),
     smoke_bar=smoke_bar,
-    budget=Budget(),
+    budget=Budget(smoke_s=40),  # a smoke run took 21 s on a quiet 2-core machine
 )

@@ -394,5 +394,5 @@ LESSON = LessonEntry(
         Headline('llm_parity_max_abs_diff', 'SmolLM2: kit vs transformers (max |Δ logits|)', None, 'lower'),
     ),
     smoke_bar=smoke_bar,
-    budget=Budget(),
+    budget=Budget(smoke_s=60),  # a smoke run took 36 s on a quiet 2-core machine
 )

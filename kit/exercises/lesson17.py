@@ -212,5 +212,5 @@ LESSON = LessonEntry(
         Headline('vae_kl_check_max_abs_diff', 'VAE KL vs torch.distributions', 0.0001, 'lower'),
     ),
     smoke_bar=smoke_bar,
-    budget=Budget(),
+    budget=Budget(smoke_s=60),  # a smoke run took 37 s on a quiet 2-core machine
 )

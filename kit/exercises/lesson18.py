@@ -271,5 +271,5 @@ LESSON = LessonEntry(
         Headline('drift_alert_clean', 'drift alert on clean traffic', False),
     ),
     smoke_bar=smoke_bar,
-    budget=Budget(),
+    budget=Budget(smoke_s=30),  # a smoke run took 20 s on a quiet 2-core machine
 )

@@ -205,5 +205,5 @@ LESSON = LessonEntry(
     smoke_bar=smoke_bar,
     builds_on=('11', '15'),
     figure='bits per weight against bits per byte',
-    budget=Budget(),
+    budget=Budget(smoke_s=30),  # a smoke run took 19 s on a quiet 2-core machine
 )
